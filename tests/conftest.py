@@ -1,0 +1,39 @@
+"""Shared fixtures: tiny random generators (fast on 2 CPU cores) and the asset mirror."""
+from __future__ import annotations
+
+import pathlib
+
+import pytest
+import torch
+
+import fzplus  # noqa: F401  (installs the torchvision fallback before any test imports torchvision)
+from fzplus.assets import asset_mirror
+from fzplus.generator import Generator
+
+
+def make_tiny_generator(*, resolution: int = 32, seed: int = 0, z_dim: int = 512, w_dim: int = 512) -> Generator:
+    """A random StyleGAN2 with narrow channels and non-zero noise strengths and biases (so that every
+    parameter matters in identity tests). z/w stay 512-wide: the sphere radius sqrt(512) is part of the
+    contract under test."""
+    torch.manual_seed(seed)
+    G = Generator(resolution=resolution, z_dim=z_dim, w_dim=w_dim, channel_base=1024, channel_max=32, mapping_layers=2)
+    with torch.no_grad():
+        for name, p in G.named_parameters():
+            if name.endswith("noise_strength") or (name.endswith(".bias") and "affine" not in name):
+                p.normal_(0.0, 0.1)
+    # w_avg as a real generator would have it: the mean of many mapped codes.
+    G.mapping.w_avg.copy_(G.mapping(torch.randn(2048, z_dim)).mean(0).detach())
+    return G.eval().requires_grad_(False)
+
+
+@pytest.fixture
+def tiny_generator() -> Generator:
+    return make_tiny_generator()
+
+
+@pytest.fixture
+def mirror() -> pathlib.Path:
+    path = asset_mirror()
+    if path is None:
+        pytest.skip("no asset mirror (set FZPLUS_ASSET_MIRROR or place ../shared/assets beside the checkout)")
+    return path
