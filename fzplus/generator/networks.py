@@ -149,6 +149,9 @@ class SynthesisNetwork(nn.Module):
         assert 2**log2 == resolution and 4 <= resolution, f"resolution must be a power of two >= 4, got {resolution}"
         self.w_dim, self.resolution, self.img_channels = w_dim, resolution, img_channels
         self.block_resolutions = [2**i for i in range(2, log2 + 1)]
+        missing = [r for r in self.block_resolutions if r not in channels or int(channels[r]) < 1]
+        if missing:
+            raise ValueError(f"channel widths must be >= 1 for every block resolution; missing or zero at {missing} (channels={channels})")
         self.channels = {r: int(channels[r]) for r in self.block_resolutions}
         self.num_ws = 2 * log2 - 2
         specs = [LayerSpec(4, "conv1", 0), LayerSpec(4, "torgb", 1)]
@@ -297,9 +300,8 @@ class Generator(nn.Module):
         if psi == 1.0:
             return ws
         n = ws.shape[1] if cutoff is None else min(cutoff, ws.shape[1])
-        mask = (torch.arange(ws.shape[1], device=ws.device) < n).to(ws.dtype)[None, :, None]
-        psi_per_layer = 1.0 + (psi - 1.0) * mask
-        return self.w_avg + (ws - self.w_avg) * psi_per_layer
+        truncated = (torch.arange(ws.shape[1], device=ws.device) < n)[None, :, None]
+        return torch.where(truncated, self.w_avg.to(ws.dtype).lerp(ws, psi), ws)
 
     # ---- W+ / S -> image -----------------------------------------------------------------------------
     def styles(self, ws: torch.Tensor) -> list[torch.Tensor]:

@@ -1,0 +1,30 @@
+"""Train (or resume) the mini generator. Snakemake script for the bootstrap rule, and a CLI:
+
+    python workflow/scripts/train_mini_generator.py --run-dir RUN [--until-step N] [--max-hours H] [--threads T]
+"""
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+import fzplus  # noqa: F401
+from fzplus.training.mini_generator import MiniTrainConfig, MiniTrainer
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--run-dir", required=True, help="folder for checkpoint.pt, log.jsonl and sample grids (resumed if present)")
+    p.add_argument("--until-step", type=int, default=None)
+    p.add_argument("--max-hours", type=float, default=None, help="stop (with a checkpoint) after this much wall time")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    trainer = MiniTrainer(MiniTrainConfig(seed=args.seed), args.run_dir)
+    trainer.train(until_step=args.until_step, max_seconds=None if args.max_hours is None else args.max_hours * 3600)
+
+
+if __name__ == "__main__":
+    main()
