@@ -1,0 +1,151 @@
+"""Offline attribute labeller for generated faces, from dlib's 68 facial landmarks.
+
+Used to label samples of the mini generator so that InterFaceGAN directions can be fitted offline
+(SPEC §7). Scores are continuous and scale-free (ratios of landmark distances; `d` is the inter-ocular
+distance between the two eye centres; dlib's 0-based landmark indices):
+  mouth_open: mean inner-lip gap |61-67|, |62-66|, |63-65| over d (0 = closed).
+  smile:      mouth width |48-54| over d (wider when smiling).
+  yaw:        offset of the nose tip (30) from the eye midpoint along the eye axis, over d. Positive
+              when the nose tip lies right of the eye midpoint in the image (the face turned towards the
+              image's right); a mirrored image gives the opposite sign.
+  eyes_open:  eye aspect ratio (|p1-p5| + |p2-p4|) / (2 |p0-p3|) per eye (points 36-41, 42-47), mean of both.
+
+Detection: dlib's HOG frontal-face detector on the image upsampled to at least `min_size` pixels (it
+misses faces below ~80 px; the mini generator makes 64 px images). When it finds none, landmarks are
+taken from the full-image rectangle (the images are aligned crops) and the row says `detected=False`,
+so a caller can filter or count. When it finds several, the largest box is used.
+
+The dlib helpers here (`dlib_model_location`, `as_uint8_images`, `locate_face`) are shared with the
+dlib identity backend (benchmarks/identity/dlib_backend.py).
+"""
+from __future__ import annotations
+
+import functools
+import importlib.util
+import pathlib
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+
+ATTRIBUTES = ("mouth_open", "smile", "yaw", "eyes_open")
+DLIB_MODELS = {  # files shipped in the PyPI package face_recognition_models (CC0)
+    "landmarks_68": "shape_predictor_68_face_landmarks.dat",
+    "landmarks_5": "shape_predictor_5_face_landmarks.dat",
+    "face_recognition": "dlib_face_recognition_resnet_model_v1.dat",
+    "cnn_detector": "mmod_human_face_detector.dat",
+}
+
+
+def dlib_model_location(name: str) -> pathlib.Path:
+    """Path of a dlib model file from face_recognition_models. Found without importing that package: its
+    __init__ needs pkg_resources, which current setuptools no longer ships."""
+    if name not in DLIB_MODELS:
+        raise KeyError(f"unknown dlib model {name!r}; known: {sorted(DLIB_MODELS)}")
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError("dlib models need the package face-recognition-models==0.3.0 "
+                                  "(pip install face-recognition-models)")
+    path = pathlib.Path(list(spec.submodule_search_locations)[0]) / "models" / DLIB_MODELS[name]
+    if not path.is_file():
+        raise FileNotFoundError(f"dlib model file {str(path)!r} is missing; reinstall face-recognition-models")
+    return path
+
+
+@functools.lru_cache(maxsize=None)
+def load_dlib_model(name: str):
+    """The dlib object for a model name (cached: the 68-point predictor takes ~1 s to load)."""
+    import dlib
+
+    path = str(dlib_model_location(name))
+    loaders = {"landmarks_68": dlib.shape_predictor, "landmarks_5": dlib.shape_predictor,
+               "face_recognition": dlib.face_recognition_model_v1, "cnn_detector": dlib.cnn_face_detection_model_v1}
+    return loaders[name](path)
+
+
+@functools.lru_cache(maxsize=None)
+def hog_face_detector():
+    import dlib
+
+    return dlib.get_frontal_face_detector()
+
+
+def as_uint8_images(images) -> list[np.ndarray]:
+    """Images -> list of uint8 RGB arrays [H, W, 3]. Accepts a float tensor [N, 3, H, W] in [-1, 1] (the
+    generator's output; clamped), a uint8 tensor [N, 3, H, W], a uint8 array [N, H, W, 3] or [H, W, 3],
+    or a list of uint8 [H, W, 3] arrays."""
+    if isinstance(images, torch.Tensor):
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"image tensor must be [N, 3, H, W], got {tuple(images.shape)}")
+        if images.dtype != torch.uint8:
+            if images.detach().abs().max() > 2:
+                raise ValueError("float image tensors must be in [-1, 1] (got values beyond +-2; "
+                                 "convert 0-255 images to uint8 first)")
+            images = ((images.detach().float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+        return list(images.permute(0, 2, 3, 1).cpu().numpy())
+    if isinstance(images, np.ndarray) and images.ndim == 3:
+        images = images[None]
+    arrays = list(images)
+    for i, a in enumerate(arrays):
+        if not (isinstance(a, np.ndarray) and a.dtype == np.uint8 and a.ndim == 3 and a.shape[2] == 3):
+            raise ValueError(f"image {i}: numpy images must be uint8 [H, W, 3], got "
+                             f"{getattr(a, 'dtype', type(a).__name__)} {getattr(a, 'shape', '')}")
+    return [np.ascontiguousarray(a) for a in arrays]
+
+
+def upsample(image: np.ndarray, *, min_size: int) -> np.ndarray:
+    """Bicubic upsampling so that the shorter side is at least `min_size`; larger images are unchanged."""
+    h, w = image.shape[:2]
+    if min(h, w) >= min_size:
+        return image
+    scale = min_size / min(h, w)
+    return np.asarray(Image.fromarray(image).resize((round(w * scale), round(h * scale)), Image.BICUBIC))
+
+
+def locate_face(image: np.ndarray):
+    """(dlib.rectangle, detected): the largest HOG detection, or the full-image rectangle and False."""
+    import dlib
+
+    boxes = hog_face_detector()(image, 0)
+    if len(boxes):
+        return max(boxes, key=lambda r: r.area()), True
+    return dlib.rectangle(0, 0, image.shape[1] - 1, image.shape[0] - 1), False
+
+
+def landmark_scores(points: np.ndarray) -> dict[str, float]:
+    """The four scores from 68 landmarks [68, 2] (x, y in pixels)."""
+    assert points.shape == (68, 2), points.shape
+    dist = lambda a, b: float(np.linalg.norm(points[a] - points[b]))  # noqa: E731
+    left_eye, right_eye = points[36:42].mean(0), points[42:48].mean(0)
+    interocular = float(np.linalg.norm(right_eye - left_eye))
+    axis = (right_eye - left_eye) / interocular
+
+    def eye_aspect_ratio(p0: int) -> float:
+        return (dist(p0 + 1, p0 + 5) + dist(p0 + 2, p0 + 4)) / (2 * dist(p0, p0 + 3))
+
+    return dict(
+        mouth_open=(dist(61, 67) + dist(62, 66) + dist(63, 65)) / 3 / interocular,
+        smile=dist(48, 54) / interocular,
+        yaw=float(np.dot(points[30] - (left_eye + right_eye) / 2, axis)) / interocular,
+        eyes_open=(eye_aspect_ratio(36) + eye_aspect_ratio(42)) / 2,
+    )
+
+
+def label_attributes(images, *, min_size: int = 256, progress: bool = True) -> pd.DataFrame:
+    """One row per image: `image` (0-based position), `detected`, and the ATTRIBUTES scores."""
+    predictor = load_dlib_model("landmarks_68")
+    rows = []
+    for index, image in enumerate(tqdm(as_uint8_images(images), desc="labelling attributes", disable=not progress,
+                                       leave=False)):
+        image = upsample(image, min_size=min_size)
+        box, detected = locate_face(image)
+        shape = predictor(image, box)
+        points = np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)
+        rows.append(dict(image=index, detected=detected, **landmark_scores(points)))
+    return pd.DataFrame(rows, columns=["image", "detected", *ATTRIBUTES])
+
+
+__all__ = ["ATTRIBUTES", "label_attributes", "landmark_scores", "dlib_model_location", "load_dlib_model",
+           "as_uint8_images", "upsample", "locate_face"]
