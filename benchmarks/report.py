@@ -1,0 +1,179 @@
+"""One self-contained HTML report of a results folder (results/<profile>/): tables, figures, image grids,
+undetected-face counts, links to the per-image CSVs and the provenance.
+
+Self-contained: images are embedded as base64 PNG, the CSS is inline, nothing is fetched. Links to the
+per-image CSVs are relative to the report, so they work when the results folder is copied as a whole.
+Whatever is missing (a partial run) is shown as "not computed"; a file that exists but cannot be read
+is an error naming it.
+
+Files read (data contracts of the pipeline), all optional:
+  provenance.json           top-level keys shown in the summary when present: profile, generator,
+                            git_revision, seeds; every key (config, assets with their sha256, packages,
+                            device, ...) is shown in the collapsible provenance section
+  targets/targets.csv       number of images
+  tables/table1.csv, tables/noninferiority.csv, tables/identity.csv   (benchmarks.tables)
+  figures/**/*.png, edits/<slug>/grids/*.png
+  targets/targets.csv, inversion/*/{metrics,losses}.csv, edits/*/identity.csv, tables/*.{csv,md}  (linked)
+
+    from benchmarks.report import build_report
+    build_report("results/mini", out_path="results/mini/report.html", title="F/Z+ benchmark (mini)")
+"""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import pathlib
+
+import jinja2
+import pandas as pd
+from markupsafe import Markup
+
+from benchmarks.tables import (ALL_FAMILIES, IDENTITY_FORMATS, NONINFERIORITY_FORMATS, noninferiority_display,
+                               order_spaces, table1_display, to_html, write_text)
+
+NOT_COMPUTED = "not computed"
+SUMMARY_KEYS = ("generator", "git_revision", "seeds")
+LINKED_CSVS = ("targets/targets.csv", "inversion/*/metrics.csv", "inversion/*/losses.csv", "edits/*/identity.csv",
+               "tables/*.csv", "tables/*.md")
+UNDETECTED_COLUMNS = ["space", "n", "n_images", "targets_undetected", "edited_undetected", "n_missing"]
+
+TEMPLATE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{{ title }}</title>
+<style>
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 75em; padding: 0 1em; color: #222; }
+h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 2em; }
+table { border-collapse: collapse; margin: .5em 0 1em; font-size: .9em; }
+th, td { border: 1px solid #ccc; padding: .25em .6em; text-align: left; } th { background: #f3f3f3; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+.missing { color: #a33; font-style: italic; } .caption { color: #555; font-size: .9em; }
+figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
+pre { background: #f7f7f7; padding: .8em; overflow-x: auto; font-size: .85em; }
+details { margin: .4em 0; } summary { cursor: pointer; font-weight: 600; }
+</style></head><body>
+<h1>{{ title }}</h1>
+{% macro missing() %}<p class="missing">{{ not_computed }}</p>{% endmacro %}
+{% macro block(content) %}{% if content %}{{ content }}{% else %}{{ missing() }}{% endif %}{% endmacro %}
+{% macro image(name, data) %}<figure><img alt="{{ name }}" src="data:image/png;base64,{{ data }}">
+<figcaption class="caption">{{ name }}</figcaption></figure>{% endmacro %}
+<h2>Summary</h2>
+<table><tbody>{% for key, value in summary %}<tr><th>{{ key }}</th><td>{{ value }}</td></tr>{% endfor %}</tbody></table>
+<h2>Table 1: reconstruction (mean ± sd over images)</h2>
+{{ block(table1) }}
+<h2>Non-inferiority</h2>
+{% if noninferiority_caption %}<p class="caption">{{ noninferiority_caption }}</p>{% endif %}
+{{ block(noninferiority) }}
+<h2>Identity similarity (mean per space and direction family)</h2>
+{{ block(identity) }}
+<h2>Undetected faces per space</h2>
+<p class="caption">targets_undetected: distinct target images without a detected face; edited_undetected:
+edited images without one; n_missing: similarities that could not be computed.</p>
+{{ block(undetected) }}
+<h2>Figures</h2>
+{% for name, data in figures %}{{ image(name, data) }}{% else %}{{ missing() }}{% endfor %}
+<h2>Reconstruction and editing grids</h2>
+{% for space_slug, grids in grid_groups %}<details open><summary>{{ space_slug }}</summary>
+{% for name, data in grids %}{{ image(name, data) }}{% endfor %}
+</details>{% else %}{{ missing() }}{% endfor %}
+<h2>Per-image data</h2>
+{% if links %}<ul>{% for href in links %}<li><a href="{{ href }}">{{ href }}</a></li>{% endfor %}</ul>
+{% else %}{{ missing() }}{% endif %}
+<h2>Provenance</h2>
+{% if provenance %}<details><summary>provenance.json (config, seeds, git revision, asset sha256s, ...)</summary>
+{% for key, text in provenance %}<details><summary>{{ key }}</summary><pre>{{ text }}</pre></details>{% endfor %}
+</details>{% else %}{{ missing() }}{% endif %}
+</body></html>
+"""
+
+
+def _read_csv(path: pathlib.Path) -> pd.DataFrame | None:
+    return pd.read_csv(path, dtype={"image_id": str}) if path.is_file() else None
+
+
+def _embed(path: pathlib.Path) -> str:
+    return base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def _short(value) -> str:
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+
+
+def _read_provenance(results_dir: pathlib.Path) -> dict:
+    path = results_dir / "provenance.json"
+    if not path.is_file():
+        return {}
+    try:
+        provenance = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: not valid JSON ({error}); rerun the provenance rule") from error
+    if not isinstance(provenance, dict):
+        raise ValueError(f"{path}: expected a JSON object at the top level, got {type(provenance).__name__}")
+    return provenance
+
+
+def _summary(results_dir: pathlib.Path, provenance: dict, table1: pd.DataFrame | None) -> list[tuple[str, str]]:
+    # results/<profile>/: without a provenance file the folder name is the profile
+    profile = _short(provenance["profile"]) if "profile" in provenance else f"{results_dir.name} (from the folder name)"
+    summary = [("results folder", str(results_dir)), ("profile", profile)]
+    summary += [(key, _short(provenance[key]) if key in provenance else NOT_COMPUTED) for key in SUMMARY_KEYS]
+    targets = _read_csv(results_dir / "targets" / "targets.csv")
+    summary.append(("images", str(len(targets)) if targets is not None else NOT_COMPUTED))
+    spaces = order_spaces(table1.space) if table1 is not None else \
+        sorted(p.parent.name for p in results_dir.glob("inversion/*/metrics.csv"))
+    summary.append(("spaces", ", ".join(spaces) if spaces else NOT_COMPUTED))
+    return summary
+
+
+def _html(frame: pd.DataFrame | None, **kwargs) -> Markup | None:
+    """A frame as an HTML table for the template (to_html escapes every cell); None stays None."""
+    return Markup(to_html(frame, **kwargs)) if frame is not None else None
+
+
+def report_context(results_dir: str | os.PathLike, *, out_path: str | os.PathLike, title: str,
+                   perceptual_label: str = "perceptual") -> dict:
+    """Everything the template shows, as plain values (HTML fragments marked safe); None = not computed."""
+    results_dir, out_dir = pathlib.Path(results_dir), pathlib.Path(out_path).parent
+    provenance = _read_provenance(results_dir)
+    tables_dir = results_dir / "tables"
+    table1 = _read_csv(tables_dir / "table1.csv")
+    noninferiority = _read_csv(tables_dir / "noninferiority.csv")
+    identity = _read_csv(tables_dir / "identity.csv")
+    caption, noninferiority_frame = noninferiority_display(noninferiority) if noninferiority is not None else (None, None)
+    undetected = identity[identity.family == ALL_FAMILIES][UNDETECTED_COLUMNS] if identity is not None else None
+    grid_groups: dict[str, list] = {}
+    for path in sorted(results_dir.glob("edits/*/grids/*.png")):
+        grid_groups.setdefault(path.parent.parent.name, []).append((path.name, _embed(path)))
+    links = [os.path.relpath(p, out_dir).replace(os.sep, "/")
+             for pattern in LINKED_CSVS for p in sorted(results_dir.glob(pattern))]
+    return dict(
+        title=title,
+        not_computed=NOT_COMPUTED,
+        summary=_summary(results_dir, provenance, table1),
+        table1=_html(table1_display(table1, perceptual_label=perceptual_label) if table1 is not None else None),
+        noninferiority_caption=caption,
+        noninferiority=_html(noninferiority_frame, float_format=NONINFERIORITY_FORMATS),
+        identity=_html(identity, float_format=IDENTITY_FORMATS),
+        undetected=_html(undetected),
+        figures=[(str(p.relative_to(results_dir / "figures")), _embed(p))
+                 for p in sorted((results_dir / "figures").rglob("*.png"))],
+        grid_groups=sorted(grid_groups.items()),
+        links=links,
+        provenance=[(key, json.dumps(value, indent=2, sort_keys=True, default=str)) for key, value in provenance.items()],
+    )
+
+
+def build_report(results_dir: str | os.PathLike, *, out_path: str | os.PathLike | None = None,
+                 title: str | None = None, perceptual_label: str = "perceptual") -> pathlib.Path:
+    """Write the HTML report of `results_dir` atomically to out_path (default results_dir/report.html)."""
+    results_dir = pathlib.Path(results_dir)
+    if not results_dir.is_dir():
+        raise FileNotFoundError(f"results folder {results_dir} does not exist; run the pipeline first")
+    out_path = pathlib.Path(out_path) if out_path is not None else results_dir / "report.html"
+    title = title if title is not None else f"F/Z+ latent-space benchmark: {results_dir.name}"
+    environment = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    context = report_context(results_dir, out_path=out_path, title=title, perceptual_label=perceptual_label)
+    write_text(out_path, environment.from_string(TEMPLATE).render(**context))
+    return out_path
+
+
+__all__ = ["build_report", "report_context", "TEMPLATE"]

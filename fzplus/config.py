@@ -1,0 +1,259 @@
+"""Profile configs (config/<profile>.yaml): load, apply overrides, fill defaults, validate.
+
+    from fzplus.config import load_config
+    cfg = load_config("config/mini.yaml")                      # or a bare profile name: load_config("mini")
+    cfg = load_config("mini", overrides={"inversion.steps": 5})  # dotted keys or nested dicts
+
+The schema (workflow/schemas/config.schema.yaml) is the single place of defaults and allowed values. An
+invalid config raises `ConfigError`, whose message names the file, every offending key path (e.g.
+`inversion.steps`) and what is allowed. Checks the schema cannot express (registered space names,
+exactly-one-of choices, references between keys, asset names) follow the schema check.
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+import os
+import pathlib
+from typing import Any, Mapping
+
+import jsonschema
+import yaml
+
+import spaces
+from fzplus.assets import REPO_ROOT, AssetError, asset_sha256s, load_asset_declarations, materialize_asset
+from fzplus.edits.attributes import ATTRIBUTES
+
+CONFIG_DIR = REPO_ROOT / "config"
+SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
+EXACTLY_ONE_OF = {"generator": ("checkpoint", "asset", "random"), "targets": ("asset", "folder")}
+
+
+class ConfigError(ValueError):
+    """An invalid profile config; the message lists every problem found."""
+
+
+def load_schema() -> dict:
+    with open(SCHEMA_PATH, encoding="utf-8") as f:
+        return yaml.safe_load(f)
+
+
+def resolve_path(value: str | os.PathLike) -> pathlib.Path:
+    """A config path: absolute as given, relative to the repository root otherwise."""
+    path = pathlib.Path(value).expanduser()
+    return path if path.is_absolute() else REPO_ROOT / path
+
+
+def load_config(path_or_dict: str | os.PathLike | Mapping[str, Any], *, overrides: Mapping[str, Any] | None = None) -> dict:
+    """A validated config with every default filled in.
+
+    path_or_dict: a YAML file, a bare profile name ('mini' -> config/mini.yaml) or an already parsed dict.
+    overrides: applied before validation; keys may be dotted paths ({"inversion.steps": 5}, as Snakemake's
+    `--config inversion.steps=5` gives them) or nested dicts; a None value sets the key to null.
+    """
+    config, source = _read(path_or_dict)
+    for key, value in (overrides or {}).items():
+        _set_dotted(config, str(key), copy.deepcopy(value))
+    schema = load_schema()
+    fill_defaults(config, schema)
+    problems = schema_problems(config, schema) or semantic_problems(config)
+    if problems:
+        lines = "\n".join(f"  - {p}" for p in problems)
+        raise ConfigError(f"invalid config {source}:\n{lines}\n(allowed keys and values: {SCHEMA_PATH.relative_to(REPO_ROOT)})")
+    return config
+
+
+def _read(path_or_dict) -> tuple[dict, str]:
+    if isinstance(path_or_dict, Mapping):
+        return copy.deepcopy(dict(path_or_dict)), "<dict>"
+    path = pathlib.Path(path_or_dict)
+    if not path.is_file() and path.suffix == "" and path.parent == pathlib.Path("."):
+        path = CONFIG_DIR / f"{path.name}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml") if p.stem != "assets")
+        raise FileNotFoundError(f"config file {str(path_or_dict)!r} does not exist; profiles in {CONFIG_DIR}: {known}")
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"invalid config {path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"invalid config {path}: the top level must be a mapping of keys, got {type(data).__name__}")
+    return data, str(path)
+
+
+def _set_dotted(config: dict, key: str, value: Any) -> None:
+    *parents, leaf = key.split(".")
+    node = config
+    for i, part in enumerate(parents):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {key!r}: {'.'.join(parents[:i + 1])} is not a mapping (it is {child!r})")
+        node = child
+    if isinstance(value, Mapping) and isinstance(node.get(leaf), dict):
+        for sub_key, sub_value in value.items():
+            _set_dotted(node[leaf], str(sub_key), sub_value)
+    else:
+        node[leaf] = value
+
+
+def fill_defaults(instance: Any, schema: Mapping[str, Any]) -> None:
+    """Insert the schema's `default` of every missing key, recursively (in place). Objects without a
+    default are filled only where present, so missing required sections stay missing and are reported."""
+    if not isinstance(instance, dict):
+        return
+    properties = schema.get("properties", {})
+    for key, sub in properties.items():
+        if key not in instance and "default" in sub:
+            instance[key] = copy.deepcopy(sub["default"])
+        if key in instance:
+            fill_defaults(instance[key], sub)
+    # schema order, so that a dumped config (provenance) reads like the schema; unknown keys stay, last
+    ordered = {k: instance.pop(k) for k in properties if k in instance}
+    unknown = dict(instance)
+    instance.clear()
+    instance.update(ordered)
+    instance.update(unknown)
+
+
+# ---- schema errors rewritten for humans ---------------------------------------------------------------
+def key_path(parts) -> str:
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "<top level>"
+
+
+def schema_problems(config: dict, schema: Mapping[str, Any]) -> list[str]:
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: (list(map(str, e.absolute_path)), e.validator))
+    return [_describe(e) for e in errors]
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    where, kind, arg, value = key_path(error.absolute_path), error.validator, error.validator_value, error.instance
+    if kind == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        parts = []
+        for extra in sorted(set(value) - set(allowed)):
+            close = difflib.get_close_matches(extra, allowed, n=1)
+            hint = f" (did you mean {key_path([*error.absolute_path, close[0]])!r}?)" if close else ""
+            parts.append(f"unknown key {key_path([*error.absolute_path, extra])!r}{hint}; allowed under {where}: {', '.join(allowed)}")
+        return "; ".join(parts)
+    if kind == "required":
+        missing = [k for k in arg if k not in value]
+        return "; ".join(f"missing key {key_path([*error.absolute_path, k])!r}" for k in missing)
+    if kind == "enum":
+        return f"{where} = {value!r} is not allowed; allowed: {', '.join(repr(a) for a in arg)}"
+    if kind == "type":
+        wanted = " or ".join(arg) if isinstance(arg, list) else arg
+        return f"{where} must be of type {wanted}, got {value!r} ({type(value).__name__})"
+    bounds = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">", "exclusiveMaximum": "<"}
+    if kind in bounds:
+        return f"{where} must be {bounds[kind]} {arg}, got {value!r}"
+    counts = {"minItems": "at least", "maxItems": "at most"}
+    if kind in counts:
+        return f"{where} must have {counts[kind]} {arg} item(s), got {len(value)}"
+    if kind == "uniqueItems":
+        return f"{where} must not repeat items, got {value!r}"
+    if kind == "pattern":
+        return f"{where} = {value!r} must match the pattern {arg!r}"
+    return f"{where}: {error.message}"
+
+
+# ---- checks the schema cannot express -----------------------------------------------------------------
+def semantic_problems(config: dict) -> list[str]:
+    problems = []
+    for section, choices in EXACTLY_ONE_OF.items():
+        given = [k for k in choices if config[section].get(k) is not None]
+        if len(given) != 1:
+            problems.append(f"{section}: give exactly one of {', '.join(choices)} (set the others to null); got "
+                            f"{', '.join(given) if given else 'none'}")
+
+    # Space names are checked against the plugin registry, not the schema: a new plugin file needs no schema edit.
+    def canonical_names(names, where) -> list[str | None]:
+        out = []
+        for i, name in enumerate(names):
+            try:
+                out.append(spaces.get(name).name)
+            except KeyError:
+                close = difflib.get_close_matches(name, spaces.names(), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                problems.append(f"{where}[{i}] = {name!r} is not a registered latent space{hint}; known: {', '.join(spaces.names())}")
+                out.append(None)
+        return out
+
+    inverted = canonical_names(config["inversion"]["spaces"], "inversion.spaces")
+    known = [n for n in inverted if n is not None]
+    if len(set(known)) != len(known):
+        problems.append(f"inversion.spaces names a space twice (by name and by slug): {config['inversion']['spaces']}")
+    for i, pair in enumerate(config["statistics"]["pairs"]):
+        for name in canonical_names(pair, f"statistics.pairs[{i}]"):
+            if name is not None and name not in inverted:
+                problems.append(f"statistics.pairs[{i}] compares {name!r}, which is not in inversion.spaces; add it there or drop the pair")
+
+    random_generator = config["generator"].get("random")
+    if random_generator and config["inversion"]["base_size"] >= random_generator["resolution"]:
+        problems.append(f"inversion.base_size ({config['inversion']['base_size']}) must be smaller than "
+                        f"generator.random.resolution ({random_generator['resolution']})")
+
+    interfacegan = config["directions"]["interfacegan"]
+    if "interfacegan" in config["directions"]["families"] and interfacegan["boundaries_asset"] is None:
+        for i, name in enumerate(interfacegan["attributes"]):
+            if name not in ATTRIBUTES:
+                problems.append(f"directions.interfacegan.attributes[{i}] = {name!r} cannot be labelled offline; fitted "
+                                f"boundaries need one of {', '.join(ATTRIBUTES)} (or set directions.interfacegan.boundaries_asset)")
+    problems += _asset_reference_problems(config)
+    return problems
+
+
+def asset_references(config: Mapping[str, Any]) -> dict[str, str]:
+    """Key path -> asset name, for every asset the config uses."""
+    keys = ("generator.asset", "targets.asset", "perceptual.weights_asset", "identity.weights_asset")
+    refs = {}
+    for key in keys:
+        section, leaf = key.split(".")
+        if config.get(section, {}).get(leaf):
+            refs[key] = config[section][leaf]
+    interfacegan = config.get("directions", {}).get("interfacegan", {})
+    if "interfacegan" in config.get("directions", {}).get("families", ()) and interfacegan.get("boundaries_asset"):
+        refs["directions.interfacegan.boundaries_asset"] = interfacegan["boundaries_asset"]
+    return refs
+
+
+def _asset_options(config: Mapping[str, Any]) -> dict[str, Any]:
+    mirror = config["asset_mirror"]
+    return dict(declarations=load_asset_declarations(resolve_path(config["asset_declarations"])),
+                resources_dir=resolve_path(config["resources_dir"]), mirror=None if mirror is None else resolve_path(mirror),
+                download=config["allow_download"])
+
+
+def materialize_config_assets(config: Mapping[str, Any]) -> dict[str, pathlib.Path]:
+    """Key path -> verified local path of every asset a (loaded) config uses, e.g.
+    {"targets.asset": resources/celebahq-stargan-v2}; see fzplus.assets.materialize_asset."""
+    options = _asset_options(config)
+    return {key: materialize_asset(name, **options) for key, name in asset_references(config).items()}
+
+
+def config_asset_hashes(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """fzplus.assets.asset_sha256s of every asset a (loaded) config uses, for provenance.json."""
+    return asset_sha256s(asset_references(config).values(), **_asset_options(config))
+
+
+def _asset_reference_problems(config: dict) -> list[str]:
+    try:
+        declarations = load_asset_declarations(resolve_path(config["asset_declarations"]))
+    except (AssetError, FileNotFoundError) as exc:
+        return [f"asset_declarations: {exc}"]
+    problems = [f"{key} = {name!r} is not declared in {config['asset_declarations']}; declared: {', '.join(sorted(declarations))}"
+                for key, name in asset_references(config).items() if name not in declarations]
+    boundaries = asset_references(config).get("directions.interfacegan.boundaries_asset")
+    if boundaries in declarations and declarations[boundaries].files:
+        available = sorted(f[len("boundary_"):-len(".npy")] for f in declarations[boundaries].files if f.startswith("boundary_"))
+        for i, name in enumerate(config["directions"]["interfacegan"]["attributes"]):
+            if name not in available:
+                close = difflib.get_close_matches(name, available, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                problems.append(f"directions.interfacegan.attributes[{i}] = {name!r} has no boundary in asset {boundaries!r}{hint}; "
+                                f"available: {', '.join(available)}")
+    return problems
