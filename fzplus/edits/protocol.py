@@ -43,7 +43,8 @@ def edit_sweep(codes: dict[str, torch.Tensor], space, generator, directions: Dir
                 part = slice(start, min(n, start + batch_size))
                 chunk = {k: v[part] for k, v in codes.items()}
                 moved = edit(chunk, space, generator, vector, float(alpha))
-                yield name, float(alpha), part, render(moved, generator, space, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
+                images = render(moved, generator, space, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
+                yield name, float(alpha), part, images.clamp(-1, 1)  # scored as saved images are
 
 
 def identity_sweep(targets: torch.Tensor, image_ids: Sequence[str], codes: dict[str, torch.Tensor], space, generator,
@@ -64,10 +65,11 @@ def identity_sweep(targets: torch.Tensor, image_ids: Sequence[str], codes: dict[
     total = sum(len(d.names) for d in families.values()) * len(alphas) * -(-len(image_ids) // batch_size)
     bar = tqdm(total=total, desc=f"edit {space.name}", disable=not progress)
     keep = {image_ids.index(i) for i in keep_images_for}
+    target_embeddings, target_detected = identity_backend.embed(targets)
     for family, directions in families.items():
         for name, alpha, part, images in edit_sweep(codes, space, generator, directions, alphas=alphas, truncation_psi=truncation_psi,
                                                     truncation_cutoff=truncation_cutoff, batch_size=batch_size):
-            scores = identity_similarity(identity_backend, targets[part], images)
+            scores = identity_similarity(identity_backend, None, images, embedded_targets=(target_embeddings[part], target_detected[part]))
             ids = list(image_ids[part])
             scores = scores.assign(space=space.name, family=family, direction=name, image_id=ids, alpha=alpha)
             rows.append(scores)

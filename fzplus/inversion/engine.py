@@ -1,0 +1,236 @@
+"""Batched inversion into any latent space (paper §3.3, Eqs. 1-5; SPEC §5), and render / edit of codes.
+
+Loss of image i (images in [-1, 1], the target at the generator's resolution):
+    L_i = MSE(x_i, G_i) + lambda_per * D(x_i^p, G_i^p) + lambda_reg * mean((f_i - f0_i)^2) + R_space(i)
+MSE is the mean over pixels and channels at full resolution; D is the perceptual distance on both images
+resized to `perceptual_size` (target: Lanczos, once; reconstruction: bicubic); the f term exists in F
+spaces only; R_space is the space's own regulariser (P_N spaces). The batch loss is the SUM of the L_i, so
+each image's gradient, and (Adam being elementwise) each image's update, is the one it would get alone.
+Per-image random starts come from seeds derived from (seed, image key), so batching changes nothing.
+After every Adam step the space projects its codes (Z codes: retraction to the sphere, Eq. 5).
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+import spaces
+from fzplus.inversion.images import resize_bicubic, resize_lanczos
+from fzplus.perceptual import PerceptualDistance, build_perceptual
+from spaces.base import Encoder, LatentSpace, SpaceContext
+
+LOSS_TERMS = ("total", "mse", "perceptual", "reg")
+
+
+@dataclass
+class InversionResult:
+    """Codes (CPU, batch-first, one entry per free variable), reconstructions [N, 3, R, R] rendered from
+    the final codes, and per-image loss traces [N, steps] for each of LOSS_TERMS ('perceptual' is the
+    unweighted distance, 'reg' the weighted sum of the f term and the space's regulariser; the value at
+    step t is the loss before update t)."""
+
+    space: str
+    keys: list[str]
+    image_seeds: list[int]
+    codes: dict[str, torch.Tensor]
+    reconstructions: torch.Tensor
+    losses: dict[str, torch.Tensor]
+    initial_base_code: torch.Tensor | None = None
+    settings: dict = field(default_factory=dict)
+
+    def image_codes(self, i: int) -> dict[str, torch.Tensor]:
+        """Codes of image i, each with a leading batch dimension of 1."""
+        return {k: v[i: i + 1] for k, v in self.codes.items()}
+
+
+def derive_image_seed(seed: int, key: str) -> int:
+    """A 63-bit seed from the run seed and an image key: stable across runs, platforms and batchings."""
+    digest = hashlib.sha256(f"{int(seed)}/{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
+@contextlib.contextmanager
+def frozen(module: torch.nn.Module):
+    """Parameters excluded from autograd for the duration (the generator is never optimised here)."""
+    flags = [(p, p.requires_grad) for p in module.parameters()]
+    module.requires_grad_(False)
+    try:
+        yield module
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+
+
+def context_for(codes: dict[str, torch.Tensor], generator, *, truncation_psi: float = 1.0, truncation_cutoff: int | None = None) -> SpaceContext:
+    """The SpaceContext of existing codes: the base size is read off f."""
+    base_size = codes["f"].shape[-1] if "f" in codes else None
+    return SpaceContext(generator=generator, base_size=base_size, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
+
+
+def _check_targets(targets: torch.Tensor, generator) -> None:
+    r = generator.resolution
+    if not (isinstance(targets, torch.Tensor) and targets.ndim == 4 and tuple(targets.shape[1:]) == (3, r, r)):
+        shape = tuple(targets.shape) if isinstance(targets, torch.Tensor) else type(targets).__name__
+        raise ValueError(f"targets must be a tensor [N, 3, {r}, {r}] in [-1, 1] at the generator's resolution, got {shape}; "
+                         f"load files with fzplus.inversion.load_targets(paths, resolution={r}) or resize with resize_lanczos")
+    if targets.shape[0] == 0:
+        raise ValueError("no targets to invert")
+    if targets.dtype != generator.w_avg.dtype:
+        raise ValueError(f"targets are {targets.dtype} but the generator is {generator.w_avg.dtype}; convert one of them")
+    if not bool(torch.isfinite(targets).all()):
+        raise ValueError("targets contain NaN or infinite values")
+
+
+def _resolve_perceptual(perceptual, device) -> PerceptualDistance | None:
+    if perceptual is None or isinstance(perceptual, PerceptualDistance):
+        return perceptual
+    if isinstance(perceptual, str):
+        return build_perceptual(perceptual, device=device)
+    raise TypeError(f"perceptual must be a backend name, a PerceptualDistance or None, got {type(perceptual).__name__}")
+
+
+def invert(
+    targets: torch.Tensor,
+    generator,
+    space: str | LatentSpace,
+    *,
+    steps: int = 1200,
+    lr: float = 0.01,
+    lambda_per: float = 10.0,
+    lambda_reg: float = 10.0,
+    perceptual: str | PerceptualDistance | None = "stlpips-vgg",
+    perceptual_size: int = 256,
+    encoder: Encoder | None = None,
+    base_size: int = 16,
+    seed: int = 0,
+    image_keys: Sequence[str] | None = None,
+    truncation_psi: float = 1.0,
+    truncation_cutoff: int | None = None,
+    pn_stats=None,
+    lambda_pn: float = 0.01,
+    batch_size: int | None = None,
+    progress: bool = True,
+) -> InversionResult:
+    """Invert targets [N, 3, R, R] (in [-1, 1], at the generator's resolution) into `space`.
+
+    Defaults are the paper's (Adam lr 0.01, 1200 steps, lambda_per = lambda_reg = 10, perceptual at 256)
+    except the perceptual backend: 'stlpips-vgg' works offline; the paper profile passes 'lpips-vgg'. A name
+    builds the network on every call: pass a built PerceptualDistance (fzplus.perceptual) to reuse one.
+    perceptual=None drops the perceptual term. base_size is used by F spaces only. image_keys (default
+    '0', '1', ...) name the images and seed their random starts. Images are optimised `batch_size` at a
+    time (default: all at once); the results do not depend on it. pn_stats: P_N statistics
+    (fzplus.pn_stats), required by the P_N spaces. truncation (psi, cutoff) is applied by the spaces the
+    authors' scripts truncate (Z-type and single-w spaces); psi = 1 (default) turns it off.
+    """
+    space = spaces.get(space)
+    _check_targets(targets, generator)
+    n = targets.shape[0]
+    keys = [str(i) for i in range(n)] if image_keys is None else [str(k) for k in image_keys]
+    if len(keys) != n or len(set(keys)) != n:
+        raise ValueError(f"image_keys must be {n} distinct names, one per target; got {len(keys)} ({len(set(keys))} distinct)")
+    if generator.noise_mode == "random":
+        raise ValueError("inversion needs a deterministic generator: set generator.noise_mode = 'const' (or 'none')")
+    device = generator.w_avg.device
+    if pn_stats is not None:
+        pn_stats.check_generator(generator)
+        pn_stats = pn_stats.to(device)
+    ctx = SpaceContext(generator=generator, base_size=base_size if space.uses_base_code else None,
+                       truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, pn_stats=pn_stats, lambda_pn=lambda_pn)
+    distance_net = _resolve_perceptual(perceptual, device)
+    settings = dict(space=space.name, steps=steps, lr=lr, lambda_per=lambda_per, lambda_reg=lambda_reg,
+                    perceptual=getattr(distance_net, "name", None), perceptual_size=perceptual_size,
+                    base_size=ctx.base_size, seed=seed, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff,
+                    lambda_pn=lambda_pn, encoder=type(encoder).__name__ if encoder is not None else None)
+
+    chunk = batch_size or n
+    parts = []
+    with frozen(generator):
+        for start in range(0, n, chunk):
+            stop = min(start + chunk, n)
+            parts.append(_invert_batch(
+                targets[start:stop].to(device), keys[start:stop], space, ctx, steps=steps, lr=lr, lambda_per=lambda_per,
+                lambda_reg=lambda_reg, distance_net=distance_net, perceptual_size=perceptual_size, encoder=encoder,
+                seed=seed, progress=progress, desc=f"invert {space.name} [{start}:{stop}]"))
+    def joined(name: str) -> torch.Tensor | None:
+        return torch.cat([p[name] for p in parts]) if parts[0][name] is not None else None
+
+    return InversionResult(
+        space=space.name, keys=keys, image_seeds=[s for p in parts for s in p["seeds"]],
+        codes={k: torch.cat([p["codes"][k] for p in parts]) for k in parts[0]["codes"]},
+        reconstructions=joined("reconstructions"), losses={t: torch.cat([p["losses"][t] for p in parts]) for t in LOSS_TERMS},
+        initial_base_code=joined("f0"), settings=settings)
+
+
+def _invert_batch(targets, keys, space: LatentSpace, ctx: SpaceContext, *, steps, lr, lambda_per, lambda_reg, distance_net,
+                  perceptual_size, encoder, seed, progress, desc) -> dict:
+    seeds = [derive_image_seed(seed, k) for k in keys]
+    init = space.init_codes(targets, ctx, image_seeds=seeds, encoder=encoder)
+    if set(init) != set(space.variables):
+        raise RuntimeError(f"space {space.name!r} initialised {sorted(init)} but declares variables {list(space.variables)}")
+    codes = {k: v.detach().clone().requires_grad_(True) for k, v in init.items()}
+    f0 = codes["f"].detach().clone() if "f" in codes else None
+    distance = distance_net.prepare(resize_lanczos(targets, perceptual_size)) if distance_net is not None else None
+    optimizer = torch.optim.Adam(list(codes.values()), lr=lr)
+    trace = {t: [] for t in LOSS_TERMS}
+    bar = tqdm(range(steps), desc=desc, disable=not progress, leave=False)
+    for step in bar:
+        images = space.render(codes, ctx)
+        mse = (images - targets).square().flatten(1).mean(dim=1)
+        per = distance(resize_bicubic(images, perceptual_size)) if distance is not None else torch.zeros_like(mse)
+        reg = space.regularizer(codes, ctx)
+        if f0 is not None:
+            reg = reg + lambda_reg * (codes["f"] - f0).square().flatten(1).mean(dim=1)
+        total = mse + lambda_per * per + reg
+        optimizer.zero_grad(set_to_none=True)
+        total.sum().backward()
+        optimizer.step()
+        with torch.no_grad():
+            space.project_(codes)
+        for name, value in zip(LOSS_TERMS, (total, mse, per, reg)):
+            trace[name].append(value.detach())
+        if progress and step % 10 == 0:
+            bar.set_postfix(loss=f"{total.mean().item():.5f}", mse=f"{mse.mean().item():.5f}")
+    with torch.no_grad():
+        reconstructions = space.render(codes, ctx)
+    empty = targets.new_zeros(targets.shape[0], 0)
+    return dict(
+        seeds=seeds, codes={k: v.detach().cpu() for k, v in codes.items()}, reconstructions=reconstructions.cpu(),
+        losses={t: (torch.stack(v, dim=1) if v else empty).cpu() for t, v in trace.items()},
+        f0=f0.cpu() if f0 is not None else None)
+
+
+def render(codes: dict[str, torch.Tensor], generator, space: str | LatentSpace, *, truncation_psi: float = 1.0,
+           truncation_cutoff: int | None = None) -> torch.Tensor:
+    """Images [N, 3, R, R] (CPU) of codes in `space`; pass the truncation the codes were inverted with."""
+    space = spaces.get(space)
+    device = generator.w_avg.device
+    codes = {k: v.to(device) for k, v in codes.items()}
+    ctx = context_for(codes, generator, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
+    with torch.no_grad():
+        return space.render(codes, ctx).cpu()
+
+
+def edit(codes: dict[str, torch.Tensor], space: str | LatentSpace, generator, direction, alpha: float) -> dict[str, torch.Tensor]:
+    """Codes moved by alpha * direction on the layers the space edits (`space.edited_layers`).
+
+    direction: a [D] vector in the space's domain (`space.domain`: 'Z' for Z-type spaces, 'W' otherwise).
+    Z-type codes are retracted to the sphere afterwards. S-type spaces move each style by alpha A_l n
+    (A_l: the layer's affine map without its bias), which equals restyling from w + alpha n exactly,
+    because the style is an affine function of w. Returned on the device of the input codes.
+    """
+    space = spaces.get(space)
+    device = generator.w_avg.device
+    home = next(iter(codes.values())).device
+    direction = torch.as_tensor(direction, dtype=torch.float32).reshape(-1).to(device)
+    dim = generator.z_dim if space.domain == "Z" else generator.w_dim
+    if direction.shape[0] != dim:
+        raise ValueError(f"space {space.name!r} edits in {space.domain}; the direction must have {dim} entries, got {direction.shape[0]}")
+    moved = {k: v.to(device) for k, v in codes.items()}
+    with torch.no_grad():
+        moved = space.apply_direction(moved, direction, float(alpha), context_for(moved, generator))
+    return {k: v.to(home) for k, v in moved.items()}

@@ -1,0 +1,172 @@
+"""Perceptual distances for the inversion loss (paper Eq. 1, L_per) and for reconstruction metrics.
+
+A `PerceptualDistance` takes two image batches [N, 3, H, W] in [-1, 1] and returns one differentiable
+distance per image [N]. Its parameters are frozen and it stays in eval mode (dropout off).
+
+Backends (registry `BACKENDS`, `build_perceptual(name, ...)`):
+- "lpips-vgg": LPIPS v0.1 with the VGG16 trunk (PyPI `lpips`), as the authors. Its linear heads ship in
+  the wheel, but the VGG16 trunk is torchvision's ImageNet checkpoint `vgg16-397923af.pth`, which
+  torchvision downloads. Offline, give a local copy: `build_perceptual("lpips-vgg", vgg16_weights=PATH)`
+  or place it in torch's hub cache (`<torch.hub.get_dir()>/checkpoints/`).
+- "stlpips-vgg": shift-tolerant LPIPS, VGG trunk (PyPI `stlpips-pytorch`); every weight ships in the
+  wheel, so it works offline (the `mini` profile's metric).
+
+Fast path: the target's features are computed once per inversion (`prepare(target)`); the reference
+path calls the package's own forward on both images every time. Switch: `cache_target_features`.
+"""
+from __future__ import annotations
+
+import os
+import pathlib
+import sys
+import types
+import urllib.error
+import warnings
+from typing import Callable
+
+import torch
+from torch import nn
+
+import fzplus  # noqa: F401  (the torchvision fallback must be installed before lpips imports torchvision)
+
+VGG16_FILE = "vgg16-397923af.pth"
+VGG16_URL = f"https://download.pytorch.org/models/{VGG16_FILE}"
+# stlpips-pytorch imports IPython.embed and torchsummary.summary at module level but never calls them in
+# the metric; where those packages are absent, inert stand-ins let it import.
+_STLPIPS_UNUSED_IMPORTS = {"IPython": "embed", "torchsummary": "summary"}
+
+
+class PerceptualWeightsUnavailable(RuntimeError):
+    """A perceptual backend's weights are missing and cannot be downloaded."""
+
+
+class PerceptualDistance(nn.Module):
+    """LPIPS-style distance: per-layer unit-normalised features, squared differences, learned 1x1 heads,
+    spatial mean, summed over layers. Subclasses provide the trunk (`model`, a package LPIPS module)."""
+
+    name = ""
+
+    def __init__(self, model: nn.Module, normalize: Callable[[torch.Tensor], torch.Tensor]):
+        super().__init__()
+        self.model = model.eval().requires_grad_(False)
+        self._normalize = normalize
+        self.cache_target_features = True
+        self.eval()
+
+    def train(self, mode: bool = True) -> "PerceptualDistance":
+        # Frozen metric: stays in eval mode whatever the parent module does.
+        return super().train(False)
+
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Unit-normalised trunk features of images [N, 3, H, W] in [-1, 1]."""
+        return [self._normalize(f) for f in self.model.net(self.model.scaling_layer(x))]
+
+    def distance_to_features(self, x: torch.Tensor, target_features: list[torch.Tensor]) -> torch.Tensor:
+        total = 0
+        for lin, fx, fy in zip(self.model.lins, self.features(x), target_features):
+            total = total + lin((fx - fy).square()).mean(dim=[2, 3])
+        return total.reshape(x.shape[0])
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Reference path: the package's own forward. x, y [N, 3, H, W] in [-1, 1] -> [N]."""
+        assert x.shape == y.shape and x.ndim == 4 and x.shape[1] == 3, f"images must both be [N, 3, H, W], got {tuple(x.shape)} and {tuple(y.shape)}"
+        return self.model(x, y).reshape(x.shape[0])
+
+    def prepare(self, target: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+        """distance-to-target function for a fixed target [N, 3, H, W]; caches its features on the fast path."""
+        target = target.detach()
+        if not self.cache_target_features:
+            return lambda x: self(x, target)
+        with torch.no_grad():
+            cached = self.features(target)
+        return lambda x: self.distance_to_features(x, cached)
+
+
+class LpipsVGG(PerceptualDistance):
+    name = "lpips-vgg"
+
+    def __init__(self, *, vgg16_weights: str | os.PathLike | None = None):
+        import lpips
+
+        path = pathlib.Path(vgg16_weights) if vgg16_weights is not None else pathlib.Path(torch.hub.get_dir()) / "checkpoints" / VGG16_FILE
+        if vgg16_weights is not None and not path.is_file():
+            raise FileNotFoundError(f"lpips-vgg: vgg16_weights={str(path)!r} does not exist; it must be torchvision's {VGG16_FILE} ({VGG16_URL})")
+        if not path.is_file():
+            self._download(path)
+        # pnet_rand builds the VGG trunk without asking torchvision for weights; the heads load from the wheel.
+        with warnings.catch_warnings():  # lpips 0.1.4 calls torchvision's deprecated `pretrained=` argument
+            warnings.filterwarnings("ignore", category=UserWarning, module="torchvision")
+            model = lpips.LPIPS(net="vgg", pnet_rand=True, verbose=False)
+        load_vgg16_features(model.net, path)
+        super().__init__(model, lpips.normalize_tensor)
+
+    @staticmethod
+    def _download(path: pathlib.Path) -> None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            torch.hub.download_url_to_file(VGG16_URL, str(path), progress=False)
+        except (urllib.error.URLError, OSError, RuntimeError) as exc:
+            raise PerceptualWeightsUnavailable(
+                f"lpips-vgg needs torchvision's ImageNet VGG16 weights ({VGG16_FILE}) and could not download them "
+                f"from {VGG16_URL} ({exc}). Copy that file here from a machine with network and pass its path: "
+                f"build_perceptual('lpips-vgg', vgg16_weights='/path/to/{VGG16_FILE}') (config key perceptual.vgg16_weights), "
+                f"or put it at {path}. Offline alternative: 'stlpips-vgg'.") from exc
+
+
+def load_vgg16_features(trunk: nn.Module, path: pathlib.Path) -> None:
+    """Load torchvision vgg16 `features.<i>.*` tensors into lpips' sliced trunk (`slice<k>.<i>.*`)."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    mapped = {}
+    for name, _ in trunk.named_parameters():
+        index_and_leaf = name.split(".", 1)[1]  # 'slice1.0.weight' -> '0.weight'
+        key = f"features.{index_and_leaf}"
+        if key not in state:
+            raise ValueError(f"{path}: no tensor {key!r}; is this torchvision's {VGG16_FILE}?")
+        mapped[name] = state[key]
+    trunk.load_state_dict(mapped, strict=True)
+
+
+class StLpipsVGG(PerceptualDistance):
+    name = "stlpips-vgg"
+
+    def __init__(self):
+        for module_name, attribute in _STLPIPS_UNUSED_IMPORTS.items():
+            try:
+                __import__(module_name)
+            except ImportError:
+                stand_in = types.ModuleType(module_name)
+                setattr(stand_in, attribute, _unused_by_the_metric)
+                sys.modules[module_name] = stand_in
+        from stlpips_pytorch import stlpips, utils
+
+        model = stlpips.LPIPS(net="vgg", variant="shift_tolerant", verbose=False)
+        weights = torch.load(pathlib.Path(stlpips.__file__).parent / "weights" / "vST0.0" / "vgg_shift_tolerant.pth", map_location="cpu", weights_only=True)
+        # The package loads with strict=False; make sure every tensor of the metric came from the file.
+        unloaded = [k for k in model.state_dict() if k not in weights and not k.startswith("lins.")]
+        if unloaded:
+            raise PerceptualWeightsUnavailable(f"stlpips-vgg: the weights shipped with stlpips-pytorch lack {unloaded[:4]}; reinstall stlpips-pytorch==0.0.2")
+        super().__init__(model, utils.normalize_tensor)
+
+
+def _unused_by_the_metric(*_args, **_kwargs):
+    raise RuntimeError("stand-in installed by fzplus.perceptual for an import stlpips-pytorch does not use")
+
+
+BACKENDS: dict[str, Callable[..., PerceptualDistance]] = {}
+
+
+def register_perceptual(name: str, factory: Callable[..., PerceptualDistance]) -> None:
+    if name in BACKENDS:
+        raise ValueError(f"perceptual backend {name!r} is already registered")
+    BACKENDS[name] = factory
+
+
+def build_perceptual(name: str, *, device: torch.device | str = "cpu", **kwargs) -> PerceptualDistance:
+    """A frozen perceptual distance by name ('lpips-vgg', 'stlpips-vgg'); kwargs go to the backend."""
+    if name not in BACKENDS:
+        raise KeyError(f"unknown perceptual backend {name!r}; known: {sorted(BACKENDS)}")
+    return BACKENDS[name](**kwargs).to(device)
+
+
+register_perceptual(LpipsVGG.name, LpipsVGG)
+register_perceptual(StLpipsVGG.name, StLpipsVGG)

@@ -1,0 +1,177 @@
+"""Stages from inversion to the report: invert one space, edit + identity, tables, figures, provenance."""
+from __future__ import annotations
+
+import os
+import pathlib
+from typing import Any, Mapping, Sequence
+
+import pandas as pd
+import torch
+
+import spaces
+from fzplus.stages import device_of, ensure_parent, perceptual_distance, pipeline_generator, truncation
+
+PERCEPTUAL_LABELS = {"lpips-vgg": "LPIPS (VGG)", "stlpips-vgg": "ST-LPIPS (VGG)"}
+
+
+def _save_png(image: torch.Tensor, path: pathlib.Path) -> None:
+    from PIL import Image
+
+    from benchmarks.reconstruction import to_uint8
+
+    tmp = path.with_name(path.stem + ".tmp.png")
+    Image.fromarray(to_uint8(image[None])[0]).save(tmp)
+    os.replace(tmp, path)
+
+
+def invert_stage(cfg: Mapping[str, Any], *, space_name: str, generator_path, targets_dir, out_dir,
+                 encoder_path=None, pn_stats_path=None) -> None:
+    """Invert every target into one space; write codes.pt, recon/<id>.png, losses.csv, metrics.csv."""
+    from benchmarks.reconstruction import reconstruction_metrics
+    from fzplus.encoder import load_encoder
+    from fzplus.inversion import invert
+    from fzplus.pn_stats import PNStats
+    from fzplus.targets import load_targets
+
+    device = device_of(cfg)
+    G = pipeline_generator(generator_path, cfg)
+    space = spaces.get(space_name)
+    ids, targets = load_targets(targets_dir)
+    inv = cfg["inversion"]
+    encoder = load_encoder(encoder_path, generator=G, base_size=inv["base_size"]) if space.uses_base_code and encoder_path else None
+    pn = PNStats.load(pn_stats_path) if getattr(space, "pn_regularised", False) else None
+    net = perceptual_distance(cfg, device=device)
+    result = invert(targets.to(device), G, space, steps=inv["steps"], lr=inv["lr"], lambda_per=inv["lambda_per"], lambda_reg=inv["lambda_reg"],
+                    perceptual=net, perceptual_size=cfg["perceptual"]["size"], encoder=encoder, base_size=inv["base_size"],
+                    seed=cfg["seed"], image_keys=ids, pn_stats=pn, lambda_pn=inv["lambda_pn"], batch_size=inv["batch_size"],
+                    progress=cfg["progress"], **truncation(cfg))
+    out = pathlib.Path(out_dir)
+    (out / "recon").mkdir(parents=True, exist_ok=True)
+    recons = result.reconstructions.clamp(-1, 1)  # as the authors' postprocessing: scored images are valid images
+    for i, image_id in enumerate(ids):
+        _save_png(recons[i], out / "recon" / f"{image_id}.png")
+    torch.save({image_id: result.image_codes(i) for i, image_id in enumerate(ids)}, out / "codes.pt")
+    steps = result.losses[next(iter(result.losses))].shape[1]
+    losses = pd.concat([pd.DataFrame({"image_id": image_id, "step": range(steps),
+                                      **{term: trace[i].numpy() for term, trace in result.losses.items()}})
+                        for i, image_id in enumerate(ids)], ignore_index=True)
+    losses.to_csv(out / "losses.csv", index=False)
+    size = cfg["perceptual"]["size"]
+    from fzplus.inversion import resize_bicubic
+
+    def perceptual(x, y):
+        return net(resize_bicubic(x.to(device), size), resize_bicubic(y.to(device), size))
+    with torch.no_grad():
+        metrics = reconstruction_metrics(targets, recons, image_ids=ids, space=space.name, perceptual=perceptual)
+    metrics.to_csv(out / "metrics.csv", index=False)
+
+
+def load_codes(path) -> tuple[list[str], dict[str, torch.Tensor]]:
+    """codes.pt (image id -> per-image codes) -> ids and batch-first codes."""
+    per_image = torch.load(path, map_location="cpu", weights_only=True)
+    ids = list(per_image)
+    return ids, {k: torch.cat([per_image[i][k] for i in ids]) for k in per_image[ids[0]]}
+
+
+def edit_stage(cfg: Mapping[str, Any], *, space_name: str, generator_path, targets_dir, codes_path, direction_paths: Mapping[str, str],
+               out_csv, grids_dir) -> None:
+    """Identity similarity of every edit (SPEC §7) of the first `editing.images` targets; editing grids."""
+    from benchmarks.figures import editing_grid
+    from benchmarks.identity import make_identity_backend
+    from fzplus.edits.directions import Directions
+    from fzplus.edits.protocol import identity_sweep
+    from fzplus.targets import load_targets
+
+    G = pipeline_generator(generator_path, cfg)
+    space = spaces.get(space_name)
+    ids, codes = load_codes(codes_path)
+    target_ids, targets = load_targets(targets_dir)
+    keep = ids[: cfg["editing"]["images"]]
+    order = [target_ids.index(i) for i in keep]
+    codes = {k: v[[ids.index(i) for i in keep]] for k, v in codes.items()}
+    families = {family: Directions.load(path) for family, path in direction_paths.items()}
+    ident = cfg["identity"]
+    backend_kwargs = dict(on_undetected=ident["on_undetected"])
+    if ident.get("weights_asset"):
+        from fzplus.config import materialize_config_assets
+
+        backend_kwargs["weights"] = materialize_config_assets(cfg)["identity.weights_asset"]
+    backend = make_identity_backend(ident["backend"], **backend_kwargs)
+    grid_ids = keep[: cfg["report"]["grid_images"]]
+    alphas = cfg["editing"]["alphas"]
+    table, kept = identity_sweep(targets[order], keep, codes, space, G, families, backend, alphas=alphas, keep_images_for=grid_ids,
+                                 progress=cfg["progress"], **truncation(cfg))
+    table.to_csv(ensure_parent(out_csv), index=False)
+    grids = pathlib.Path(grids_dir)
+    grids.mkdir(parents=True, exist_ok=True)
+    for family in families:
+        rows = [(f"{image_id} {name}", images) for (fam, name, image_id), images in kept.items() if fam == family]
+        if rows:
+            editing_grid(rows, column_labels=[f"{a:+.1f}" for a in alphas], path=grids / f"{family}.png")
+
+
+def tables_stage(cfg: Mapping[str, Any], *, metrics_paths: Sequence[str], identity_paths: Sequence[str], tables_dir) -> None:
+    """Table 1, the mean identity similarity per space x family, and the non-inferiority tests."""
+    from benchmarks.statistics import non_inferiority_table
+    from benchmarks.tables import identity_table, noninferiority_markdown, table1, table1_display, to_markdown, write_table
+
+    out = pathlib.Path(tables_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    metrics = pd.concat([pd.read_csv(p, dtype={"image_id": str}) for p in metrics_paths], ignore_index=True)
+    order = cfg["inversion"]["spaces"]
+    t1 = table1(metrics, spaces_order=order)
+    label = PERCEPTUAL_LABELS.get(cfg["perceptual"]["backend"], "perceptual")
+    write_table(t1, out / "table1.csv", markdown=to_markdown(table1_display(t1, perceptual_label=label)))
+    if identity_paths:
+        identity = pd.concat([pd.read_csv(p, dtype={"image_id": str}) for p in identity_paths], ignore_index=True)
+        it = identity_table(identity)
+        write_table(it, out / "identity.csv", markdown=to_markdown(it))
+    s = cfg["statistics"]
+    comparisons = [(a, b, m) for a, b in s["pairs"] for m in s["metrics"]]
+    ni = non_inferiority_table(metrics, comparisons, margin=s["margin"], test=s["test"], confidence=s["confidence"], image_column="image_id")
+    write_table(ni, out / "noninferiority.csv", markdown=noninferiority_markdown(ni))
+
+
+def figures_stage(cfg: Mapping[str, Any], *, results_dir, figures_dir) -> None:
+    """Fig. 6 identity curves, the Fig. 2-style reconstruction grid, loss curves."""
+    from benchmarks.figures import identity_vs_step_plot, loss_curves, reconstruction_grid
+    from benchmarks.reconstruction import read_images
+
+    res, out = pathlib.Path(results_dir), pathlib.Path(figures_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    names = cfg["inversion"]["spaces"]
+    slugs = {n: spaces.get(n).slug for n in names}
+    dpi = cfg["report"]["dpi"]
+    identity_files = [res / "edits" / slugs[n] / "identity.csv" for n in names if (res / "edits" / slugs[n] / "identity.csv").exists()]
+    if identity_files:
+        identity = pd.concat([pd.read_csv(p, dtype={"image_id": str}) for p in identity_files], ignore_index=True)
+        identity_vs_step_plot(identity, spaces=names, path=out / "identity_vs_step.png", dpi=dpi)
+    targets = pd.read_csv(res / "targets" / "targets.csv", dtype={"image_id": str})
+    grid_ids = list(targets["image_id"][: cfg["report"]["grid_images"]])
+    target_images = read_images([res / "targets" / "images" / f"{i}.png" for i in grid_ids])
+    recons = {n: read_images([res / "inversion" / slugs[n] / "recon" / f"{i}.png" for i in grid_ids]) for n in names}
+    metrics = pd.concat([pd.read_csv(res / "inversion" / slugs[n] / "metrics.csv", dtype={"image_id": str}) for n in names], ignore_index=True)
+    label = PERCEPTUAL_LABELS.get(cfg["perceptual"]["backend"], "perceptual")
+    reconstruction_grid(target_images, recons, image_ids=grid_ids, spaces=names, path=out / "reconstructions.png",
+                        per_image_metrics=metrics, perceptual_label=label, dpi=dpi)
+    losses = pd.concat([pd.read_csv(res / "inversion" / slugs[n] / "losses.csv", dtype={"image_id": str}).assign(space=n) for n in names],
+                       ignore_index=True)
+    loss_curves(losses, path=out / "loss_curves.png", dpi=dpi)
+
+
+def provenance_stage(cfg: Mapping[str, Any], *, generator_path, out_path) -> None:
+    from fzplus.assets import file_sha256
+    from fzplus.config import config_asset_hashes
+    from fzplus.generator import read_checkpoint_metadata
+    from fzplus.provenance import config_seeds, write_provenance
+
+    extra = {"generator": {"file": str(generator_path), "sha256": file_sha256(generator_path),
+                           "metadata": read_checkpoint_metadata(generator_path)}}
+    write_provenance(ensure_parent(out_path), cfg, asset_hashes=config_asset_hashes(cfg), seeds=config_seeds(cfg), extra=extra)
+
+
+def report_stage(cfg: Mapping[str, Any], *, results_dir, out_path) -> None:
+    from benchmarks.report import build_report
+
+    build_report(results_dir, out_path=out_path, title=cfg["report"]["title"],
+                 perceptual_label=PERCEPTUAL_LABELS.get(cfg["perceptual"]["backend"], "perceptual"))

@@ -1,0 +1,140 @@
+"""Stages before inversion: the run's generator, targets, P_N statistics, the F encoder, edit directions."""
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+
+from fzplus.config import materialize_config_assets, resolve_path
+from fzplus.generator import Generator, load_generator, save_generator
+from fzplus.generator.checkpoints import estimate_w_avg
+from fzplus.stages import StageError, device_of, ensure_parent, perceptual_distance, pipeline_generator, truncation
+
+MINI_BOOTSTRAP_HINT = ("the mini generator is trained by this project's bootstrap target: "
+                       "`snakemake --cores 2 train_mini_generator` (hours on a CPU; see models/mini/MODEL_CARD.md)")
+
+
+def random_stand_in_generator(spec: Mapping[str, Any]) -> Generator:
+    """ci's seeded random generator: narrow channels, non-zero noise strengths and biases, w_avg estimated."""
+    torch.manual_seed(spec["seed"])
+    G = Generator(resolution=spec["resolution"], channel_base=spec["channel_base"], channel_max=spec["channel_max"],
+                  mapping_layers=spec["mapping_layers"])
+    with torch.no_grad():
+        for name, p in G.named_parameters():
+            if name.endswith("noise_strength") or (name.endswith(".bias") and "affine" not in name):
+                p.normal_(0.0, 0.1)
+        G.mapping.w_avg.copy_(estimate_w_avg(G, num_samples=4096, seed=spec["seed"]))
+    return G
+
+
+def build_generator(cfg: Mapping[str, Any], out_path: str | os.PathLike) -> None:
+    """Normalise the configured generator (checkpoint path, asset, or ci's random stand-in) into the suite's
+    own format, so that every later stage loads one small, verified file."""
+    g = cfg["generator"]
+    if g["random"]:
+        G, source = random_stand_in_generator(g["random"]), {"random": dict(g["random"])}
+    else:
+        path = resolve_path(g["checkpoint"]) if g["checkpoint"] else materialize_config_assets(cfg)["generator.asset"]
+        if not path.is_file():
+            hint = MINI_BOOTSTRAP_HINT if cfg["profile"] == "mini" else "set generator.checkpoint or generator.asset in the profile"
+            raise StageError(f"generator checkpoint {path} not found: {hint}")
+        G, source = load_generator(path), {"path": str(path)}
+    save_generator(G, ensure_parent(out_path), metadata={"source": source, "profile": cfg["profile"]})
+
+
+def prepare_targets_stage(cfg: Mapping[str, Any], *, generator_path, out_dir) -> None:
+    from fzplus.targets import prepare_targets
+
+    t = cfg["targets"]
+    source = resolve_path(t["folder"]) if t["folder"] else materialize_config_assets(cfg)["targets.asset"]
+    resolution = load_generator(generator_path).resolution
+    prepare_targets(source, out_dir, resolution=resolution, count=t["count"], seed=t["seed"], progress=cfg["progress"])
+
+
+def pn_stats_stage(cfg: Mapping[str, Any], *, generator_path, out_path) -> None:
+    from fzplus.pn_stats import compute_pn_stats
+
+    G = pipeline_generator(generator_path, cfg)
+    p = cfg["pn_stats"]
+    stats = compute_pn_stats(G, num_samples=p["samples"], seed=cfg["seed"], batch_size=p["batch_size"], progress=cfg["progress"])
+    stats.save(ensure_parent(out_path))
+
+
+def encoder_stage(cfg: Mapping[str, Any], *, generator_path, out_path) -> None:
+    from fzplus.encoder import save_encoder
+    from fzplus.encoder_training import train_encoder
+
+    G = pipeline_generator(generator_path, cfg)
+    e = cfg["encoder"]
+    perceptual = None
+    if e["lambda_enc"] > 0:
+        net = perceptual_distance(cfg, device=device_of(cfg))
+        size = cfg["perceptual"]["size"]
+        from fzplus.inversion import resize_bicubic
+
+        def perceptual(x, y):  # the inversion's protocol: both images at the perceptual size
+            return net(resize_bicubic(x, size), resize_bicubic(y, size))
+    encoder, _ = train_encoder(
+        G, base_size=cfg["inversion"]["base_size"], steps=e["steps"], batch_size=e["batch_size"], lr=e["lr"],
+        lr_decay_every=e["lr_decay_every"], lr_decay=e["lr_decay"], lambda_enc=e["lambda_enc"], perceptual=perceptual,
+        truncation_psi=e["truncation_psi"], truncation_cutoff=e["truncation_cutoff"], stage_channels=tuple(e["stage_channels"]),
+        seed=cfg["seed"], checkpoint_path=str(out_path) + ".training", checkpoint_every=e["checkpoint_every"], progress=cfg["progress"])
+    save_encoder(encoder, ensure_parent(out_path), generator=G)
+
+
+def attribute_samples_stage(cfg: Mapping[str, Any], *, generator_path, out_path) -> None:
+    """Latent samples with attribute scores for InterfaceGAN: labels from dlib landmarks on generated faces,
+    or, with released Z boundaries, the boundaries' own decision values (so W-space SVMs learn the same
+    attributes)."""
+    from fzplus.edits.attributes import label_attributes
+
+    G = pipeline_generator(generator_path, cfg)
+    ig = cfg["directions"]["interfacegan"]
+    z = torch.randn(ig["samples"], G.z_dim, generator=torch.Generator().manual_seed(cfg["seed"] + 1))
+    with torch.no_grad():
+        w = torch.cat([G.mapping(part) for part in z.split(1000)])
+        if ig["boundaries_asset"]:
+            released = released_boundaries(cfg)
+            scores = (z @ released.vectors.t()).numpy()
+            detected = np.ones(len(z), bool)
+        else:
+            images = torch.cat([G.synthesize(G.map(part, **truncation(cfg))).clamp(-1, 1).cpu() for part in z.split(64)])
+            table = label_attributes(images, progress=cfg["progress"])
+            scores, detected = table[list(ig["attributes"])].to_numpy(np.float64), table["detected"].to_numpy()
+    np.savez(ensure_parent(out_path), z=z.numpy(), w=w.cpu().numpy(), scores=scores, detected=detected, attributes=np.array(ig["attributes"]))
+
+
+def released_boundaries(cfg: Mapping[str, Any]):
+    from fzplus.edits.directions.interfacegan import load_released_boundaries
+
+    ig = cfg["directions"]["interfacegan"]
+    folder = materialize_config_assets(cfg)["directions.interfacegan.boundaries_asset"]
+    return load_released_boundaries(folder, names=ig["attributes"], domain="Z")
+
+
+def directions_stage(cfg: Mapping[str, Any], *, family: str, domain: str, generator_path, out_path, samples_path=None) -> None:
+    from fzplus.edits.directions import find_directions
+
+    d = cfg["directions"]
+    if family == "random":
+        found = find_directions("random", count=d["random"]["count"], sigma=d["random"]["sigma"], seed=cfg["seed"], domain=domain)
+    elif family == "ganspace":
+        G = pipeline_generator(generator_path, cfg)
+        g = d["ganspace"]
+        found = find_directions("ganspace", mapping=G.mapping, z_dim=G.z_dim, domain=domain, components=tuple(g["components"]),
+                                num_samples=g["samples"], batch_size=g["batch_size"], seed=cfg["seed"], device=device_of(cfg),
+                                progress=cfg["progress"])
+    elif family == "interfacegan":
+        ig = d["interfacegan"]
+        if ig["boundaries_asset"] and domain == "Z":
+            found = released_boundaries(cfg)
+        else:
+            s = np.load(samples_path)
+            found = find_directions("interfacegan", codes=s["z" if domain == "Z" else "w"], scores=s["scores"],
+                                    names=[str(a) for a in s["attributes"]], domain=domain, chosen=ig["chosen_ratio"],
+                                    split_ratio=ig["split_ratio"], seed=cfg["seed"])
+    else:
+        raise StageError(f"unknown direction family {family!r}; expected one of random, ganspace, interfacegan")
+    found.save(ensure_parent(out_path))

@@ -1,0 +1,169 @@
+"""The latent-space plugin contract (SPEC §4).
+
+A space is an object that says, for a batch of N images:
+- which free variables it optimises and how they start (`variables`, `init_codes`);
+- how they become generator inputs (`generator_inputs`: ws or S-space styles, plus the base code f for
+  F spaces) and so an image (`render`);
+- what is done to them after every optimiser step (`project_`) and what they cost (`regularizer`);
+- how an edit direction moves them (`apply_direction`), in which domain the direction lives (`domain`,
+  "Z" or "W"), and which ws layers the edit reaches (`edited_layers`: all of them for a standalone space,
+  layers >= M for an F space, M = generator.first_detail_layer(base_size)).
+
+Codes are a dict of batch-first tensors, one entry per free variable: `f` [N, C, s, s] for F spaces, `z`
+or `w` [N, 512] (one code for all layers) or [N, L, 512] (one code per layer it feeds), `s` [N, sum C_l]
+(S-space styles of the layers it feeds, concatenated in `synthesis.layer_specs` order).
+
+Everything that is not a code but changes what a code means (base size, truncation, P_N statistics) is
+in a `SpaceContext`, built by the inversion engine (or by `render` / `edit`).
+"""
+from __future__ import annotations
+
+import abc
+import math
+import re
+from dataclasses import dataclass
+from typing import Any, Callable, NamedTuple, Sequence
+
+import torch
+
+DOMAINS = ("Z", "W")
+SLUG_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
+REQUIRED_FIELDS = ("name", "slug", "domain", "variables", "uses_base_code", "applies_truncation", "description")
+
+# images [N, 3, R, R] in [-1, 1] at the generator's resolution -> base code f [N, C, s, s]
+Encoder = Callable[[torch.Tensor], torch.Tensor]
+
+
+class RegistrationError(ValueError):
+    """A plugin is malformed or clashes with another one."""
+
+
+@dataclass(frozen=True)
+class SpaceContext:
+    """What a code needs besides itself to become an image.
+
+    base_size: spatial size s of the base code f (F spaces only; None for standalone spaces).
+    truncation_psi / truncation_cutoff: truncation of the mapped ws towards w_avg on layers [0, cutoff),
+        applied only by spaces whose `applies_truncation` is True (those the authors' scripts truncate).
+    pn_stats: P_N statistics (fzplus.pn_stats.PNStats), needed by the P_N-regularised spaces.
+    lambda_pn: weight of the P_N regulariser (BDInvert: 0.01).
+    """
+
+    generator: Any  # fzplus.generator.Generator (not imported: plugins stay importable on their own)
+    base_size: int | None = None
+    truncation_psi: float = 1.0
+    truncation_cutoff: int | None = None
+    pn_stats: Any = None
+    lambda_pn: float = 0.01
+
+    @property
+    def first_detail_layer(self) -> int:
+        """M: first ws index after the split at base_size."""
+        if self.base_size is None:
+            raise ValueError("this space needs a base code size: pass base_size (e.g. 16 for a 1024 generator)")
+        return self.generator.first_detail_layer(self.base_size)
+
+
+class GeneratorInputs(NamedTuple):
+    """ws [N, num_ws, w_dim] or styles (one [N, C_l] per layer fed); f [N, C, s, s] for F spaces."""
+
+    ws: torch.Tensor | None = None
+    styles: Sequence[torch.Tensor] | None = None
+    f: torch.Tensor | None = None
+
+
+def sphere_radius(dim: int) -> float:
+    """Radius of the sphere Z codes live on: sqrt(dim), where N(0, I) codes concentrate."""
+    return math.sqrt(dim)
+
+
+def retract_to_sphere(z: torch.Tensor) -> torch.Tensor:
+    """Paper Eq. 5: z_i <- sqrt(D) z_i / |z_i| for every code along the last dimension."""
+    return z * (sphere_radius(z.shape[-1]) / z.norm(dim=-1, keepdim=True))
+
+
+class LatentSpace(abc.ABC):
+    """Base class of every plugin. Subclasses set the class fields (or pass them to __init__)."""
+
+    name: str = ""  # as in the paper: "F/Z+"
+    slug: str = ""  # filesystem-safe: "f_z_plus"
+    domain: str = ""  # edit-direction domain: "Z" or "W"
+    variables: tuple[str, ...] = ()  # keys of the codes dict
+    uses_base_code: bool | None = None  # F space: optimises f and feeds only layers >= M
+    applies_truncation: bool | None = None  # follows the authors' scripts (see each family)
+    description: str = ""
+
+    # ---- to implement ------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def init_codes(self, targets: torch.Tensor, ctx: SpaceContext, *, image_seeds: Sequence[int], encoder: Encoder | None = None) -> dict[str, torch.Tensor]:
+        """Starting codes for targets [N, 3, R, R]; image_seeds: one seed per image (random inits)."""
+
+    @abc.abstractmethod
+    def generator_inputs(self, codes: dict[str, torch.Tensor], ctx: SpaceContext) -> GeneratorInputs:
+        """Differentiable map from codes to generator inputs."""
+
+    @abc.abstractmethod
+    def apply_direction(self, codes: dict[str, torch.Tensor], direction: torch.Tensor, alpha: float, ctx: SpaceContext) -> dict[str, torch.Tensor]:
+        """New codes moved by alpha * direction ([D], in `domain`) on the edited layers."""
+
+    # ---- defaults ----------------------------------------------------------------------------------
+    def project_(self, codes: dict[str, torch.Tensor]) -> None:
+        """In place, after every optimiser step. Default: unconstrained."""
+
+    def regularizer(self, codes: dict[str, torch.Tensor], ctx: SpaceContext) -> torch.Tensor:
+        """Weighted per-image penalty [N]. Default: none."""
+        first = next(iter(codes.values()))
+        return first.new_zeros(first.shape[0])
+
+    def edited_layers(self, ctx: SpaceContext) -> range:
+        """ws indices an edit reaches (= those the codes feed): all for standalone spaces, [M, num_ws) for F spaces."""
+        start = ctx.first_detail_layer if self.uses_base_code else 0
+        return range(start, ctx.generator.num_ws)
+
+    def render(self, codes: dict[str, torch.Tensor], ctx: SpaceContext) -> torch.Tensor:
+        """codes -> images [N, 3, R, R]. F spaces pass a bare f: the RGB skip restarts at the split."""
+        inputs = self.generator_inputs(codes, ctx)
+        G = ctx.generator
+        if inputs.f is None:
+            return G.synthesize(inputs.ws, styles=inputs.styles)
+        return G.synthesize_from(inputs.f, inputs.ws, styles=inputs.styles)
+
+    def __repr__(self) -> str:
+        return f"<latent space {self.name!r} ({self.slug})>"
+
+
+def validate_space(space: object, *, source: str) -> LatentSpace:
+    """Check a plugin's declared fields; raise RegistrationError naming `source` and the fix."""
+    if not isinstance(space, LatentSpace):
+        raise RegistrationError(f"{source}: SPACE must be an instance of spaces.base.LatentSpace, got {type(space).__name__}")
+    missing = [f for f in REQUIRED_FIELDS if getattr(space, f, None) in (None, "", ())]
+    if missing:
+        raise RegistrationError(f"{source}: space {space.name or '<unnamed>'!r} lacks required field(s) {missing}; "
+                                f"set them on the plugin (see spaces/base.py, REQUIRED_FIELDS)")
+    if not SLUG_PATTERN.match(space.slug):
+        raise RegistrationError(f"{source}: slug {space.slug!r} is not filesystem-safe; use lowercase letters, digits and '_'")
+    if space.domain not in DOMAINS:
+        raise RegistrationError(f"{source}: domain {space.domain!r} must be one of {DOMAINS}")
+    if not all(isinstance(v, str) and v for v in space.variables):
+        raise RegistrationError(f"{source}: variables must be a tuple of non-empty names, got {space.variables!r}")
+    if space.uses_base_code and "f" not in space.variables:
+        raise RegistrationError(f"{source}: an F space must list the base code 'f' among its variables")
+    return space
+
+
+def base_code_init(targets: torch.Tensor, ctx: SpaceContext, *, encoder: Encoder | None) -> torch.Tensor:
+    """f0 [N, C, s, s]: the encoder's output, else the generator's features of w_avg (the mean feature map)."""
+    G, s = ctx.generator, ctx.base_size
+    expected = (G.base_channels(s), s, s)
+    n = targets.shape[0]
+    with torch.no_grad():
+        if encoder is None:
+            ws = G.w_avg[None, None].repeat(1, G.num_ws, 1)
+            return G.features(ws, at=s).f.expand(n, *expected).to(targets.dtype).clone()
+        if isinstance(encoder, torch.nn.Module) and encoder.training:
+            raise ValueError("the encoder is in training mode; call encoder.eval() so that per-image results do not depend on the batch")
+        f = encoder(targets)
+    if tuple(f.shape) != (n, *expected):
+        raise ValueError(f"encoder returned {tuple(f.shape)}; base size {s} needs [N, {expected[0]}, {s}, {s}] "
+                         f"(train the encoder for this generator and base size)")
+    return f.detach().to(targets.dtype)

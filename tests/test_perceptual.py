@@ -1,0 +1,106 @@
+"""Perceptual backends: identities, differentiability, batch independence, frozen weights, offline errors."""
+from __future__ import annotations
+
+import urllib.error
+
+import pytest
+import torch
+
+from fzplus.perceptual import BACKENDS, VGG16_FILE, LpipsVGG, PerceptualWeightsUnavailable, build_perceptual
+
+
+@pytest.fixture(scope="module")
+def stlpips():
+    return build_perceptual("stlpips-vgg")
+
+
+@pytest.fixture(scope="module")
+def images():
+    g = torch.Generator().manual_seed(0)
+    base = torch.rand(3, 3, 32, 32, generator=g) * 2 - 1
+    return base, (base + 0.1 * torch.randn(base.shape, generator=g)).clamp(-1, 1), (base + 0.4 * torch.randn(base.shape, generator=g)).clamp(-1, 1)
+
+
+def test_registry_has_both_backends():
+    assert {"lpips-vgg", "stlpips-vgg"} <= set(BACKENDS)
+    with pytest.raises(KeyError, match="stlpips-vgg"):
+        build_perceptual("nope")
+
+
+def test_stlpips_self_distance_is_zero_and_grows_with_noise(stlpips, images):
+    base, slightly, strongly = images
+    d_self, d_slight, d_strong = stlpips(base, base), stlpips(base, slightly), stlpips(base, strongly)
+    assert d_self.shape == (3,)
+    assert d_self.abs().max() < 1e-6
+    assert (d_slight > 1e-3).all() and (d_strong > d_slight).all()
+
+
+def test_stlpips_is_differentiable_and_frozen(stlpips, images):
+    base, slightly, _ = images
+    x = slightly.clone().requires_grad_(True)
+    stlpips(x, base).sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+    assert not any(p.requires_grad for p in stlpips.parameters())
+    stlpips.train()
+    assert not stlpips.training and not any(m.training for m in stlpips.modules())
+
+
+def test_cached_target_features_match_the_package_forward(stlpips, images):
+    base, slightly, strongly = images
+    fast = stlpips.prepare(base)
+    assert torch.allclose(fast(slightly), stlpips(slightly, base), rtol=1e-5, atol=1e-7)
+    stlpips.cache_target_features = False
+    try:
+        reference = stlpips.prepare(base)
+        assert torch.allclose(reference(strongly), fast(strongly), rtol=1e-5, atol=1e-7)
+    finally:
+        stlpips.cache_target_features = True
+
+
+def test_distances_of_a_batch_are_those_of_its_images(stlpips, images):
+    # The inversion sums per-image losses; that is right only if no image influences another's distance.
+    # Coupling would change values by O(1); float32 rounding of batched convolutions by ~1e-6.
+    base, slightly, _ = images
+    x = slightly.clone().requires_grad_(True)
+    batched = stlpips(x, base)
+    batched.sum().backward()
+    for i in range(3):
+        xi = slightly[i: i + 1].clone().requires_grad_(True)
+        d = stlpips(xi, base[i: i + 1])
+        d.sum().backward()
+        assert torch.allclose(d, batched[i: i + 1], rtol=1e-4)
+        assert torch.allclose(xi.grad, x.grad[i: i + 1], rtol=1e-3, atol=1e-4 * x.grad[i].abs().max().item())
+
+
+def test_lpips_vgg_offline_raises_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # an empty hub cache: the weights are not there
+
+    def offline(url, dst, *args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    with pytest.raises(PerceptualWeightsUnavailable, match=rf"vgg16_weights='/path/to/{VGG16_FILE}'.*stlpips-vgg"):
+        build_perceptual("lpips-vgg")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        build_perceptual("lpips-vgg", vgg16_weights=tmp_path / "missing.pth")
+
+
+@pytest.mark.filterwarnings("ignore:.*(pretrained|weights).*:UserWarning")  # lpips 0.1.4 uses torchvision's old API
+def test_lpips_vgg_loads_a_local_vgg16_file(tmp_path, images):
+    import lpips
+
+    # A torchvision-format file (keys 'features.<i>.weight/bias') with random values stands in for the
+    # 528 MB ImageNet checkpoint; only the VGG trunk is read from it.
+    trunk = lpips.LPIPS(net="vgg", pnet_rand=True, verbose=False).net
+    state = {f"features.{name.split('.', 1)[1]}": torch.randn_like(p) * 0.05 for name, p in trunk.named_parameters()}
+    path = tmp_path / VGG16_FILE
+    torch.save(state, path)
+    net = LpipsVGG(vgg16_weights=path)
+    assert torch.equal(net.model.net.slice1[0].weight, state["features.0.weight"])
+    assert torch.equal(getattr(net.model.net.slice5, "28").bias, state["features.28.bias"])
+    base, slightly, _ = images
+    assert net(base, base).abs().max() < 1e-6 and (net(base, slightly) > 0).all()
+    assert not any(p.requires_grad for p in net.parameters())
+    torch.save({"classifier.0.weight": torch.zeros(1)}, tmp_path / "wrong.pth")
+    with pytest.raises(ValueError, match="no tensor 'features.0.weight'"):
+        LpipsVGG(vgg16_weights=tmp_path / "wrong.pth")

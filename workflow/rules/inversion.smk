@@ -1,0 +1,32 @@
+# Stage 2: invert every target into each space plugin (one job per space, batched over images).
+
+
+def inversion_inputs(wildcards):
+    space = SPACES[wildcards.slug]
+    inputs = dict(generator=f"{OUT}/generator.pt", targets=f"{OUT}/targets/targets.csv")
+    if space.uses_base_code:
+        inputs["encoder"] = f"{OUT}/encoder.pt"
+    if getattr(space, "pn_regularised", False):
+        inputs["pn_stats"] = f"{OUT}/pn_stats.npz"
+    return inputs
+
+
+rule invert:
+    input:
+        unpack(inversion_inputs),
+    output:
+        codes=f"{OUT}/inversion/{{slug}}/codes.pt",
+        losses=f"{OUT}/inversion/{{slug}}/losses.csv",
+        metrics=f"{OUT}/inversion/{{slug}}/metrics.csv",
+    params:
+        stage="evaluate.invert_stage",
+        kwargs=lambda wc, input, output: dict(
+            space_name=SPACES[wc.slug].name, generator_path=input.generator, targets_dir=os.path.dirname(input.targets),
+            out_dir=os.path.dirname(output.codes), encoder_path=input.get("encoder"), pn_stats_path=input.get("pn_stats")),
+    threads: 1
+    resources:
+        gpu=GPU,
+    benchmark:
+        f"{OUT}/benchmarks/invert_{{slug}}.tsv"
+    script:
+        STAGE_SCRIPT

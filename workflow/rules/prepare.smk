@@ -1,0 +1,70 @@
+# Stage 1: the run's generator (normalised to the suite's format), targets, P_N statistics, F encoder.
+
+
+def generator_source(wildcards):
+    path = config["generator"]["checkpoint"]
+    return [path] if path else []
+
+
+rule generator:
+    input:
+        generator_source,
+    output:
+        f"{OUT}/generator.pt",
+    params:
+        stage="prepare.build_generator",
+        kwargs=lambda wc, output: dict(out_path=output[0]),
+    threads: 1
+    benchmark:
+        f"{OUT}/benchmarks/generator.tsv"
+    script:
+        STAGE_SCRIPT
+
+
+rule targets:
+    input:
+        generator=f"{OUT}/generator.pt",
+    output:
+        f"{OUT}/targets/targets.csv",
+    params:
+        stage="prepare.prepare_targets_stage",
+        kwargs=lambda wc, input, output: dict(generator_path=input.generator, out_dir=os.path.dirname(output[0])),
+    threads: 1
+    benchmark:
+        f"{OUT}/benchmarks/targets.tsv"
+    script:
+        STAGE_SCRIPT
+
+
+rule pn_stats:
+    input:
+        generator=f"{OUT}/generator.pt",
+    output:
+        f"{OUT}/pn_stats.npz",
+    params:
+        stage="prepare.pn_stats_stage",
+        kwargs=lambda wc, input, output: dict(generator_path=input.generator, out_path=output[0]),
+    threads: THREADS
+    resources:
+        gpu=GPU,
+    benchmark:
+        f"{OUT}/benchmarks/pn_stats.tsv"
+    script:
+        STAGE_SCRIPT
+
+
+rule encoder:
+    input:
+        generator=f"{OUT}/generator.pt",
+    output:
+        f"{OUT}/encoder.pt",
+    params:
+        stage="prepare.encoder_stage",
+        kwargs=lambda wc, input, output: dict(generator_path=input.generator, out_path=output[0]),
+    threads: THREADS
+    resources:
+        gpu=GPU,
+    benchmark:
+        f"{OUT}/benchmarks/encoder.tsv"
+    script:
+        STAGE_SCRIPT

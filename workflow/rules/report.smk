@@ -1,0 +1,65 @@
+# Stage 4: statistics and tables, figures, provenance, the HTML report.
+
+
+rule tables:
+    input:
+        metrics=expand(f"{OUT}/inversion/{{slug}}/metrics.csv", slug=SPACES),
+        identity=expand(f"{OUT}/edits/{{slug}}/identity.csv", slug=SPACES),
+    output:
+        table1=f"{OUT}/tables/table1.csv",
+        noninferiority=f"{OUT}/tables/noninferiority.csv",
+        identity=f"{OUT}/tables/identity.csv",
+    params:
+        stage="evaluate.tables_stage",
+        kwargs=lambda wc, input, output: dict(metrics_paths=list(input.metrics), identity_paths=list(input.identity),
+                                              tables_dir=os.path.dirname(output.table1)),
+    threads: 1
+    benchmark:
+        f"{OUT}/benchmarks/tables.tsv"
+    script:
+        STAGE_SCRIPT
+
+
+rule figures:
+    input:
+        metrics=expand(f"{OUT}/inversion/{{slug}}/metrics.csv", slug=SPACES),
+        identity=expand(f"{OUT}/edits/{{slug}}/identity.csv", slug=SPACES),
+    output:
+        directory(f"{OUT}/figures"),
+    params:
+        stage="evaluate.figures_stage",
+        kwargs=lambda wc, output: dict(results_dir=OUT, figures_dir=output[0]),
+    threads: 1
+    benchmark:
+        f"{OUT}/benchmarks/figures.tsv"
+    script:
+        STAGE_SCRIPT
+
+
+rule provenance:
+    input:
+        generator=f"{OUT}/generator.pt",
+    output:
+        f"{OUT}/provenance.json",
+    params:
+        stage="evaluate.provenance_stage",
+        kwargs=lambda wc, input, output: dict(generator_path=input.generator, out_path=output[0]),
+        config_snapshot=str(sorted(config.items())),  # a config change reruns this rule
+    threads: 1
+    script:
+        STAGE_SCRIPT
+
+
+rule report:
+    input:
+        rules.tables.output,
+        rules.figures.output,
+        rules.provenance.output,
+    output:
+        f"{OUT}/report.html",
+    params:
+        stage="evaluate.report_stage",
+        kwargs=lambda wc, output: dict(results_dir=OUT, out_path=output[0]),
+    threads: 1
+    script:
+        STAGE_SCRIPT
