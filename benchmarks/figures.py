@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 
 from benchmarks.reconstruction import to_uint8
 from benchmarks.tables import PAPER_SPACE_ORDER, order_spaces
-from fzplus.generator.checkpoints_common import atomic_write
+from fzplus.io import atomic_write
 
 DPI = 150
 LIGHT_LINEWIDTH, LIGHT_ALPHA = 0.6, 0.3    # one line per (target x direction), Fig. 6

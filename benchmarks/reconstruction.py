@@ -30,54 +30,10 @@ import torch
 from PIL import Image
 from skimage.metrics import structural_similarity
 
+from fzplus.images import to_float, to_uint8  # noqa: F401  (part of this module's API)
+
 METRIC_COLUMNS = ("space", "image_id", "mse", "ssim", "perceptual")
-FLOAT_RANGE_LIMIT = 2.0  # float images beyond +-2 are on another scale (0..1 or 0..255), not [-1, 1] with overshoot
 SSIM_SETTINGS = dict(gaussian_weights=True, sigma=1.5, use_sample_covariance=False, K1=0.01, K2=0.03, data_range=255)
-
-
-def _check_float_range(array: np.ndarray, *, name: str) -> None:
-    peak = float(np.abs(array).max()) if array.size else 0.0
-    if not np.isfinite(peak) or peak > FLOAT_RANGE_LIMIT:
-        raise ValueError(f"{name}: float images must be in [-1, 1] (max |value| is {peak}); convert 0..255 images "
-                         f"to uint8 and 0..1 images with x * 2 - 1")
-
-
-def to_uint8(images, *, name: str = "images") -> np.ndarray:
-    """Images (see the module docstring) -> uint8 numpy [N, H, W, 3]. Float images are clipped to [-1, 1]
-    and rounded; uint8 images are only transposed where needed."""
-    if isinstance(images, torch.Tensor):
-        images = images.detach().cpu()
-        if images.dtype == torch.uint8:
-            images = images.numpy().transpose(0, 2, 3, 1) if images.ndim == 4 else images.numpy()
-        else:
-            images = images.double().numpy()
-    array = np.asarray(images)
-    if array.dtype == np.uint8:
-        if array.ndim != 4 or array.shape[-1] != 3:
-            raise ValueError(f"{name}: uint8 arrays must be [N, H, W, 3] (uint8 tensors [N, 3, H, W]), got {array.shape}")
-        return np.ascontiguousarray(array)
-    if not np.issubdtype(array.dtype, np.floating):
-        raise TypeError(f"{name}: images must be float in [-1, 1] or uint8, got dtype {array.dtype}")
-    if array.ndim != 4 or array.shape[1] != 3:
-        raise ValueError(f"{name}: float images must be [N, 3, H, W], got {array.shape}")
-    _check_float_range(array, name=name)
-    scaled = np.clip(array.astype(np.float64), -1.0, 1.0) * 127.5 + 127.5
-    return np.ascontiguousarray(np.rint(scaled).astype(np.uint8).transpose(0, 2, 3, 1))
-
-
-def to_float(images, *, name: str = "images") -> torch.Tensor:
-    """Images (see the module docstring) -> float32 tensor [N, 3, H, W] in [-1, 1]. Float input is
-    returned as float32 unchanged (not clipped, not rounded); uint8 input becomes u / 127.5 - 1."""
-    is_uint8 = (images.dtype == torch.uint8) if isinstance(images, torch.Tensor) else np.asarray(images).dtype == np.uint8
-    if is_uint8:
-        array = to_uint8(images, name=name).transpose(0, 3, 1, 2)
-        return torch.from_numpy(array.astype(np.float32) / 127.5 - 1.0)
-    tensor = torch.as_tensor(images).detach().cpu().float() if isinstance(images, torch.Tensor) else \
-        torch.from_numpy(np.asarray(images, dtype=np.float32))
-    if tensor.ndim != 4 or tensor.shape[1] != 3:
-        raise ValueError(f"{name}: float images must be [N, 3, H, W], got {tuple(tensor.shape)}")
-    _check_float_range(tensor.numpy(), name=name)
-    return tensor
 
 
 def _paired(x, y) -> tuple[torch.Tensor, torch.Tensor]:

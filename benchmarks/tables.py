@@ -18,7 +18,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from fzplus.generator.checkpoints_common import atomic_write
+from fzplus.io import atomic_write
 
 # Row order of the paper (Table 1 and Fig. 2), extended to every required space; spaces outside this list
 # (new plugins) follow in alphabetical order.

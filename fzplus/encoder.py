@@ -24,7 +24,6 @@ import contextlib
 import hashlib
 import os
 import pathlib
-import tempfile
 from typing import Any, Sequence
 
 import torch
@@ -32,6 +31,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from fzplus.generator import Generator
+from fzplus.io import atomic_write
 
 FILE_FORMAT = "fzplus-base-code-encoder"
 FILE_VERSION = 1
@@ -159,19 +159,10 @@ def encoder_payload(encoder: BaseCodeEncoder, *, generator: Generator, fingerpri
 
 
 def write_atomically(payload: dict[str, Any], path: str | os.PathLike) -> pathlib.Path:
-    """torch.save to a temporary file beside `path`, then os.replace: readers never see half a file."""
+    """torch.save through fzplus.io.atomic_write: readers never see half a file."""
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as file:
-            torch.save(payload, file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        pathlib.Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda file: torch.save(payload, file))
     return path
 
 

@@ -17,11 +17,12 @@ from __future__ import annotations
 import hashlib
 import os
 import pathlib
-import tempfile
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+from fzplus.io import atomic_write
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
@@ -84,21 +85,12 @@ class PNStats:
                              "recompute them with fzplus.pn_stats.compute_pn_stats(generator)")
 
     def save(self, path: str | os.PathLike) -> pathlib.Path:
-        """Atomic write (temporary file in the same folder, then rename): readers never see half a file."""
+        """Atomic write (fzplus.io): readers never see half a file."""
         path = pathlib.Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, mean=self.mean.cpu().numpy(), eigenvalues=self.eigenvalues.cpu().numpy(),
-                         eigenvectors=self.eigenvectors.cpu().numpy(), num_samples=np.int64(self.num_samples),
-                         seed=np.int64(self.seed), mapping_sha256=np.str_(self.mapping_sha256))
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            pathlib.Path(tmp).unlink(missing_ok=True)
-            raise
+        arrays = dict(mean=self.mean.cpu().numpy(), eigenvalues=self.eigenvalues.cpu().numpy(), eigenvectors=self.eigenvectors.cpu().numpy(),
+                      num_samples=np.int64(self.num_samples), seed=np.int64(self.seed), mapping_sha256=np.str_(self.mapping_sha256))
+        atomic_write(path, lambda fh: np.savez(fh, **arrays))
         return path
 
     @classmethod

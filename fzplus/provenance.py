@@ -24,7 +24,7 @@ from typing import Any, Iterable, Mapping
 import torch
 
 from fzplus.assets import REPO_ROOT
-from fzplus.generator.checkpoints_common import atomic_write
+from fzplus.io import atomic_write
 
 KEY_PACKAGES = (
     "fzplus-bench", "torch", "torchvision", "numpy", "scipy", "pandas", "pillow", "scikit-image", "scikit-learn",

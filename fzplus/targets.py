@@ -1,7 +1,7 @@
 """Target images: sample them from a folder, check them, bring them to the generator's resolution.
 
     df = prepare_targets("resources/celebahq-stargan-v2", "results/mini/targets", resolution=64, count=None, seed=0)
-    ids, images = load_targets("results/mini/targets")    # images [N, 3, R, R] in [-1, 1]
+    ids, images = read_prepared_targets("results/mini/targets")    # images [N, 3, R, R] in [-1, 1]
 
 Layout written under out_dir: images/<image_id>.png (8-bit RGB, resolution x resolution) and targets.csv
 (image_id, source_path, source_sha256, width, height, mode, conversions). image_id is the file stem; keep
@@ -29,7 +29,8 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
-from fzplus.generator.checkpoints_common import atomic_write
+from fzplus.images import to_uint8
+from fzplus.io import atomic_write
 from fzplus.inversion.images import resize_lanczos
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -143,7 +144,7 @@ def prepare_target(path: str | os.PathLike, *, resolution: int) -> PreparedTarge
         warnings.warn(f"{path}: {note}", TargetConversionWarning, stacklevel=2)
     x = torch.from_numpy(pixels.astype(np.float32)).permute(2, 0, 1)[None] / 127.5 - 1.0  # [1, 3, H, W]
     y = resize_lanczos(x, resolution)
-    resized = ((y[0] + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+    resized = to_uint8(y)[0]
     assert resized.shape == (resolution, resolution, 3)
     return PreparedTarget(image_id=path.stem, source_path=str(path.resolve()), source_sha256=hashlib.sha256(data).hexdigest(),
                           width=width, height=height, mode=mode, conversions=notes, pixels=resized)
@@ -186,7 +187,7 @@ def read_targets_table(out_dir: str | os.PathLike) -> pd.DataFrame:
     return pd.read_csv(path, dtype={"image_id": str, "source_path": str, "source_sha256": str, "mode": str}, keep_default_na=False)
 
 
-def load_targets(out_dir: str | os.PathLike) -> tuple[list[str], torch.Tensor]:
+def read_prepared_targets(out_dir: str | os.PathLike) -> tuple[list[str], torch.Tensor]:
     """Prepared targets -> (image ids in targets.csv order, images [N, 3, R, R] float32 in [-1, 1])."""
     out_dir = pathlib.Path(out_dir)
     ids = list(read_targets_table(out_dir)["image_id"])

@@ -158,8 +158,9 @@ def base_code_init(targets: torch.Tensor, ctx: SpaceContext, *, encoder: Encoder
     n = targets.shape[0]
     with torch.no_grad():
         if encoder is None:
-            ws = G.w_avg[None, None].repeat(1, G.num_ws, 1)
-            return G.features(ws, at=s).f.expand(n, *expected).to(targets.dtype).clone()
+            from fzplus.encoder import mean_feature_map  # plugins stay importable without the encoder module
+
+            return mean_feature_map(G, base_size=s).expand(n, *expected).to(targets.dtype).clone()
         if isinstance(encoder, torch.nn.Module) and encoder.training:
             raise ValueError("the encoder is in training mode; call encoder.eval() so that per-image results do not depend on the batch")
         f = encoder(targets)

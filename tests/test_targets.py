@@ -15,7 +15,7 @@ from fzplus.targets import (
     TargetConversionWarning,
     TargetImageError,
     list_images,
-    load_targets,
+    read_prepared_targets,
     prepare_targets,
     sample_images,
 )
@@ -77,7 +77,7 @@ def test_load_targets_round_trip(convertible, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", TargetConversionWarning)
         table = prepare_targets(convertible, out, resolution=R)
-    ids, images = load_targets(out)
+    ids, images = read_prepared_targets(out)
     assert ids == list(table["image_id"]) and ids[0] == "000100"  # leading zeros survive the CSV
     assert images.shape == (len(ids), 3, R, R) and images.dtype == torch.float32
     assert images.min() >= -1 and images.max() <= 1
@@ -89,7 +89,7 @@ def test_resize_is_the_inversion_protocol_rounded_to_8_bit(tmp_path):
     source = rgb(size=(64, 64), seed=7)
     save(tmp_path / "src", "x.png", Image.fromarray(source))
     prepare_targets(tmp_path / "src", tmp_path / "out", resolution=R)
-    _, images = load_targets(tmp_path / "out")
+    _, images = read_prepared_targets(tmp_path / "out")
     reference = resize_lanczos(torch.from_numpy(source).permute(2, 0, 1)[None].float() / 127.5 - 1, R)
     expected = ((reference + 1) * 127.5).round().clamp(0, 255) / 127.5 - 1
     assert torch.allclose(images, expected, atol=1e-6)
@@ -190,4 +190,4 @@ def test_folder_problems(tmp_path):
 
 def test_load_targets_without_preparation(tmp_path):
     with pytest.raises(FileNotFoundError, match="run prepare_targets first"):
-        load_targets(tmp_path)
+        read_prepared_targets(tmp_path)

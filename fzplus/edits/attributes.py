@@ -27,6 +27,8 @@ import pathlib
 import numpy as np
 import pandas as pd
 import torch
+
+from fzplus.images import to_uint8
 from PIL import Image
 from tqdm.auto import tqdm
 
@@ -77,14 +79,7 @@ def as_uint8_images(images) -> list[np.ndarray]:
     generator's output; clamped), a uint8 tensor [N, 3, H, W], a uint8 array [N, H, W, 3] or [H, W, 3],
     or a list of uint8 [H, W, 3] arrays."""
     if isinstance(images, torch.Tensor):
-        if images.ndim != 4 or images.shape[1] != 3:
-            raise ValueError(f"image tensor must be [N, 3, H, W], got {tuple(images.shape)}")
-        if images.dtype != torch.uint8:
-            if images.detach().abs().max() > 2:
-                raise ValueError("float image tensors must be in [-1, 1] (got values beyond +-2; "
-                                 "convert 0-255 images to uint8 first)")
-            images = ((images.detach().float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
-        return list(images.permute(0, 2, 3, 1).cpu().numpy())
+        return list(to_uint8(images))
     if isinstance(images, np.ndarray) and images.ndim == 3:
         images = images[None]
     arrays = list(images)

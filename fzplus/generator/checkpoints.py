@@ -20,7 +20,8 @@ import warnings
 
 import torch
 
-from fzplus.generator.checkpoints_common import CheckpointError, ParsedCheckpoint, atomic_write
+from fzplus.generator.checkpoints_common import CheckpointError, ParsedCheckpoint
+from fzplus.io import atomic_write
 from fzplus.generator.checkpoints_nvidia import read_nvidia_pickle, write_nvidia_pickle
 from fzplus.generator.checkpoints_rosinality import read_rosinality, write_rosinality_checkpoint
 from fzplus.generator.networks import Generator

@@ -33,7 +33,8 @@ import pickle
 import numpy as np
 import torch
 
-from fzplus.generator.checkpoints_common import CheckpointError, ParsedCheckpoint, atomic_write
+from fzplus.generator.checkpoints_common import CheckpointError, ParsedCheckpoint
+from fzplus.io import atomic_write
 from fzplus.generator.networks import (
     FullyConnected,
     Generator,

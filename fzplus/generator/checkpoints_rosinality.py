@@ -26,7 +26,8 @@ import pathlib
 
 import torch
 
-from fzplus.generator.checkpoints_common import CheckpointError, ParsedCheckpoint, atomic_write
+from fzplus.generator.checkpoints_common import CheckpointError, ParsedCheckpoint
+from fzplus.io import atomic_write
 from fzplus.generator.networks import Generator
 from fzplus.generator.ops import fir_filter_2d
 

@@ -9,13 +9,14 @@
 from __future__ import annotations
 
 import os
-import pathlib
 from typing import Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+
+from fzplus.images import to_float
 
 
 def resize_lanczos(images: torch.Tensor, size: int) -> torch.Tensor:
@@ -39,16 +40,11 @@ def resize_bicubic(images: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def load_target(path: str | os.PathLike, *, resolution: int) -> torch.Tensor:
-    """An image file -> [1, 3, resolution, resolution] in [-1, 1] (RGB; Lanczos if the size differs)."""
-    path = pathlib.Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"target image {path} does not exist")
-    with Image.open(path) as img:
-        array = np.asarray(img.convert("RGB"), dtype=np.float32)
-    if array.shape[0] != array.shape[1]:
-        raise ValueError(f"target image {path} is {array.shape[1]}x{array.shape[0]}; targets must be square (aligned crops)")
-    x = torch.from_numpy(array).permute(2, 0, 1)[None] / 127.5 - 1.0
-    return resize_lanczos(x, resolution)
+    """An image file -> [1, 3, resolution, resolution] in [-1, 1], checked, converted and resized exactly as
+    the pipeline prepares its targets (fzplus.targets.prepare_target: Lanczos, then 8-bit)."""
+    from fzplus.targets import prepare_target  # fzplus.targets uses this module's resize_lanczos
+
+    return to_float(prepare_target(path, resolution=resolution).pixels[None])
 
 
 def load_targets(paths: Sequence[str | os.PathLike], *, resolution: int) -> torch.Tensor:

@@ -56,6 +56,17 @@ def perceptual_distance(cfg: Mapping[str, Any], *, device: torch.device):
     return build_perceptual(p["backend"], device=device, **kwargs)
 
 
+def resized_perceptual(cfg: Mapping[str, Any], *, net=None):
+    """(x, y) -> per-image perceptual distance [N], both images resized to the configured size (bicubic),
+    as the inversion's loss computes it; on the configured device. net: an already built distance."""
+    from fzplus.inversion import resize_bicubic
+
+    device = device_of(cfg)
+    net = perceptual_distance(cfg, device=device) if net is None else net
+    size = cfg["perceptual"]["size"]
+    return lambda x, y: net(resize_bicubic(x.to(device), size), resize_bicubic(y.to(device), size))
+
+
 def ensure_parent(path: str | os.PathLike) -> pathlib.Path:
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

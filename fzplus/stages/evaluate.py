@@ -9,7 +9,7 @@ import pandas as pd
 import torch
 
 import spaces
-from fzplus.stages import device_of, ensure_parent, perceptual_distance, pipeline_generator, truncation
+from fzplus.stages import device_of, ensure_parent, perceptual_distance, pipeline_generator, resized_perceptual, truncation
 
 PERCEPTUAL_LABELS = {"lpips-vgg": "LPIPS (VGG)", "stlpips-vgg": "ST-LPIPS (VGG)"}
 
@@ -31,12 +31,12 @@ def invert_stage(cfg: Mapping[str, Any], *, space_name: str, generator_path, tar
     from fzplus.encoder import load_encoder
     from fzplus.inversion import invert
     from fzplus.pn_stats import PNStats
-    from fzplus.targets import load_targets
+    from fzplus.targets import read_prepared_targets
 
     device = device_of(cfg)
     G = pipeline_generator(generator_path, cfg)
     space = spaces.get(space_name)
-    ids, targets = load_targets(targets_dir)
+    ids, targets = read_prepared_targets(targets_dir)
     inv = cfg["inversion"]
     encoder = load_encoder(encoder_path, generator=G, base_size=inv["base_size"]) if space.uses_base_code and encoder_path else None
     pn = PNStats.load(pn_stats_path) if getattr(space, "pn_regularised", False) else None
@@ -56,13 +56,8 @@ def invert_stage(cfg: Mapping[str, Any], *, space_name: str, generator_path, tar
                                       **{term: trace[i].numpy() for term, trace in result.losses.items()}})
                         for i, image_id in enumerate(ids)], ignore_index=True)
     losses.to_csv(out / "losses.csv", index=False)
-    size = cfg["perceptual"]["size"]
-    from fzplus.inversion import resize_bicubic
-
-    def perceptual(x, y):
-        return net(resize_bicubic(x.to(device), size), resize_bicubic(y.to(device), size))
     with torch.no_grad():
-        metrics = reconstruction_metrics(targets, recons, image_ids=ids, space=space.name, perceptual=perceptual)
+        metrics = reconstruction_metrics(targets, recons, image_ids=ids, space=space.name, perceptual=resized_perceptual(cfg, net=net))
     metrics.to_csv(out / "metrics.csv", index=False)
 
 
@@ -80,12 +75,12 @@ def edit_stage(cfg: Mapping[str, Any], *, space_name: str, generator_path, targe
     from benchmarks.identity import make_identity_backend
     from fzplus.edits.directions import Directions
     from fzplus.edits.protocol import identity_sweep
-    from fzplus.targets import load_targets
+    from fzplus.targets import read_prepared_targets
 
     G = pipeline_generator(generator_path, cfg)
     space = spaces.get(space_name)
     ids, codes = load_codes(codes_path)
-    target_ids, targets = load_targets(targets_dir)
+    target_ids, targets = read_prepared_targets(targets_dir)
     keep = ids[: cfg["editing"]["images"]]
     order = [target_ids.index(i) for i in keep]
     codes = {k: v[[ids.index(i) for i in keep]] for k, v in codes.items()}

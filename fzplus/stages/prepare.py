@@ -10,7 +10,7 @@ import torch
 from fzplus.config import materialize_config_assets, resolve_path
 from fzplus.generator import Generator, load_generator, save_generator
 from fzplus.generator.checkpoints import estimate_w_avg
-from fzplus.stages import StageError, device_of, ensure_parent, perceptual_distance, pipeline_generator, truncation
+from fzplus.stages import StageError, device_of, ensure_parent, pipeline_generator, resized_perceptual, truncation
 
 MINI_BOOTSTRAP_HINT = ("the mini generator is trained by this project's bootstrap target: "
                        "`snakemake --cores 2 train_mini_generator` (hours on a CPU; see models/mini/MODEL_CARD.md)")
@@ -68,14 +68,7 @@ def encoder_stage(cfg: Mapping[str, Any], *, generator_path, out_path) -> None:
 
     G = pipeline_generator(generator_path, cfg)
     e = cfg["encoder"]
-    perceptual = None
-    if e["lambda_enc"] > 0:
-        net = perceptual_distance(cfg, device=device_of(cfg))
-        size = cfg["perceptual"]["size"]
-        from fzplus.inversion import resize_bicubic
-
-        def perceptual(x, y):  # the inversion's protocol: both images at the perceptual size
-            return net(resize_bicubic(x, size), resize_bicubic(y, size))
+    perceptual = resized_perceptual(cfg) if e["lambda_enc"] > 0 else None
     encoder, _ = train_encoder(
         G, base_size=cfg["inversion"]["base_size"], steps=e["steps"], batch_size=e["batch_size"], lr=e["lr"],
         lr_decay_every=e["lr_decay_every"], lr_decay=e["lr_decay"], lambda_enc=e["lambda_enc"], perceptual=perceptual,
