@@ -10,3 +10,8 @@ rule all:
         f"{OUT}/tables/table1.csv",
         f"{OUT}/tables/noninferiority.csv",
         f"{OUT}/provenance.json",
+        # Every per-space product is a target too: Snakemake does not regenerate a deleted intermediate
+        # file while its dependants are up to date, so deleting one space's outputs would otherwise be
+        # silently ignored. As targets, a deleted file reruns its job and everything downstream of it.
+        expand(f"{OUT}/inversion/{{slug}}/{{name}}", slug=SPACES, name=["codes.pt", "losses.csv", "metrics.csv"]),
+        expand(f"{OUT}/edits/{{slug}}/identity.csv", slug=SPACES),

@@ -271,6 +271,26 @@ def materialize_asset(name: str, *, declarations: Mapping[str, AssetDeclaration]
     return result
 
 
+def asset_problem(name: str, *, declarations: Mapping[str, AssetDeclaration], resources_dir: str | os.PathLike,
+                  mirror: str | os.PathLike | None = None, download: bool = True) -> str | None:
+    """Why `materialize_asset` would fail for lack of files, or None. Cheap (existence only, no hashing):
+    the pipeline calls it while planning, so that a dry run stops early with the how-to-provide message.
+    An asset with a download URL counts as obtainable when downloads are allowed."""
+    decl = _declaration(name, declarations)
+    resources_root = pathlib.Path(resources_dir) / name
+    mirror_path = asset_mirror(mirror)
+    if decl.user_provided:
+        try:
+            _user_folder(decl, resources_root, mirror_path)
+            return None
+        except AssetError as e:
+            return str(e)
+    places = [resources_root] + ([mirror_path / name] if mirror_path is not None else [])
+    missing = [f for f in decl.files if not any((place / f).is_file() for place in places)
+               and not (download and (decl.urls.get(f) or decl.source.get("url")))]
+    return _missing_message(decl, missing, resources_root=resources_root, mirror=mirror_path, failures=[]) if missing else None
+
+
 def _is_good(root: pathlib.Path, file: str, expected: str | None) -> bool:
     path = root / file
     return path.is_file() and (expected is None or file_sha256(path) == expected)

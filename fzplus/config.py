@@ -21,7 +21,7 @@ import jsonschema
 import yaml
 
 import spaces
-from fzplus.assets import REPO_ROOT, AssetError, asset_sha256s, load_asset_declarations, materialize_asset
+from fzplus.assets import REPO_ROOT, AssetError, asset_problem, asset_sha256s, load_asset_declarations, materialize_asset
 from fzplus.edits.attributes import ATTRIBUTES
 
 CONFIG_DIR = REPO_ROOT / "config"
@@ -233,6 +233,13 @@ def materialize_config_assets(config: Mapping[str, Any]) -> dict[str, pathlib.Pa
     {"targets.asset": resources/celebahq-stargan-v2}; see fzplus.assets.materialize_asset."""
     options = _asset_options(config)
     return {key: materialize_asset(name, **options) for key, name in asset_references(config).items()}
+
+
+def config_asset_problems(config: Mapping[str, Any]) -> list[str]:
+    """fzplus.assets.asset_problem for every asset a (loaded) config uses: empty when all can be had."""
+    options = _asset_options(config)
+    found = (asset_problem(name, **options) for name in asset_references(config).values())
+    return [problem for problem in found if problem]
 
 
 def config_asset_hashes(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:

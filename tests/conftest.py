@@ -1,6 +1,7 @@
 """Shared fixtures: tiny random generators (fast on 2 CPU cores) and the asset mirror."""
 from __future__ import annotations
 
+import os
 import pathlib
 
 import pytest
@@ -37,3 +38,10 @@ def mirror() -> pathlib.Path:
     if path is None:
         pytest.skip("no asset mirror (set FZPLUS_ASSET_MIRROR or place ../shared/assets beside the checkout)")
     return path
+
+
+def pytest_configure(config):
+    # One torch thread per test process by default: on a 2-core machine, OpenMP threads competing with any
+    # other busy process (a Snakemake job, a training run) make runs 5-100x slower; FZPLUS_TEST_THREADS=N
+    # overrides.
+    torch.set_num_threads(int(os.environ.get("FZPLUS_TEST_THREADS", "1")))

@@ -10,3 +10,24 @@ rule train_mini_generator:
     threads: THREADS
     shell:
         "python workflow/scripts/train_mini_generator.py --run-dir {params.run_dir} --threads {threads}"
+
+
+rule export_mini_generator:
+    input:
+        "resources/mini-train/checkpoint.pt",
+    output:
+        "models/mini/generator.pt",
+    shell:
+        "python workflow/scripts/train_mini_generator.py --run-dir resources/mini-train --export {output}"
+
+
+rule mini_generator_quality:
+    input:
+        "models/mini/generator.pt",
+    output:
+        "models/mini/quality.json",
+        "models/mini/samples.png",
+        "models/mini/style_mixing.png",
+    threads: THREADS
+    shell:
+        "python -m benchmarks.mini_generator_quality --generator {input} --out models/mini --threads {threads}"

@@ -1,6 +1,7 @@
 """Train (or resume) the mini generator. Snakemake script for the bootstrap rule, and a CLI:
 
     python workflow/scripts/train_mini_generator.py --run-dir RUN [--until-step N] [--max-hours H] [--threads T]
+    python workflow/scripts/train_mini_generator.py --run-dir RUN --export models/mini/generator.pt
 """
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import argparse
 import torch
 
 import fzplus  # noqa: F401
-from fzplus.training.mini_generator import MiniTrainConfig, MiniTrainer
+from fzplus.training.mini_generator import MiniTrainConfig, MiniTrainer, export_generator
 
 
 def main(argv=None) -> None:
@@ -19,7 +20,13 @@ def main(argv=None) -> None:
     p.add_argument("--max-hours", type=float, default=None, help="stop (with a checkpoint) after this much wall time")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--export", default=None, metavar="PATH",
+                   help="instead of training: write the run's EMA generator (fp16, suite format) to PATH")
     args = p.parse_args(argv)
+    if args.export:
+        metadata = export_generator(args.run_dir, args.export)
+        print(f"wrote {args.export}: step {metadata['steps']}, {metadata['images_seen'] / 1000:.0f} kimg, {metadata['train_hours']} h")
+        return
     if args.threads:
         torch.set_num_threads(args.threads)
     trainer = MiniTrainer(MiniTrainConfig(seed=args.seed), args.run_dir)

@@ -1,0 +1,111 @@
+"""The Snakemake pipeline end to end on the `ci` profile, its incremental behaviour, and planning of the
+`paper` profile with stand-in assets (and its clear stop without them)."""
+from __future__ import annotations
+
+import os
+import pathlib
+import re
+import shutil
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+import spaces
+from fzplus.assets import REPO_ROOT
+
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO_ROOT / "Snakefile")]
+pytestmark = pytest.mark.slow
+
+
+def snakemake(workdir: pathlib.Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(SNAKEMAKE + ["--directory", str(workdir), *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=900)
+
+
+def planned_jobs(dry_run_output: str) -> dict[str, int]:
+    """Job counts of a dry run's 'Job stats' table (empty when nothing is to be done)."""
+    stats = dry_run_output.split("Job stats:")[1].split("total")[0] if "Job stats:" in dry_run_output else ""
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, flags=re.M)}
+
+
+@pytest.fixture(scope="module")
+def ci_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("ci")
+    result = snakemake(workdir, "--cores", "2", "--config", "profile=ci")
+    assert result.returncode == 0, result.stderr[-4000:]
+    return workdir, workdir / "results" / "ci"
+
+
+def test_ci_profile_produces_every_output(ci_run):
+    _, out = ci_run
+    names = spaces.names()
+    table1 = pd.read_csv(out / "tables" / "table1.csv")
+    assert sorted(table1["space"]) == sorted(names) and (table1["n"] == 4).all()
+    for name in names:
+        slug = spaces.get(name).slug
+        metrics = pd.read_csv(out / "inversion" / slug / "metrics.csv", dtype={"image_id": str})
+        assert len(metrics) == 4 and metrics[["mse", "ssim", "perceptual"]].notna().all().all()
+        assert len(list((out / "inversion" / slug / "recon").glob("*.png"))) == 4
+        identity = pd.read_csv(out / "edits" / slug / "identity.csv")
+        assert set(identity["family"]) == {"random", "ganspace", "interfacegan"}
+    ni = pd.read_csv(out / "tables" / "noninferiority.csv")
+    assert set(ni["metric"]) == {"mse", "ssim"} and ni["p_value"].between(0, 1).all()
+    for figure in ("identity_vs_step.png", "reconstructions.png", "loss_curves.png"):
+        assert (out / "figures" / figure).stat().st_size > 1000
+    report = (out / "report.html").read_text()
+    assert "F/Z+" in report and "data:image/png;base64," in report
+    assert '"git"' in (out / "provenance.json").read_text() or "git" in (out / "provenance.json").read_text()
+
+
+def test_alpha_zero_edit_matches_the_inversion(ci_run):
+    """The editing sweep at alpha = 0 renders the inversion itself: identity equals that of the recon."""
+    _, out = ci_run
+    identity = pd.read_csv(out / "edits" / "f_z_plus" / "identity.csv")
+    at_zero = identity[identity["alpha"] == 0.0].groupby("image_id")["similarity"]
+    assert (at_zero.max() - at_zero.min()).max() < 1e-6  # every direction gives the same image at alpha 0
+
+
+def test_second_run_does_nothing_and_a_deleted_space_reruns_only_its_dependants(ci_run):
+    workdir, out = ci_run
+    again = snakemake(workdir, "-n", "--config", "profile=ci")
+    assert again.returncode == 0 and planned_jobs(again.stdout) == {}, again.stdout[-2000:]
+    (out / "inversion" / "f_z_plus" / "metrics.csv").unlink()
+    (out / "inversion" / "f_z_plus" / "codes.pt").unlink()
+    plan = planned_jobs(snakemake(workdir, "-n", "--config", "profile=ci").stdout)
+    assert plan.get("invert") == 1 and plan.get("edit") == 1
+    assert not {"generator", "targets", "encoder", "pn_stats", "directions"} & set(plan)
+
+
+def make_paper_mirror(root: pathlib.Path, real_mirror: pathlib.Path) -> pathlib.Path:
+    """Stand-in files under the paper profile's asset names (planning checks presence, not contents)."""
+    files = {"nvidia-stylegan2-ffhq-1024/stylegan2-ffhq-1024x1024.pkl": b"stand-in",
+             "lpips-vgg16/vgg16-397923af.pth": b"stand-in", "facenet-vggface2/20180402-114759-vggface2.pt": b"stand-in"}
+    for rel, data in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+    (root / "celebahq-user").mkdir()
+    for jpg in sorted((real_mirror / "celebahq-stargan-v2").glob("*.jpg"))[:3]:
+        shutil.copy(jpg, root / "celebahq-user" / jpg.name)
+    shutil.copytree(real_mirror / "interfacegan-stylegan2-ffhq-z", root / "interfacegan-stylegan2-ffhq-z")
+    return root
+
+
+def test_paper_profile_plans_every_job_with_its_assets(tmp_path, mirror):
+    stand_ins = make_paper_mirror(tmp_path / "mirror", mirror)
+    result = snakemake(tmp_path, "-n", "--cores", "1", "--config", "profile=paper", env={"FZPLUS_ASSET_MIRROR": str(stand_ins)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    plan = planned_jobs(result.stdout)
+    assert plan["invert"] == 12 and plan["edit"] == 12 and plan["directions"] == 6 and plan["report"] == 1
+
+
+def test_paper_profile_stops_with_a_clear_message_without_its_assets(tmp_path):
+    empty = tmp_path / "empty-mirror"
+    empty.mkdir()
+    result = snakemake(tmp_path, "-n", "--cores", "1", "--config", "profile=paper", "allow_download=False",
+                       env={"FZPLUS_ASSET_MIRROR": str(empty)})
+    assert result.returncode != 0
+    message = result.stdout + result.stderr
+    assert "missing assets" in message and "celebahq-user" in message and "nvidia-stylegan2-ffhq-1024" in message
+    assert "Provide it" in message
