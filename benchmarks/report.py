@@ -11,7 +11,7 @@ Files read (data contracts of the pipeline), all optional:
                             git_revision, seeds; every key (config, assets with their sha256, packages,
                             device, ...) is shown in the collapsible provenance section
   targets/targets.csv       number of images
-  tables/table1.csv, tables/noninferiority.csv, tables/identity.csv   (benchmarks.tables)
+  tables/table1.csv, tables/noninferiority.csv, tables/identity.csv, tables/directions.csv
   figures/**/*.png, edits/<slug>/grids/*.png
   targets/targets.csv, inversion/*/{metrics,losses}.csv, edits/*/identity.csv, tables/*.{csv,md}  (linked)
 
@@ -65,6 +65,10 @@ details { margin: .4em 0; } summary { cursor: pointer; font-weight: 600; }
 {{ block(noninferiority) }}
 <h2>Identity similarity (mean per space and direction family)</h2>
 {{ block(identity) }}
+<h2>Edit directions (fit diagnostics)</h2>
+<p class="caption">One row per direction; InterFaceGAN: SVM accuracy on held-out extreme codes
+(validation_accuracy) and on the middle codes (remaining_accuracy); GANSpace: explained variance.</p>
+{{ block(directions) }}
 <h2>Undetected faces per space</h2>
 <p class="caption">targets_undetected: distinct target images without a detected face; edited_undetected:
 edited images without one; n_missing: similarities that could not be computed.</p>
@@ -138,6 +142,7 @@ def report_context(results_dir: str | os.PathLike, *, out_path: str | os.PathLik
     table1 = _read_csv(tables_dir / "table1.csv")
     noninferiority = _read_csv(tables_dir / "noninferiority.csv")
     identity = _read_csv(tables_dir / "identity.csv")
+    directions = _read_csv(tables_dir / "directions.csv")
     caption, noninferiority_frame = noninferiority_display(noninferiority) if noninferiority is not None else (None, None)
     undetected = identity[identity.family == ALL_FAMILIES][UNDETECTED_COLUMNS] if identity is not None else None
     grid_groups: dict[str, list] = {}
@@ -154,6 +159,7 @@ def report_context(results_dir: str | os.PathLike, *, out_path: str | os.PathLik
         noninferiority=_html(noninferiority_frame, float_format=NONINFERIORITY_FORMATS),
         identity=_html(identity, float_format=IDENTITY_FORMATS),
         undetected=_html(undetected),
+        directions=_html(directions, float_format="{:.4g}"),
         figures=[(str(p.relative_to(results_dir / "figures")), _embed(p))
                  for p in sorted((results_dir / "figures").rglob("*.png"))],
         grid_groups=sorted(grid_groups.items()),

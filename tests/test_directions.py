@@ -127,6 +127,11 @@ def test_interfacegan_svm_separates_planted_attribute():
     assert dirs.diagnostics["invalid"] == [50] and dirs.diagnostics["valid"] == [3_950]
     # InterFaceGAN's split: 20% of the valid codes per side, 70% of them for training.
     assert dirs.diagnostics["train_per_side"] == [int(int(3_950 * 0.2) * 0.7)]
+    table = dirs.diagnostics_table()  # what tables/directions.csv and the report show
+    assert list(table["direction"]) == ["planted"] and table.loc[0, "method"] == "interfacegan"
+    assert table.loc[0, "validation_accuracy"] == dirs.diagnostics["validation_accuracy"][0]
+    assert table.loc[0, "norm"] == pytest.approx(1.0, abs=1e-6)
+    assert "split_ratio" not in table  # fit-wide settings are not per-direction rows
 
 
 def test_interfacegan_takes_named_score_columns_and_rejects_tiny_sets():

@@ -50,12 +50,15 @@ def test_ci_profile_produces_every_output(ci_run):
         assert len(list((out / "inversion" / slug / "recon").glob("*.png"))) == 4
         identity = pd.read_csv(out / "edits" / slug / "identity.csv")
         assert set(identity["family"]) == {"random", "ganspace", "interfacegan"}
+    directions = pd.read_csv(out / "tables" / "directions.csv")
+    assert set(directions["method"]) == {"random", "ganspace", "interfacegan"} and set(directions["domain"]) == {"Z", "W"}
+    assert directions.loc[directions.method == "interfacegan", "validation_accuracy"].between(0, 1).all()
     ni = pd.read_csv(out / "tables" / "noninferiority.csv")
     assert set(ni["metric"]) == {"mse", "ssim"} and ni["p_value"].between(0, 1).all()
     for figure in ("identity_vs_step.png", "reconstructions.png", "loss_curves.png"):
         assert (out / "figures" / figure).stat().st_size > 1000
     report = (out / "report.html").read_text()
-    assert "F/Z+" in report and "data:image/png;base64," in report
+    assert "F/Z+" in report and "data:image/png;base64," in report and "validation_accuracy" in report
     assert '"git"' in (out / "provenance.json").read_text() or "git" in (out / "provenance.json").read_text()
 
 

@@ -15,6 +15,7 @@ from benchmarks.report import build_report
 from benchmarks.statistics import non_inferiority_table
 from benchmarks.tables import (identity_table, noninferiority_markdown, table1, table1_display, to_markdown,
                                write_table)
+from fzplus.edits.directions import find_directions
 
 SPACES = {"f_z_plus": "F/Z+", "f_w_plus_pn": "F/W+(P_N)"}
 
@@ -51,6 +52,10 @@ def plant_results(root) -> dict:
     write_table(ni, root / "tables" / "noninferiority.csv", markdown=noninferiority_markdown(ni))
     it = identity_table(identity)
     write_table(it, root / "tables" / "identity.csv", markdown=to_markdown(it))
+    directions = pd.concat([find_directions("random", count=2, seed=0).diagnostics_table(),
+                            find_directions("interfacegan", codes=rng.normal(size=(400, 8)), scores=rng.normal(size=400),
+                                            names=["smile"], chosen=0.2).diagnostics_table()], ignore_index=True)
+    write_table(directions, root / "tables" / "directions.csv", markdown=to_markdown(directions))
     (root / "provenance.json").write_text(json.dumps(dict(
         profile="mini", generator="models/mini.pt", git_revision="abc123", seeds=dict(inversion=7),
         assets={"celeba": "sha256:deadbeef"}, note="<script>alert(1)</script>")))
@@ -72,6 +77,8 @@ def test_report_from_a_full_results_folder(tmp_path):
     t1 = pd.read_csv(root / "tables" / "table1.csv").set_index("space")
     assert f"{t1.loc['F/Z+', 'mse_mean']:.5f} ± {t1.loc['F/Z+', 'mse_sd']:.5f}" in page
     assert "(paired-t), margin 1e-08" in page  # the test used and its margin
+    directions = re.search(r"Edit directions \(fit diagnostics\)</h2>.*?<tbody>(.*?)</tbody>", page, re.S).group(1)
+    assert directions.count("<tr>") == 3 and "<td>smile</td>" in directions and "random_001" in directions
     # undetected faces: one target image of four, and the 4 edits at alpha = 2, per space
     undetected = re.search(r"Undetected faces per space</h2>.*?<tbody>(.*?)</tbody>", page, re.S).group(1)
     assert undetected.count("<tr>") == 2

@@ -105,8 +105,11 @@ def edit_stage(cfg: Mapping[str, Any], *, space_name: str, generator_path, targe
             editing_grid(rows, column_labels=[f"{a:+.1f}" for a in alphas], path=grids / f"{family}.png")
 
 
-def tables_stage(cfg: Mapping[str, Any], *, metrics_paths: Sequence[str], identity_paths: Sequence[str], tables_dir) -> None:
-    """Table 1, the mean identity similarity per space x family, and the non-inferiority tests."""
+def tables_stage(cfg: Mapping[str, Any], *, metrics_paths: Sequence[str], identity_paths: Sequence[str], tables_dir,
+                 direction_paths: Sequence[str] = ()) -> None:
+    """Table 1, the mean identity similarity per space x family, the non-inferiority tests, and the fit
+    diagnostics of every edit direction (SVM held-out accuracy, explained variance, ...)."""
+    from fzplus.edits.directions import Directions
     from benchmarks.statistics import non_inferiority_table
     from benchmarks.tables import identity_table, noninferiority_markdown, table1, table1_display, to_markdown, write_table
 
@@ -125,6 +128,9 @@ def tables_stage(cfg: Mapping[str, Any], *, metrics_paths: Sequence[str], identi
     comparisons = [(a, b, m) for a, b in s["pairs"] for m in s["metrics"]]
     ni = non_inferiority_table(metrics, comparisons, margin=s["margin"], test=s["test"], confidence=s["confidence"], image_column="image_id")
     write_table(ni, out / "noninferiority.csv", markdown=noninferiority_markdown(ni))
+    if direction_paths:
+        dt = pd.concat([Directions.load(p).diagnostics_table() for p in direction_paths], ignore_index=True)
+        write_table(dt, out / "directions.csv", markdown=to_markdown(dt, float_format="{:.4g}"))
 
 
 def figures_stage(cfg: Mapping[str, Any], *, results_dir, figures_dir) -> None:

@@ -5,14 +5,16 @@ rule tables:
     input:
         metrics=expand(f"{OUT}/inversion/{{slug}}/metrics.csv", slug=SPACES),
         identity=expand(f"{OUT}/edits/{{slug}}/identity.csv", slug=SPACES),
+        directions=expand(f"{OUT}/directions/{{family}}_{{domain}}.npz", family=FAMILIES, domain=DOMAINS),
     output:
         table1=f"{OUT}/tables/table1.csv",
         noninferiority=f"{OUT}/tables/noninferiority.csv",
         identity=f"{OUT}/tables/identity.csv",
+        directions=f"{OUT}/tables/directions.csv",
     params:
         stage="evaluate.tables_stage",
         kwargs=lambda wc, input, output: dict(metrics_paths=list(input.metrics), identity_paths=list(input.identity),
-                                              tables_dir=os.path.dirname(output.table1)),
+                                              direction_paths=list(input.directions), tables_dir=os.path.dirname(output.table1)),
     threads: 1
     benchmark:
         f"{OUT}/benchmarks/tables.tsv"

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 
 import torch
 
@@ -29,8 +30,14 @@ def main(argv=None) -> None:
         return
     if args.threads:
         torch.set_num_threads(args.threads)
+    # A stop request (SIGTERM from `kill`, Snakemake or a scheduler) leaves a checkpoint: background jobs of
+    # a non-interactive shell ignore SIGINT, so SIGTERM is the signal that reaches them.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     trainer = MiniTrainer(MiniTrainConfig(seed=args.seed), args.run_dir)
-    trainer.train(until_step=args.until_step, max_seconds=None if args.max_hours is None else args.max_hours * 3600)
+    try:
+        trainer.train(until_step=args.until_step, max_seconds=None if args.max_hours is None else args.max_hours * 3600)
+    except KeyboardInterrupt:
+        raise SystemExit(f"stopped at step {trainer.step}; checkpoint saved in {args.run_dir} (run again to resume)")
 
 
 if __name__ == "__main__":

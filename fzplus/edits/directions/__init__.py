@@ -23,7 +23,10 @@ import pkgutil
 from typing import Any, Callable, Mapping
 
 import numpy as np
+import pandas as pd
 import torch
+
+from fzplus.io import atomic_write
 
 DOMAINS = ("Z", "W")
 
@@ -80,8 +83,17 @@ class Directions:
         """An .npz with the vectors and a JSON header (domain, names, method, unit, diagnostics)."""
         header = dict(domain=self.domain, names=list(self.names), method=self.method, unit=self.unit,
                       diagnostics=dict(self.diagnostics))
-        with open(path, "wb") as f:  # a file object keeps numpy from appending a second ".npz"
-            np.savez(f, vectors=self.vectors.numpy(), header=np.array(json.dumps(header)))
+        # a file object (not a name) keeps numpy from appending a second ".npz"
+        atomic_write(path, lambda f: np.savez(f, vectors=self.vectors.numpy(), header=np.array(json.dumps(header))))
+
+    def diagnostics_table(self) -> pd.DataFrame:
+        """One row per direction: method, domain, direction, norm, and every per-direction diagnostic (a list
+        of length K: explained variance, SVM held-out accuracy, ...). Fit-wide settings are left out."""
+        rows = dict(method=self.method, domain=self.domain, direction=list(self.names), norm=self.vectors.norm(dim=1).tolist())
+        for key, value in self.diagnostics.items():
+            if isinstance(value, (list, tuple)) and len(value) == len(self) and all(isinstance(v, (int, float)) for v in value):
+                rows[key] = list(value)
+        return pd.DataFrame(rows)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Directions":
