@@ -32,7 +32,7 @@ import pandas as pd
 from scipy import stats
 
 TESTS = ("paired-t", "wilcoxon")
-METRIC_BETTER = {"mse": "lower", "lpips": "lower", "ssim": "higher", "psnr": "higher",
+METRIC_BETTER = {"mse": "lower", "perceptual": "lower", "lpips": "lower", "ssim": "higher", "psnr": "higher",
                  "identity_similarity": "higher", "similarity": "higher"}  # defaults; override per call
 EXACT_SIGNED_RANK_MAX_N = 400  # above this the Hodges-Lehmann bound uses the normal approximation
 

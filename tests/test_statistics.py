@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from scipy.stats import t as student_t
 
-from benchmarks.statistics import non_inferiority_table, non_inferiority_test
+from benchmarks.statistics import METRIC_BETTER, non_inferiority_table, non_inferiority_test
 
 
 def paired_values(*, n: int = 50, seed: int = 0):
@@ -134,3 +134,14 @@ def test_table_errors_name_the_problem():
         non_inferiority_table(frame.assign(fid=1.0), [("F/Z+", "F/W+(P_N)", "fid")])
     table = non_inferiority_table(frame.assign(fid=frame.mse), [("F/Z+", "F/W+(P_N)", "fid")], better={"fid": "lower"})
     assert table.iloc[0].better == "lower"
+
+
+def test_every_metric_the_config_allows_has_a_direction():
+    """statistics.metrics in a profile must never reach the 'is lower or higher better?' error."""
+    import yaml
+
+    from fzplus.assets import REPO_ROOT
+
+    schema = yaml.safe_load((REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    allowed = schema["properties"]["statistics"]["properties"]["metrics"]["items"]["enum"]
+    assert set(allowed) <= set(METRIC_BETTER) and METRIC_BETTER["perceptual"] == "lower"
