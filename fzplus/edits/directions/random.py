@@ -32,7 +32,7 @@ def find_random_directions(*, count: int = 1, dim: int = 512, sigma: float = SIG
     return Directions(
         vectors=vectors.float(), domain=domain, names=tuple(f"random_{k:03d}" for k in range(count)),
         method="random", unit=False,
-        diagnostics=dict(sigma=float(sigma), seed=int(seed), norms=vectors.norm(dim=1).tolist(),
+        diagnostics=dict(sigma=float(sigma), seed=int(seed),
                          sample_std=vectors.std(dim=1).tolist(),
                          sigma_conventions=dict(authors_code=SIGMA_AUTHORS_CODE, paper_text=SIGMA_PAPER_TEXT)),
     )
