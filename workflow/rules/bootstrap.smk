@@ -28,6 +28,7 @@ rule mini_generator_quality:
         "models/mini/quality.json",
         "models/mini/samples.png",
         "models/mini/style_mixing.png",
+        "models/mini/teacher_samples.png",
     threads: THREADS
     shell:
         "python -m benchmarks.mini_generator_quality --generator {input} --out models/mini --threads {threads}"
