@@ -72,11 +72,11 @@ def identity_sweep(targets: torch.Tensor, image_ids: Sequence[str], codes: dict[
         for name, alpha, part, images in edit_sweep(codes, space, generator, directions, alphas=alphas, truncation_psi=truncation_psi,
                                                     truncation_cutoff=truncation_cutoff, batch_size=batch_size):
             if alpha == 0 and part.start in unedited_scores:
-                scores = unedited_scores[part.start].copy()
+                scores = unedited_scores[part.start]  # `assign` below copies; the cached frame stays as scored
             else:
                 scores = identity_similarity(identity_backend, None, images, embedded_targets=(target_embeddings[part], target_detected[part]))
                 if alpha == 0:
-                    unedited_scores[part.start] = scores.copy()
+                    unedited_scores[part.start] = scores
             ids = list(image_ids[part])
             scores = scores.assign(space=space.name, family=family, direction=name, image_id=ids, alpha=alpha)
             rows.append(scores)
