@@ -16,6 +16,7 @@ path calls the package's own forward on both images every time. Switch: `cache_t
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 import sys
@@ -130,14 +131,8 @@ class StLpipsVGG(PerceptualDistance):
     name = "stlpips-vgg"
 
     def __init__(self):
-        for module_name, attribute in _STLPIPS_UNUSED_IMPORTS.items():
-            try:
-                __import__(module_name)
-            except ImportError:
-                stand_in = types.ModuleType(module_name)
-                setattr(stand_in, attribute, _unused_by_the_metric)
-                sys.modules[module_name] = stand_in
-        from stlpips_pytorch import stlpips, utils
+        with _stand_ins(_STLPIPS_UNUSED_IMPORTS):
+            from stlpips_pytorch import stlpips, utils
 
         model = stlpips.LPIPS(net="vgg", variant="shift_tolerant", verbose=False)
         weights = torch.load(pathlib.Path(stlpips.__file__).parent / "weights" / "vST0.0" / "vgg_shift_tolerant.pth", map_location="cpu", weights_only=True)
@@ -150,6 +145,26 @@ class StLpipsVGG(PerceptualDistance):
 
 def _unused_by_the_metric(*_args, **_kwargs):
     raise RuntimeError("stand-in installed by fzplus.perceptual for an import stlpips-pytorch does not use")
+
+
+@contextlib.contextmanager
+def _stand_ins(imports: dict[str, str]):
+    """Inert modules for absent packages, only while the importer runs: left in sys.modules, a fake
+    `IPython` breaks libraries that probe for it (matplotlib reads IPython.version_info)."""
+    added = []
+    for module_name, attribute in imports.items():
+        try:
+            __import__(module_name)
+        except ImportError:
+            stand_in = types.ModuleType(module_name)
+            setattr(stand_in, attribute, _unused_by_the_metric)
+            sys.modules[module_name] = stand_in
+            added.append(module_name)
+    try:
+        yield
+    finally:
+        for module_name in added:
+            sys.modules.pop(module_name, None)
 
 
 BACKENDS: dict[str, Callable[..., PerceptualDistance]] = {}

@@ -104,3 +104,15 @@ def test_lpips_vgg_loads_a_local_vgg16_file(tmp_path, images):
     torch.save({"classifier.0.weight": torch.zeros(1)}, tmp_path / "wrong.pth")
     with pytest.raises(ValueError, match="no tensor 'features.0.weight'"):
         LpipsVGG(vgg16_weights=tmp_path / "wrong.pth")
+
+
+def test_stlpips_leaves_no_stand_in_modules_behind(stlpips):
+    import importlib.util
+    import sys
+
+    from matplotlib.figure import Figure
+
+    for name in ("IPython", "torchsummary"):
+        if importlib.util.find_spec(name) is None:  # absent here: the stand-in must be gone again
+            assert name not in sys.modules
+    Figure(figsize=(1, 1))  # matplotlib probes sys.modules["IPython"].version_info when a canvas is made
