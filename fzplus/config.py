@@ -48,8 +48,9 @@ def load_config(path_or_dict: str | os.PathLike | Mapping[str, Any], *, override
     """A validated config with every default filled in.
 
     path_or_dict: a YAML file, a bare profile name ('mini' -> config/mini.yaml) or an already parsed dict.
-    overrides: applied before validation; keys may be dotted paths ({"inversion.steps": 5}, as Snakemake's
-    `--config inversion.steps=5` gives them) or nested dicts; a None value sets the key to null.
+    overrides: applied before validation; keys may be dotted paths ({"inversion.steps": 5}, handy for
+    Python callers) or nested dicts (Snakemake's `--config 'inversion={steps: 5}'`, see command_line_overrides);
+    a None value sets the key to null.
     """
     config, source = _read(path_or_dict)
     for key, value in (overrides or {}).items():
@@ -61,6 +62,33 @@ def load_config(path_or_dict: str | os.PathLike | Mapping[str, Any], *, override
         lines = "\n".join(f"  - {p}" for p in problems)
         raise ConfigError(f"invalid config {source}:\n{lines}\n(allowed keys and values: {SCHEMA_PATH.relative_to(REPO_ROOT)})")
     return config
+
+
+def command_line_overrides(config: Mapping[str, Any]) -> dict:
+    """Overrides as Snakemake's `--config` hands them over, made typed.
+
+    Snakemake 8+ refuses dotted names on its command line, so nested keys are given as YAML mappings,
+    `--config 'inversion={steps: 50}'`, which Snakemake parses with YAML's BaseLoader: every scalar inside
+    arrives as a string ('50', '1e-8', 'null', 'true'). Inside mappings and lists, a string that reads as a
+    number, null or boolean becomes one (as Snakemake does for top-level values); other strings stay strings.
+    """
+    def scalar(text: str) -> Any:
+        for parse in (int, float):
+            try:
+                return parse(text)
+            except ValueError:
+                pass
+        parsed = yaml.safe_load(text) if text.strip() else text
+        return parsed if parsed is None or isinstance(parsed, bool) else text
+
+    def typed(value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return {key: typed(sub) for key, sub in value.items()}
+        if isinstance(value, list):
+            return [typed(item) for item in value]
+        return scalar(value) if isinstance(value, str) else value
+
+    return {key: typed(value) if isinstance(value, (Mapping, list)) else value for key, value in config.items()}
 
 
 def _read(path_or_dict) -> tuple[dict, str]:

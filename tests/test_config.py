@@ -6,7 +6,7 @@ import copy
 import pytest
 import yaml
 
-from fzplus.config import CONFIG_DIR, ConfigError, config_asset_hashes, load_config, load_schema, materialize_config_assets
+from fzplus.config import CONFIG_DIR, ConfigError, command_line_overrides, config_asset_hashes, load_config, load_schema, materialize_config_assets
 
 PROFILES = ("mini", "paper", "ci")
 
@@ -166,3 +166,13 @@ def test_config_assets_are_materialized_and_hashed(mirror, tmp_path):
 def test_released_boundary_attributes_are_checked_against_the_asset():
     with pytest.raises(ConfigError, match=r"attributes\[0\] = 'Smiles' has no boundary in asset 'interfacegan-stylegan2-ffhq-z' \(did you mean 'Smiling'\?\)"):
         load_config("paper", overrides={"directions.interfacegan.attributes": ["Smiles"]})
+
+
+def test_command_line_overrides_type_what_snakemake_leaves_as_strings():
+    # Snakemake parses `--config 'inversion={steps: 50, lr: 1e-3}' seed=3` with YAML's BaseLoader inside mappings.
+    given = {"seed": 3, "inversion": {"steps": "50", "lr": "1e-3", "spaces": ["F/Z+", "W"]},
+             "generator": {"checkpoint": "null", "truncation_cutoff": "~"}, "report": {"title": "a: b", "x": "true"}}
+    typed = command_line_overrides(given)
+    assert typed == {"seed": 3, "inversion": {"steps": 50, "lr": 1e-3, "spaces": ["F/Z+", "W"]},
+                     "generator": {"checkpoint": None, "truncation_cutoff": None}, "report": {"title": "a: b", "x": True}}
+    assert load_config("ci", overrides=command_line_overrides({"inversion": {"steps": "7"}}))["inversion"]["steps"] == 7

@@ -72,6 +72,31 @@ def test_alpha_zero_edit_matches_the_inversion(ci_run):
     assert (at_zero.max() - at_zero.min()).max() < 1e-6  # every direction gives the same image at alpha 0
 
 
+def planned_slugs(dry_run_output: str, rule: str) -> set[str]:
+    """The `slug` wildcards of a dry run's planned jobs of one rule."""
+    return set(re.findall(rf"^(?:local)?rule {rule}:\n(?:[ \t]+.*\n)*?[ \t]+wildcards: slug=(\w+)", dry_run_output, flags=re.M))
+
+
+def test_a_changed_setting_reruns_exactly_the_rules_that_read_it(ci_run):
+    """Every rule declares the config values its stage reads as params (Snakemake's `params` rerun trigger).
+    Runs before the test below, which leaves the run incomplete."""
+    workdir, _ = ci_run
+
+    def dry_run(*overrides: str) -> tuple[dict[str, int], str]:
+        result = snakemake(workdir, "-n", "--config", "profile=ci", *overrides)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return planned_jobs(result.stdout), result.stdout
+
+    f_spaces = {spaces.get(name).slug for name in spaces.names() if spaces.get(name).uses_base_code}
+    plan, text = dry_run("encoder={steps: 5}")
+    assert plan.get("encoder") == 1 and planned_slugs(text, "invert") == f_spaces and "z" not in f_spaces, text[-3000:]
+    assert planned_slugs(text, "edit") == f_spaces and {"tables", "figures", "report"} <= set(plan)
+    assert not {"generator", "targets", "pn_stats", "directions", "attribute_samples"} & set(plan)
+    plan, _ = dry_run("report={title: another title}")
+    assert set(plan) - {"all"} == {"provenance", "report"}  # provenance records the whole config
+    assert dry_run("threads=1")[0] == {}
+
+
 def test_second_run_does_nothing_and_a_deleted_space_reruns_only_its_dependants(ci_run):
     workdir, out = ci_run
     again = snakemake(workdir, "-n", "--config", "profile=ci")

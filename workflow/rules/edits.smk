@@ -9,6 +9,8 @@ rule attribute_samples:
     params:
         stage="prepare.attribute_samples_stage",
         kwargs=lambda wc, input, output: dict(generator_path=input.generator, out_path=output[0]),
+        settings=settings("seed", *RENDERING, "directions.interfacegan.samples", "directions.interfacegan.attributes",
+                          "directions.interfacegan.boundaries_asset"),
     threads: 1
     benchmark:
         f"{OUT}/benchmarks/attribute_samples.tsv"
@@ -33,6 +35,7 @@ rule directions:
         stage="prepare.directions_stage",
         kwargs=lambda wc, input, output: dict(family=wc.family, domain=wc.domain, generator_path=input.generator,
                                               out_path=output[0], samples_path=input.get("samples")),
+        settings=settings("seed", "device", "directions.random", "directions.ganspace", "directions.interfacegan"),
     threads: 1
     benchmark:
         f"{OUT}/benchmarks/directions_{{family}}_{{domain}}.tsv"
@@ -59,6 +62,7 @@ rule edit:
             space_name=SPACES[wc.slug].name, generator_path=input.generator, targets_dir=os.path.dirname(input.targets),
             codes_path=input.codes, direction_paths={f: input[f"dir_{f}"] for f in FAMILIES},
             out_csv=output.identity, grids_dir=output.grids),
+        settings=settings(*RENDERING, "editing", "identity", "report.grid_images"),
     threads: 1
     benchmark:
         f"{OUT}/benchmarks/edit_{{slug}}.tsv"

@@ -23,6 +23,7 @@ rule invert:
         kwargs=lambda wc, input, output: dict(
             space_name=SPACES[wc.slug].name, generator_path=input.generator, targets_dir=os.path.dirname(input.targets),
             out_dir=os.path.dirname(output.codes), encoder_path=input.get("encoder"), pn_stats_path=input.get("pn_stats")),
+        settings=settings("seed", *RENDERING, "perceptual", "inversion", omit=["inversion.spaces"]),
     threads: 1
     resources:
         gpu=GPU,

@@ -15,6 +15,7 @@ rule tables:
         stage="evaluate.tables_stage",
         kwargs=lambda wc, input, output: dict(metrics_paths=list(input.metrics), identity_paths=list(input.identity),
                                               direction_paths=list(input.directions), tables_dir=os.path.dirname(output.table1)),
+        settings=settings("inversion.spaces", "perceptual.backend", "statistics"),
     threads: 1
     benchmark:
         f"{OUT}/benchmarks/tables.tsv"
@@ -31,6 +32,7 @@ rule figures:
     params:
         stage="evaluate.figures_stage",
         kwargs=lambda wc, output: dict(results_dir=OUT, figures_dir=output[0]),
+        settings=settings("inversion.spaces", "perceptual.backend", "report.dpi", "report.grid_images"),
     threads: 1
     benchmark:
         f"{OUT}/benchmarks/figures.tsv"
@@ -46,7 +48,7 @@ rule provenance:
     params:
         stage="evaluate.provenance_stage",
         kwargs=lambda wc, input, output: dict(generator_path=input.generator, out_path=output[0]),
-        config_snapshot=str(sorted(config.items())),  # a config change reruns this rule
+        settings=settings(*config),  # the record holds the whole config
     threads: 1
     script:
         STAGE_SCRIPT
@@ -62,6 +64,7 @@ rule report:
     params:
         stage="evaluate.report_stage",
         kwargs=lambda wc, output: dict(results_dir=OUT, out_path=output[0]),
+        settings=settings("report.title", "perceptual.backend"),
     threads: 1
     script:
         STAGE_SCRIPT
