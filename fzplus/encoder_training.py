@@ -192,7 +192,7 @@ def train_encoder(
 
 
 @torch.no_grad()
-def initial_reconstruction_mse(
+def evaluate_encoder(
     generator: Generator,
     encoder: BaseCodeEncoder,
     *,
@@ -203,14 +203,31 @@ def initial_reconstruction_mse(
     truncation_psi: float = 0.7,
     truncation_cutoff: int | None = 8,
 ) -> dict[str, torch.Tensor]:
-    """Per-image MSE of G(f0, true ws_{M+}) against held-out generated images, for f0 from the encoder and
-    for the mean feature map: {'encoder': [num_samples], 'mean_feature_map': [num_samples]}."""
+    """Per-image figures [num_samples] on held-out generated images x = G(ws):
+    'encoder' / 'mean_feature_map': MSE of G(f0, true ws_{M+}) against x, for f0 = E(x) and for the mean
+    feature map; 'feature_mse': mean (E(x) - f(ws))^2 against the generator's own base code;
+    'f0_std' / 'f_std': the spread of E(x) and of f(ws), which shows an encoder off the feature distribution."""
     rng = torch.Generator().manual_seed(seed)
     f_mean = mean_feature_map(generator, base_size=base_size)  # [1, C, s, s]
-    rows: dict[str, list[torch.Tensor]] = {"encoder": [], "mean_feature_map": []}
+    rows: dict[str, list[torch.Tensor]] = {k: [] for k in ("encoder", "mean_feature_map", "feature_mse", "f0_std", "f_std")}
     for begin in range(0, num_samples, batch_size):
         n = min(batch_size, num_samples - begin)
         ws, images = sample_generated(generator, n, rng=rng, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
-        for name, f in (("encoder", encode(encoder, images, base_size=base_size)), ("mean_feature_map", f_mean.expand(n, -1, -1, -1))):
+        f0, f_true = encode(encoder, images, base_size=base_size), generator.features(ws, at=base_size).f
+        for name, f in (("encoder", f0), ("mean_feature_map", f_mean.expand(n, -1, -1, -1))):
             rows[name].append((reconstruct(generator, f, ws) - images).square().mean(dim=(1, 2, 3)))
+        rows["feature_mse"].append((f0 - f_true).square().mean(dim=(1, 2, 3)))
+        rows["f0_std"].append(f0.flatten(1).std(dim=1))
+        rows["f_std"].append(f_true.flatten(1).std(dim=1))
     return {name: torch.cat(values) for name, values in rows.items()}
+
+
+@torch.no_grad()
+def reconstruction_preview(generator: Generator, encoder: BaseCodeEncoder, *, base_size: int, count: int = 8, seed: int = HELD_OUT_SEED,
+                           truncation_psi: float = 0.7, truncation_cutoff: int | None = 8) -> torch.Tensor:
+    """Three rows of `count` held-out images for a grid, [3 * count, 3, R, R]: x = G(ws), G(E(x), ws_{M+}),
+    and G(mean feature map, ws_{M+}) (the first images of evaluate_encoder with the same seed)."""
+    ws, images = sample_generated(generator, count, rng=torch.Generator().manual_seed(seed), truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
+    f_mean = mean_feature_map(generator, base_size=base_size, batch_size=count)
+    rows = [images, reconstruct(generator, encode(encoder, images, base_size=base_size), ws), reconstruct(generator, f_mean, ws)]
+    return torch.cat(rows).clamp(-1, 1)

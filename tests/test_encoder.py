@@ -22,7 +22,7 @@ from fzplus.encoder import (
     save_encoder,
     write_atomically,
 )
-from fzplus.encoder_training import initial_reconstruction_mse, learning_rate, train_encoder
+from fzplus.encoder_training import evaluate_encoder, learning_rate, train_encoder
 
 NARROW = (8, 16, 32)  # stage widths for the tiny generator (BDInvert's are 128, 256, 512)
 
@@ -119,8 +119,8 @@ def test_training_lowers_the_loss(trained):
 
 def test_encoder_beats_the_mean_feature_map_on_held_out_images(trained):
     G, encoder, _ = trained
-    mse = initial_reconstruction_mse(G, encoder, base_size=8, num_samples=32, batch_size=16)
-    assert mse["encoder"].shape == mse["mean_feature_map"].shape == (32,)
+    mse = evaluate_encoder(G, encoder, base_size=8, num_samples=32, batch_size=16)
+    assert all(v.shape == (32,) for v in mse.values())
     assert mse["encoder"].mean() < 0.85 * mse["mean_feature_map"].mean()
     assert (mse["encoder"] < mse["mean_feature_map"]).float().mean() > 0.6
 
@@ -207,3 +207,39 @@ def test_training_refuses_random_noise(tiny_generator):
     tiny_generator.noise_mode = "random"
     with pytest.raises(ValueError, match="noise_mode = 'const'"):
         train_encoder(tiny_generator, base_size=4, steps=1, stage_channels=NARROW, progress=False)
+
+
+def test_encoder_stage_trains_then_reuses_a_pretrained_file_only_for_its_generator(tmp_path):
+    from fzplus.config import load_config
+    from fzplus.stages import StageError
+    from fzplus.stages.prepare import build_generator, encoder_stage
+
+    cfg = load_config("ci", overrides={"encoder.steps": 2, "progress": False})
+    build_generator(cfg, tmp_path / "generator.pt")
+    trained = tmp_path / "trained" / "encoder.pt"
+    history = encoder_stage(cfg, generator_path=tmp_path / "generator.pt", out_path=trained)
+    assert len(history["loss"]) == 2
+    assert sorted(p.name for p in trained.parent.iterdir()) == ["encoder.pt"]  # the training checkpoint is gone
+
+    reused = tmp_path / "reused" / "encoder.pt"
+    with_pretrained = load_config("ci", overrides={"encoder.pretrained": str(trained), "progress": False})
+    assert encoder_stage(with_pretrained, generator_path=tmp_path / "generator.pt", out_path=reused) is None
+    expected, got = (read_encoder_file(p)["encoder_state"] for p in (trained, reused))
+    assert all(torch.equal(expected[k], got[k]) for k in expected)
+
+    other = load_config("ci", overrides={"generator.random.seed": 1, "encoder.pretrained": str(trained)})
+    build_generator(other, tmp_path / "other_generator.pt")
+    with pytest.raises(StageError, match=r"encoder\.pretrained: .*" + re.escape(str(trained)) + r".*other weights.*train_mini_encoder"):
+        encoder_stage(other, generator_path=tmp_path / "other_generator.pt", out_path=tmp_path / "x" / "encoder.pt")
+    assert not (tmp_path / "x").exists()
+
+
+def test_the_committed_mini_encoder_belongs_to_the_committed_mini_generator():
+    """A new models/mini/generator.pt must come with a retrained encoder (bootstrap rule train_mini_encoder)."""
+    from fzplus.config import load_config, resolve_path
+    from fzplus.generator import load_generator
+
+    cfg = load_config("mini")
+    G = load_generator(resolve_path(cfg["generator"]["checkpoint"]))
+    encoder = load_encoder(resolve_path(cfg["encoder"]["pretrained"]), generator=G, base_size=cfg["inversion"]["base_size"])
+    assert encoder.config["stage_channels"] == cfg["encoder"]["stage_channels"]

@@ -14,6 +14,8 @@ from fzplus.stages import StageError, device_of, ensure_parent, pipeline_generat
 
 MINI_BOOTSTRAP_HINT = ("the mini generator is trained by this project's bootstrap target: "
                        "`snakemake --cores 2 train_mini_generator` (hours on a CPU; see models/mini/MODEL_CARD.md)")
+MINI_ENCODER_HINT = ("the mini profile's encoder: `snakemake --cores 2 train_mini_encoder`, about an hour on a CPU, then copy "
+                     "resources/mini-encoder/encoder.pt to models/mini/")
 
 
 def random_stand_in_generator(spec: Mapping[str, Any]) -> Generator:
@@ -62,19 +64,72 @@ def pn_stats_stage(cfg: Mapping[str, Any], *, generator_path, out_path) -> None:
     stats.save(ensure_parent(out_path))
 
 
-def encoder_stage(cfg: Mapping[str, Any], *, generator_path, out_path) -> None:
-    from fzplus.encoder import save_encoder
+def encoder_stage(cfg: Mapping[str, Any], *, generator_path, out_path, pretrained: bool = True, checkpoint_path=None) -> dict | None:
+    """The run's F encoder: the profile's pretrained file (`encoder.pretrained`), checked against the run's
+    generator, or one trained here with the profile's recipe. pretrained=False always trains (the bootstrap
+    rule that makes the pretrained file). The training checkpoint (default: beside out_path) is deleted once
+    the encoder is written, so that a later run with other settings starts afresh instead of refusing to resume.
+    Returns the training history, or None for a pretrained file."""
+    import pathlib
+
+    from fzplus.encoder import EncoderFileError, load_encoder, save_encoder
     from fzplus.encoder_training import train_encoder
 
     G = pipeline_generator(generator_path, cfg)
-    e = cfg["encoder"]
+    e, base_size = cfg["encoder"], cfg["inversion"]["base_size"]
+    if pretrained and e["pretrained"]:
+        path = resolve_path(e["pretrained"])
+        try:
+            encoder = load_encoder(path, generator=G, base_size=base_size)
+        except (FileNotFoundError, EncoderFileError) as error:
+            raise StageError(f"encoder.pretrained: {error}. Retrain it for this generator ({MINI_ENCODER_HINT}), or set "
+                             "encoder.pretrained: null to train one inside the run with the profile's encoder recipe") from error
+        save_encoder(encoder, ensure_parent(out_path), generator=G)
+        return None
+    checkpoint = pathlib.Path(checkpoint_path or str(out_path) + ".training")
     perceptual = resized_perceptual(cfg) if e["lambda_enc"] > 0 else None
-    encoder, _ = train_encoder(
-        G, base_size=cfg["inversion"]["base_size"], steps=e["steps"], batch_size=e["batch_size"], lr=e["lr"],
+    encoder, history = train_encoder(
+        G, base_size=base_size, steps=e["steps"], batch_size=e["batch_size"], lr=e["lr"],
         lr_decay_every=e["lr_decay_every"], lr_decay=e["lr_decay"], lambda_enc=e["lambda_enc"], perceptual=perceptual,
         truncation_psi=e["truncation_psi"], truncation_cutoff=e["truncation_cutoff"], stage_channels=tuple(e["stage_channels"]),
-        seed=cfg["seed"], checkpoint_path=str(out_path) + ".training", checkpoint_every=e["checkpoint_every"], progress=cfg["progress"])
+        seed=cfg["seed"], checkpoint_path=checkpoint, checkpoint_every=e["checkpoint_every"], progress=cfg["progress"])
     save_encoder(encoder, ensure_parent(out_path), generator=G)
+    checkpoint.unlink(missing_ok=True)
+    return history
+
+
+def train_pretrained_encoder_stage(cfg: Mapping[str, Any], *, generator_path, out_path, card_path, preview_path, checkpoint_path,
+                                   held_out_samples: int = 256) -> None:
+    """Bootstrap: train the profile's pretrained encoder and write its card (recipe, cost, held-out figures)
+    and a preview grid (rows: held-out generated images, G(f0, true ws), G(mean feature map, true ws))."""
+    import json
+    import time
+
+    from fzplus.encoder import load_encoder
+    from fzplus.encoder_training import evaluate_encoder, reconstruction_preview
+    from fzplus.assets import file_sha256
+    from fzplus.io import atomic_write_text
+    from fzplus.provenance import cpu_model
+    from fzplus.training.mini_generator import save_grid
+
+    started = time.perf_counter()
+    history = encoder_stage(cfg, generator_path=generator_path, out_path=out_path, pretrained=False, checkpoint_path=checkpoint_path)
+    seconds = time.perf_counter() - started  # of this call: a resumed run counts only its own part
+    G = pipeline_generator(generator_path, cfg)
+    e, base_size = cfg["encoder"], cfg["inversion"]["base_size"]
+    encoder, sampling = load_encoder(out_path, generator=G, base_size=base_size), dict(truncation_psi=e["truncation_psi"], truncation_cutoff=e["truncation_cutoff"])
+    figures = evaluate_encoder(G, encoder, base_size=base_size, num_samples=held_out_samples, **sampling)
+    save_grid(reconstruction_preview(G, encoder, base_size=base_size, **sampling), ensure_parent(preview_path))
+    tail = max(1, len(history["loss"]) // 20)
+    card = dict(
+        generator=dict(path=str(generator_path), sha256=file_sha256(generator_path)),
+        recipe={k: v for k, v in e.items() if k != "pretrained"} | dict(base_size=base_size, seed=cfg["seed"]),
+        training=dict(steps=len(history["loss"]), wall_seconds_this_call=round(seconds, 1), threads=torch.get_num_threads(),
+                      machine=f"{cpu_model()}, {os.cpu_count()} cores",
+                      loss_first_5pct=float(np.mean(history["loss"][:tail])), loss_last_5pct=float(np.mean(history["loss"][-tail:]))),
+        held_out=dict(samples=held_out_samples, **{f"{k}_mean": round(float(v.mean()), 5) for k, v in figures.items()}),
+    )
+    atomic_write_text(card_path, json.dumps(card, indent=2) + "\n")
 
 
 def attribute_samples_stage(cfg: Mapping[str, Any], *, generator_path, out_path) -> None:
@@ -85,18 +140,19 @@ def attribute_samples_stage(cfg: Mapping[str, Any], *, generator_path, out_path)
 
     G = pipeline_generator(generator_path, cfg)
     ig = cfg["directions"]["interfacegan"]
-    z = torch.randn(ig["samples"], G.z_dim, generator=torch.Generator().manual_seed(cfg["seed"] + 1))
+    z = torch.randn(ig["samples"], G.z_dim, generator=torch.Generator().manual_seed(cfg["seed"] + 1))  # on the CPU: same z on any device
+    device = G.w_avg.device
     with torch.no_grad():
-        w = torch.cat([G.mapping(part) for part in z.split(1000)])
+        w = torch.cat([G.mapping(part.to(device)).cpu() for part in z.split(1000)])
         if ig["boundaries_asset"]:
             released = released_boundaries(cfg)
             scores = (z @ released.vectors.t()).numpy()
             detected = np.ones(len(z), bool)
         else:
-            images = torch.cat([G.synthesize(G.map(part, **truncation(cfg))).clamp(-1, 1).cpu() for part in z.split(64)])
+            images = torch.cat([G.synthesize(G.map(part.to(device), **truncation(cfg))).clamp(-1, 1).cpu() for part in z.split(64)])
             table = label_attributes(images, progress=cfg["progress"])
             scores, detected = table[list(ig["attributes"])].to_numpy(np.float64), table["detected"].to_numpy()
-    np.savez(ensure_parent(out_path), z=z.numpy(), w=w.cpu().numpy(), scores=scores, detected=detected, attributes=np.array(ig["attributes"]))
+    np.savez(ensure_parent(out_path), z=z.numpy(), w=w.numpy(), scores=scores, detected=detected, attributes=np.array(ig["attributes"]))
 
 
 def released_boundaries(cfg: Mapping[str, Any]):

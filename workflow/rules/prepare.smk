@@ -14,6 +14,7 @@ rule generator:
     params:
         stage="prepare.build_generator",
         kwargs=lambda wc, output: dict(out_path=output[0]),
+        settings=settings("profile", "generator.checkpoint", "generator.asset", "generator.random"),
     threads: 1
     benchmark:
         f"{OUT}/benchmarks/generator.tsv"
@@ -29,6 +30,7 @@ rule targets:
     params:
         stage="prepare.prepare_targets_stage",
         kwargs=lambda wc, input, output: dict(generator_path=input.generator, out_dir=os.path.dirname(output[0])),
+        settings=settings("targets"),
     threads: 1
     benchmark:
         f"{OUT}/benchmarks/targets.tsv"
@@ -44,6 +46,7 @@ rule pn_stats:
     params:
         stage="prepare.pn_stats_stage",
         kwargs=lambda wc, input, output: dict(generator_path=input.generator, out_path=output[0]),
+        settings=settings("seed", "device", "pn_stats"),
     threads: THREADS
     resources:
         gpu=GPU,
@@ -53,14 +56,21 @@ rule pn_stats:
         STAGE_SCRIPT
 
 
+def pretrained_encoder(wildcards):
+    path = config["encoder"]["pretrained"]
+    return {"pretrained": path} if path else {}
+
+
 rule encoder:
     input:
+        unpack(pretrained_encoder),
         generator=f"{OUT}/generator.pt",
     output:
         f"{OUT}/encoder.pt",
     params:
         stage="prepare.encoder_stage",
         kwargs=lambda wc, input, output: dict(generator_path=input.generator, out_path=output[0]),
+        settings=settings("seed", "device", "generator.noise_mode", "inversion.base_size", "perceptual", "encoder"),
     # Six inversions and their edits wait for E: start it first. One thread: on 2 CPU cores a 2-thread E
     # was only scheduled once every 1-thread job had finished, then ran alone (mini: 418 s at 1.4 s/step,
     # against ~1.5 s/step on one thread beside other jobs).
