@@ -122,8 +122,21 @@ def _rgb_pixels(img: Image.Image, path: pathlib.Path) -> tuple[np.ndarray, list[
     raise TargetImageError(f"{path}: unsupported image mode {mode!r}; save it as 8-bit RGB")
 
 
-def prepare_target(path: str | os.PathLike, *, resolution: int) -> PreparedTarget:
-    """Read, check and resize one image file; raises TargetImageError naming the file."""
+def centre_crop(pixels: np.ndarray, *, crop: float) -> np.ndarray:
+    """The centred square of side round(crop x side) of a square [H, W, 3] image (crop in (0, 1])."""
+    if not 0 < crop <= 1:
+        raise ValueError(f"crop must be in (0, 1], got {crop}")
+    side = pixels.shape[0]
+    kept = max(1, round(crop * side))
+    begin = (side - kept) // 2
+    return pixels[begin:begin + kept, begin:begin + kept]
+
+
+def prepare_target(path: str | os.PathLike, *, resolution: int, crop: float = 1.0) -> PreparedTarget:
+    """Read, check, crop and resize one image file; raises TargetImageError naming the file.
+
+    crop: the fraction of the side kept around the centre before resizing, to bring the faces to the
+    generator's face size (1.0: none; see benchmarks/face_layout.py)."""
     path = pathlib.Path(path)
     data = path.read_bytes()
     try:
@@ -137,12 +150,14 @@ def prepare_target(path: str | os.PathLike, *, resolution: int) -> PreparedTarge
     if width != height:
         raise TargetImageError(f"{path}: is {width}x{height} (width x height), not square; targets must be aligned square "
                                f"face crops: crop/align it first (e.g. with the FFHQ alignment script)")
-    if width < resolution:
-        raise TargetImageError(f"{path}: is {width}x{height}, smaller than the generator resolution {resolution}x{resolution}; "
+    pixels = centre_crop(pixels, crop=crop)
+    if pixels.shape[0] < resolution:
+        cropped = f" (its centre crop of {crop}, {pixels.shape[0]} px)" if crop < 1 else ""
+        raise TargetImageError(f"{path}: is {width}x{height}{cropped}, smaller than the generator resolution {resolution}x{resolution}; "
                                f"upsampling would invent detail: use a larger source image")
     for note in notes:
         warnings.warn(f"{path}: {note}", TargetConversionWarning, stacklevel=2)
-    x = torch.from_numpy(pixels.astype(np.float32)).permute(2, 0, 1)[None] / 127.5 - 1.0  # [1, 3, H, W]
+    x = torch.from_numpy(np.ascontiguousarray(pixels).astype(np.float32)).permute(2, 0, 1)[None] / 127.5 - 1.0  # [1, 3, H, W]
     y = resize_lanczos(x, resolution)
     resized = to_uint8(y)[0]
     assert resized.shape == (resolution, resolution, 3)
@@ -152,14 +167,14 @@ def prepare_target(path: str | os.PathLike, *, resolution: int) -> PreparedTarge
 
 # ---- the targets folder -------------------------------------------------------------------------------
 def prepare_targets(source_folder: str | os.PathLike, out_dir: str | os.PathLike, *, resolution: int, count: int | None = None,
-                    seed: int = 0, progress: bool = False) -> pd.DataFrame:
+                    seed: int = 0, crop: float = 1.0, progress: bool = False) -> pd.DataFrame:
     """Sample, check and resize targets; write out_dir/images/<id>.png and out_dir/targets.csv. Every image
     is checked before anything is written; all unusable files are reported in one error."""
     paths = sample_images(list_images(source_folder), count=count, seed=seed)
     prepared, problems = [], []
     for path in tqdm(paths, desc="prepare targets", disable=not progress):
         try:
-            prepared.append(prepare_target(path, resolution=resolution))
+            prepared.append(prepare_target(path, resolution=resolution, crop=crop))
         except TargetImageError as exc:
             problems.append(str(exc))
     if problems:

@@ -14,6 +14,7 @@ from fzplus.targets import (
     CSV_COLUMNS,
     TargetConversionWarning,
     TargetImageError,
+    centre_crop,
     list_images,
     read_prepared_targets,
     prepare_targets,
@@ -93,6 +94,20 @@ def test_resize_is_the_inversion_protocol_rounded_to_8_bit(tmp_path):
     reference = resize_lanczos(torch.from_numpy(source).permute(2, 0, 1)[None].float() / 127.5 - 1, R)
     expected = ((reference + 1) * 127.5).round().clamp(0, 255) / 127.5 - 1
     assert torch.allclose(images, expected, atol=1e-6)
+
+
+def test_crop_keeps_the_centred_square_before_resizing(tmp_path):
+    source = rgb(size=(80, 80), seed=3)
+    assert np.array_equal(centre_crop(source, crop=0.5), source[20:60, 20:60])
+    assert np.array_equal(centre_crop(source, crop=1.0), source)
+    save(tmp_path / "src", "x.png", Image.fromarray(source))
+    prepare_targets(tmp_path / "src", tmp_path / "cropped", resolution=R, crop=0.4)  # 32 px kept: no resize
+    _, images = read_prepared_targets(tmp_path / "cropped")
+    assert torch.equal(images[0], torch.from_numpy(source[24:56, 24:56]).permute(2, 0, 1).float() / 127.5 - 1)
+    with pytest.raises(TargetImageError, match=r"x\.png: is 80x80 \(its centre crop of 0\.3, 24 px\), smaller than the generator resolution"):
+        prepare_targets(tmp_path / "src", tmp_path / "too_small", resolution=R, crop=0.3)
+    with pytest.raises(ValueError, match=r"crop must be in \(0, 1\]"):
+        centre_crop(source, crop=1.5)
 
 
 def test_constant_image_keeps_its_colour(tmp_path):

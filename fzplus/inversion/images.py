@@ -39,14 +39,14 @@ def resize_bicubic(images: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(images, size=(size, size), mode="bicubic", align_corners=False)
 
 
-def load_target(path: str | os.PathLike, *, resolution: int) -> torch.Tensor:
-    """An image file -> [1, 3, resolution, resolution] in [-1, 1], checked, converted and resized exactly as
-    the pipeline prepares its targets (fzplus.targets.prepare_target: Lanczos, then 8-bit)."""
+def load_target(path: str | os.PathLike, *, resolution: int, crop: float = 1.0) -> torch.Tensor:
+    """An image file -> [1, 3, resolution, resolution] in [-1, 1], checked, converted, centre-cropped and
+    resized exactly as the pipeline prepares its targets (fzplus.targets.prepare_target: Lanczos, then 8-bit)."""
     from fzplus.targets import prepare_target  # fzplus.targets uses this module's resize_lanczos
 
-    return to_float(prepare_target(path, resolution=resolution).pixels[None])
+    return to_float(prepare_target(path, resolution=resolution, crop=crop).pixels[None])
 
 
-def load_targets(paths: Sequence[str | os.PathLike], *, resolution: int) -> torch.Tensor:
+def load_targets(paths: Sequence[str | os.PathLike], *, resolution: int, crop: float = 1.0) -> torch.Tensor:
     """Several image files -> [N, 3, resolution, resolution] in [-1, 1]."""
-    return torch.cat([load_target(p, resolution=resolution) for p in paths])
+    return torch.cat([load_target(p, resolution=resolution, crop=crop) for p in paths])
