@@ -105,9 +105,9 @@ def train_pretrained_encoder_stage(cfg: Mapping[str, Any], *, generator_path, ou
     import json
     import time
 
+    from fzplus.assets import file_sha256
     from fzplus.encoder import load_encoder
     from fzplus.encoder_training import evaluate_encoder, reconstruction_preview
-    from fzplus.assets import file_sha256
     from fzplus.io import atomic_write_text
     from fzplus.provenance import cpu_model
     from fzplus.training.mini_generator import save_grid
