@@ -212,18 +212,25 @@ def test_training_refuses_random_noise(tiny_generator):
 def test_encoder_stage_trains_then_reuses_a_pretrained_file_only_for_its_generator(tmp_path):
     from fzplus.config import load_config
     from fzplus.stages import StageError
-    from fzplus.stages.prepare import build_generator, encoder_stage
+    from fzplus.stages import pipeline_generator
+    from fzplus.stages.prepare import build_generator, encoder_stage, train_encoder_from_config
 
     cfg = load_config("ci", overrides={"encoder.steps": 2, "progress": False})
     build_generator(cfg, tmp_path / "generator.pt")
     trained = tmp_path / "trained" / "encoder.pt"
-    history = encoder_stage(cfg, generator_path=tmp_path / "generator.pt", out_path=trained)
-    assert len(history["loss"]) == 2
+    encoder_stage(cfg, generator_path=tmp_path / "generator.pt", out_path=trained)
     assert sorted(p.name for p in trained.parent.iterdir()) == ["encoder.pt"]  # the training checkpoint is gone
+    G = pipeline_generator(tmp_path / "generator.pt", cfg)
+    bootstrap = tmp_path / "bootstrap"
+    _, history = train_encoder_from_config(cfg, G, out_path=bootstrap / "encoder.pt", checkpoint_path=bootstrap / "checkpoint.pt")
+    assert len(history["loss"]) == 2
+    assert sorted(p.name for p in bootstrap.iterdir()) == ["encoder.pt"]
+    first, again = (read_encoder_file(p)["encoder_state"] for p in (trained, bootstrap / "encoder.pt"))
+    assert all(torch.equal(first[k], again[k]) for k in first)  # one recipe, one seed: the same encoder
 
     reused = tmp_path / "reused" / "encoder.pt"
     with_pretrained = load_config("ci", overrides={"encoder.pretrained": str(trained), "progress": False})
-    assert encoder_stage(with_pretrained, generator_path=tmp_path / "generator.pt", out_path=reused) is None
+    encoder_stage(with_pretrained, generator_path=tmp_path / "generator.pt", out_path=reused)
     expected, got = (read_encoder_file(p)["encoder_state"] for p in (trained, reused))
     assert all(torch.equal(expected[k], got[k]) for k in expected)
 

@@ -64,38 +64,46 @@ def pn_stats_stage(cfg: Mapping[str, Any], *, generator_path, out_path) -> None:
     stats.save(ensure_parent(out_path))
 
 
-def encoder_stage(cfg: Mapping[str, Any], *, generator_path, out_path, pretrained: bool = True, checkpoint_path=None) -> dict | None:
+def encoder_stage(cfg: Mapping[str, Any], *, generator_path, out_path) -> None:
     """The run's F encoder: the profile's pretrained file (`encoder.pretrained`), checked against the run's
-    generator, or one trained here with the profile's recipe. pretrained=False always trains (the bootstrap
-    rule that makes the pretrained file). The training checkpoint (default: beside out_path) is deleted once
-    the encoder is written, so that a later run with other settings starts afresh instead of refusing to resume.
-    Returns the training history, or None for a pretrained file."""
+    generator, or one trained here with the profile's recipe (checkpoint beside out_path)."""
     import pathlib
 
     from fzplus.encoder import EncoderFileError, load_encoder, save_encoder
-    from fzplus.encoder_training import train_encoder
 
     G = pipeline_generator(generator_path, cfg)
-    e, base_size = cfg["encoder"], cfg["inversion"]["base_size"]
-    if pretrained and e["pretrained"]:
-        path = resolve_path(e["pretrained"])
-        try:
-            encoder = load_encoder(path, generator=G, base_size=base_size)
-        except (FileNotFoundError, EncoderFileError) as error:
-            raise StageError(f"encoder.pretrained: {error}. Retrain it for this generator ({MINI_ENCODER_HINT}), or set "
-                             "encoder.pretrained: null to train one inside the run with the profile's encoder recipe") from error
-        save_encoder(encoder, ensure_parent(out_path), generator=G)
-        return None
-    checkpoint = pathlib.Path(checkpoint_path or str(out_path) + ".training")
+    pretrained = cfg["encoder"]["pretrained"]
+    if not pretrained:
+        train_encoder_from_config(cfg, G, out_path=out_path, checkpoint_path=pathlib.Path(str(out_path) + ".training"))
+        return
+    path = resolve_path(pretrained)
+    try:
+        encoder = load_encoder(path, generator=G, base_size=cfg["inversion"]["base_size"])
+    except (FileNotFoundError, EncoderFileError) as error:
+        raise StageError(f"encoder.pretrained: {error}. Retrain it for this generator ({MINI_ENCODER_HINT}), or set "
+                         "encoder.pretrained: null to train one inside the run with the profile's encoder recipe") from error
+    save_encoder(encoder, ensure_parent(out_path), generator=G)
+
+
+def train_encoder_from_config(cfg: Mapping[str, Any], G: Generator, *, out_path, checkpoint_path) -> tuple[Any, dict]:
+    """Train E for the pipeline generator G with the profile's `encoder:` recipe and write it to out_path:
+    (encoder in eval mode, per-step history). The checkpoint is deleted once the encoder is written, so that
+    a later run with other settings starts afresh instead of refusing to resume."""
+    import pathlib
+
+    from fzplus.encoder import save_encoder
+    from fzplus.encoder_training import train_encoder
+
+    e, checkpoint = cfg["encoder"], pathlib.Path(checkpoint_path)
     perceptual = resized_perceptual(cfg) if e["lambda_enc"] > 0 else None
     encoder, history = train_encoder(
-        G, base_size=base_size, steps=e["steps"], batch_size=e["batch_size"], lr=e["lr"],
+        G, base_size=cfg["inversion"]["base_size"], steps=e["steps"], batch_size=e["batch_size"], lr=e["lr"],
         lr_decay_every=e["lr_decay_every"], lr_decay=e["lr_decay"], lambda_enc=e["lambda_enc"], perceptual=perceptual,
         truncation_psi=e["truncation_psi"], truncation_cutoff=e["truncation_cutoff"], stage_channels=tuple(e["stage_channels"]),
         seed=cfg["seed"], checkpoint_path=checkpoint, checkpoint_every=e["checkpoint_every"], progress=cfg["progress"])
     save_encoder(encoder, ensure_parent(out_path), generator=G)
     checkpoint.unlink(missing_ok=True)
-    return history
+    return encoder, history
 
 
 def train_pretrained_encoder_stage(cfg: Mapping[str, Any], *, generator_path, out_path, card_path, preview_path, checkpoint_path,
@@ -106,18 +114,17 @@ def train_pretrained_encoder_stage(cfg: Mapping[str, Any], *, generator_path, ou
     import time
 
     from fzplus.assets import file_sha256
-    from fzplus.encoder import load_encoder
     from fzplus.encoder_training import evaluate_encoder, reconstruction_preview
     from fzplus.io import atomic_write_text
     from fzplus.provenance import cpu_model
     from fzplus.training.mini_generator import save_grid
 
-    started = time.perf_counter()
-    history = encoder_stage(cfg, generator_path=generator_path, out_path=out_path, pretrained=False, checkpoint_path=checkpoint_path)
-    seconds = time.perf_counter() - started  # of this call: a resumed run counts only its own part
     G = pipeline_generator(generator_path, cfg)
+    started = time.perf_counter()
+    encoder, history = train_encoder_from_config(cfg, G, out_path=out_path, checkpoint_path=checkpoint_path)
+    seconds = time.perf_counter() - started  # of this call: a resumed run counts only its own part
     e, base_size = cfg["encoder"], cfg["inversion"]["base_size"]
-    encoder, sampling = load_encoder(out_path, generator=G, base_size=base_size), dict(truncation_psi=e["truncation_psi"], truncation_cutoff=e["truncation_cutoff"])
+    sampling = dict(truncation_psi=e["truncation_psi"], truncation_cutoff=e["truncation_cutoff"])
     figures = evaluate_encoder(G, encoder, base_size=base_size, num_samples=held_out_samples, **sampling)
     save_grid(reconstruction_preview(G, encoder, base_size=base_size, **sampling), ensure_parent(preview_path))
     tail = max(1, len(history["loss"]) // 20)
