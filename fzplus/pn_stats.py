@@ -11,29 +11,48 @@ The activation. Our mapping's last layer outputs w = sqrt(2) * lrelu_0.2(a) (`bi
 equalised-lr gain sqrt(2)), so its exact inverse is a = lrelu_5(w / sqrt(2)) = lrelu_5(w) / sqrt(2).
 BDInvert uses lrelu_5(w) on a generator without that gain in the activation; the constant factor does
 not change p_N (whitening divides it out), so both give the same regulariser.
+
+Well-posedness (SPEC §4). BDInvert whitens every component, which is harmless for FFHQ's mapping but not
+for a generator whose W is effectively low-dimensional: the mini generator's covariance of p has
+eigenvalues 88.8 .. 2.2e-9 (355 of 512 below 1e-3 of the largest), so dividing by their square roots
+makes any step off the sampled subspace cost ~1e9 per unit. Two choices make the regulariser O(1):
+- variance floor: eigenvalues below `variance_floor` x the largest are raised to that floor before
+  whitening (not dropped: moving along those axes is still penalised, at a bounded rate). A generator
+  whose spectrum lies above the floor whitens exactly as BDInvert does. Default 1e-3 (VARIANCE_FLOOR).
+- start point: the P_N spaces start at `start_w`, the code whose p is the mean of P (p_N = 0: Zhu et al.
+  start at the mean of P_N), not at w_avg, whose p is off the mean by the nonlinearity (on the mini
+  generator w_avg whitens to mean(p_N^2) = 26,566 without the floor).
+`summary()` gives the spectrum and these choices; the stage stores it in the artefact and provenance.
 """
 from __future__ import annotations
 
 import hashlib
 import os
 import pathlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
-from fzplus.io import atomic_write
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from fzplus.io import atomic_write
+
 from fzplus.generator.ops import LRELU_GAIN, LRELU_SLOPE
 
-NPZ_KEYS = ("mean", "eigenvalues", "eigenvectors", "num_samples", "seed", "mapping_sha256")
+NPZ_KEYS = ("mean", "eigenvalues", "eigenvectors", "num_samples", "seed", "mapping_sha256", "variance_floor")
+VARIANCE_FLOOR = 1e-3  # relative to the largest eigenvalue; see the module docstring
 
 
 def deactivate_w(w: torch.Tensor) -> torch.Tensor:
     """Exact inverse of the mapping's last activation: w [..., D] -> pre-activation p [..., D]."""
     return F.leaky_relu(w / LRELU_GAIN, negative_slope=1.0 / LRELU_SLOPE)
+
+
+def activate_p(p: torch.Tensor) -> torch.Tensor:
+    """The mapping's last activation, the inverse of `deactivate_w`: p [..., D] -> w [..., D]."""
+    return LRELU_GAIN * F.leaky_relu(p, negative_slope=LRELU_SLOPE)
 
 
 def mapping_fingerprint(generator) -> str:
@@ -49,10 +68,11 @@ def mapping_fingerprint(generator) -> str:
 
 @dataclass(frozen=True)
 class PNStats:
-    """mean [D], eigenvalues [D] (descending), eigenvectors [D, D] (columns) of p = deactivate_w(w).
+    """mean [D], eigenvalues [D] (descending), eigenvectors [D, D] (columns) of p = deactivate_w(w), and the
+    relative variance floor applied when whitening (module docstring; 0 whitens every component as BDInvert).
 
-    Kept in float64: the smallest eigenvalues of a mapping network's p can be 1e-8 of the largest, and
-    whitening divides by their square roots. `whiten` computes in the dtype of its input."""
+    Kept in float64: the smallest eigenvalues of a mapping network's p can be 1e-8 of the largest.
+    `whiten` computes in the dtype of its input."""
 
     mean: torch.Tensor
     eigenvalues: torch.Tensor
@@ -60,6 +80,7 @@ class PNStats:
     num_samples: int
     seed: int
     mapping_sha256: str = ""
+    variance_floor: float = VARIANCE_FLOOR
 
     def __post_init__(self):
         d = self.mean.shape[0]
@@ -67,15 +88,50 @@ class PNStats:
             f"P_N statistics have inconsistent shapes {tuple(self.mean.shape)}, {tuple(self.eigenvalues.shape)}, {tuple(self.eigenvectors.shape)}"
         if not bool((self.eigenvalues > 0).all()):
             raise ValueError("P_N covariance is singular (an eigenvalue <= 0); sample more codes than dimensions")
+        if not 0.0 <= self.variance_floor < 1.0:
+            raise ValueError(f"P_N variance_floor must be in [0, 1) (a fraction of the largest eigenvalue), got {self.variance_floor}")
+
+    @property
+    def whitening_variances(self) -> torch.Tensor:
+        """[D] the eigenvalues raised to the floor: what `whiten` divides by (square roots)."""
+        return self.eigenvalues.clamp(min=self.variance_floor * float(self.eigenvalues.max()))
+
+    @property
+    def start_w(self) -> torch.Tensor:
+        """[D] where the P_N spaces start: the w whose p is the mean of P, so p_N = 0."""
+        return activate_p(self.mean)
+
+    def regularizer(self, w: torch.Tensor) -> torch.Tensor:
+        """mean(p_N^2) over the last dimension and any layer dimension: w [N, ..., D] -> [N]."""
+        return self.whiten(w).square().flatten(1).mean(dim=1) if w.ndim > 1 else self.whiten(w).square().mean()
+
+    def summary(self, *, fresh_w: torch.Tensor | None = None, w_avg: torch.Tensor | None = None) -> dict:
+        """The spectrum and the well-posedness choices, JSON-ready; with fresh mapped codes [N, D] and w_avg [D]
+        also mean(p_N^2) at the start point, at w_avg, and over the fresh codes (the regulariser's scale)."""
+        vals = self.eigenvalues.double()
+        floor = self.variance_floor * float(vals.max())
+        out = dict(variance_floor=self.variance_floor, floor_value=floor, components=int(len(vals)),
+                   components_floored=int((vals < floor).sum()), eigenvalue_max=float(vals.max()), eigenvalue_min=float(vals.min()),
+                   condition_number=float(vals.max() / vals.min()),
+                   condition_number_whitened=float(vals.max() / self.whitening_variances.double().min()),
+                   eigenvalues_quantiles={str(q): float(vals.quantile(q)) for q in (0.0, 0.25, 0.5, 0.75, 1.0)},
+                   start="p_N mean (p = mean of P)", num_samples=self.num_samples, seed=self.seed)
+        with torch.no_grad():
+            out["regularizer_at_start"] = float(self.regularizer(self.start_w))
+            if w_avg is not None:
+                out["regularizer_at_w_avg"] = float(self.regularizer(w_avg.double()))
+            if fresh_w is not None:
+                out["regularizer_fresh_mean"] = float(self.regularizer(fresh_w.double()).mean())
+        return out
 
     def to(self, device) -> "PNStats":
         move = lambda t: t.to(device)  # noqa: E731
-        return PNStats(move(self.mean), move(self.eigenvalues), move(self.eigenvectors), self.num_samples, self.seed, self.mapping_sha256)
+        return replace(self, mean=move(self.mean), eigenvalues=move(self.eigenvalues), eigenvectors=move(self.eigenvectors))
 
     def whiten(self, w: torch.Tensor) -> torch.Tensor:
         """w [..., D] -> p_N [..., D] (differentiable)."""
         p = deactivate_w(w)
-        mean, vecs, vals = (t.to(w.device, w.dtype) for t in (self.mean, self.eigenvectors, self.eigenvalues))
+        mean, vecs, vals = (t.to(w.device, w.dtype) for t in (self.mean, self.eigenvectors, self.whitening_variances))
         return ((p - mean) @ vecs) * vals.rsqrt()
 
     def check_generator(self, generator) -> None:
@@ -89,7 +145,8 @@ class PNStats:
         path = pathlib.Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         arrays = dict(mean=self.mean.cpu().numpy(), eigenvalues=self.eigenvalues.cpu().numpy(), eigenvectors=self.eigenvectors.cpu().numpy(),
-                      num_samples=np.int64(self.num_samples), seed=np.int64(self.seed), mapping_sha256=np.str_(self.mapping_sha256))
+                      num_samples=np.int64(self.num_samples), seed=np.int64(self.seed), mapping_sha256=np.str_(self.mapping_sha256),
+                      variance_floor=np.float64(self.variance_floor))
         atomic_write(path, lambda fh: np.savez(fh, **arrays))
         return path
 
@@ -104,10 +161,10 @@ class PNStats:
                 raise ValueError(f"{path}: not a P_N statistics file (missing keys {missing}); recompute it")
             return cls(mean=torch.from_numpy(data["mean"]), eigenvalues=torch.from_numpy(data["eigenvalues"]),
                        eigenvectors=torch.from_numpy(data["eigenvectors"]), num_samples=int(data["num_samples"]),
-                       seed=int(data["seed"]), mapping_sha256=str(data["mapping_sha256"]))
+                       seed=int(data["seed"]), mapping_sha256=str(data["mapping_sha256"]), variance_floor=float(data["variance_floor"]))
 
 
-def fit_pn_stats(batches, *, seed: int = -1, mapping_sha256: str = "") -> PNStats:
+def fit_pn_stats(batches, *, seed: int = -1, mapping_sha256: str = "", variance_floor: float = VARIANCE_FLOOR) -> PNStats:
     """PCA of p from an iterable of [n_i, D] batches, accumulated in float64 around the first batch's mean
     (shifting first keeps the second-moment sums free of cancellation)."""
     shift = total = outer = None
@@ -128,7 +185,7 @@ def fit_pn_stats(batches, *, seed: int = -1, mapping_sha256: str = "") -> PNStat
     eigenvalues, eigenvectors = torch.linalg.eigh(cov)
     order = eigenvalues.argsort(descending=True)
     return PNStats(mean=shift + centred_mean, eigenvalues=eigenvalues[order], eigenvectors=eigenvectors[:, order],
-                   num_samples=count, seed=seed, mapping_sha256=mapping_sha256)
+                   num_samples=count, seed=seed, mapping_sha256=mapping_sha256, variance_floor=variance_floor)
 
 
 @torch.no_grad()
@@ -141,7 +198,8 @@ def sample_p(generator, *, num_samples: int, seed: int, batch_size: int = 10_000
         yield deactivate_w(generator.mapping(z.to(device, generator.w_avg.dtype)))
 
 
-def compute_pn_stats(generator, *, num_samples: int = 1_000_000, seed: int = 0, batch_size: int = 10_000, progress: bool = True) -> PNStats:
+def compute_pn_stats(generator, *, num_samples: int = 1_000_000, seed: int = 0, batch_size: int = 10_000,
+                     variance_floor: float = VARIANCE_FLOOR, progress: bool = True) -> PNStats:
     """P_N statistics of a generator from `num_samples` mapped codes (paper: 1e6)."""
     batches = sample_p(generator, num_samples=num_samples, seed=seed, batch_size=batch_size, progress=progress)
-    return fit_pn_stats(batches, seed=seed, mapping_sha256=mapping_fingerprint(generator))
+    return fit_pn_stats(batches, seed=seed, mapping_sha256=mapping_fingerprint(generator), variance_floor=variance_floor)

@@ -8,7 +8,8 @@ and the decisions of SPEC §4:
   that PixelNorm by the identity, so F/Z is unconstrained there. We keep every Z code on the sphere, as
   the paper defines the spaces. Their scripts truncate the mapped ws (psi 0.7, first 8 layers): here
   `applies_truncation` is True and the psi/cutoff come from the context (default psi 1 = off).
-- W family (W, W+, W+(P_N), F/W, F/W+, F/W+(P_N)): codes start at w_avg. The single-code scripts
+- W family (W, W+, W+(P_N), F/W, F/W+, F/W+(P_N)): codes start at w_avg, the P_N spaces at the code whose
+  p_N is 0 (fzplus.pn_stats: w_avg whitens to ~1e4 on a generator whose W is low-dimensional). The single-code scripts
   (invert_w*.py) truncate the code, the per-layer ones (invert_wp*.py) do not; we follow that. P_N
   spaces add lambda_pn * mean(p_N^2) (BDInvert: 0.01). BDInvert applies it to all 18 ws of F/W+ even
   though layers < M never reach the image; we regularise the codes that exist (layers >= M in F spaces).
@@ -113,8 +114,9 @@ class WSpace(_LayerCodeSpace):
         self.pn_regularised = pn_regularised
 
     def init_codes(self, targets, ctx, *, image_seeds: Sequence[int], encoder=None):
-        w_avg = ctx.generator.w_avg.to(targets.device, targets.dtype)
-        codes = {"w": w_avg.expand(targets.shape[0], *self.code_shape(ctx)).clone()}
+        start = self.pn_stats(ctx).start_w if self.pn_regularised else ctx.generator.w_avg
+        start = start.to(targets.device, targets.dtype)
+        codes = {"w": start.expand(targets.shape[0], *self.code_shape(ctx)).clone()}
         return self.with_base_code(codes, targets, ctx, encoder)
 
     def generator_inputs(self, codes, ctx):
@@ -123,11 +125,13 @@ class WSpace(_LayerCodeSpace):
     def regularizer(self, codes, ctx):
         if not self.pn_regularised:
             return super().regularizer(codes, ctx)
+        return ctx.lambda_pn * self.pn_stats(ctx).regularizer(codes["w"])
+
+    def pn_stats(self, ctx):
         if ctx.pn_stats is None:
             raise ValueError(f"space {self.name!r} needs P_N statistics: compute them once with "
                              f"fzplus.pn_stats.compute_pn_stats(generator) (or load the saved .npz) and pass pn_stats=")
-        p_n = ctx.pn_stats.whiten(codes["w"])
-        return ctx.lambda_pn * p_n.square().flatten(1).mean(dim=1)
+        return ctx.pn_stats
 
     def apply_direction(self, codes, direction, alpha, ctx):
         return self.shifted(codes, direction, alpha)

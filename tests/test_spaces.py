@@ -14,7 +14,7 @@ import torch
 import spaces
 from conftest import make_tiny_generator
 from fzplus.generator.ops import LRELU_GAIN, LRELU_SLOPE
-from fzplus.pn_stats import PNStats, compute_pn_stats, deactivate_w, fit_pn_stats, sample_p
+from fzplus.pn_stats import PNStats, activate_p, compute_pn_stats, deactivate_w, fit_pn_stats, sample_p
 from spaces.base import LatentSpace, RegistrationError, SpaceContext, retract_to_sphere
 
 PAPER_SPACES = {"Z", "Z+", "W", "W+", "W+(P_N)", "S", "F/Z", "F/Z+", "F/W", "F/W+", "F/W+(P_N)", "F/S"}
@@ -196,22 +196,25 @@ def test_s_edit_in_w_equals_restyling_from_the_moved_w(tiny_generator, name):
 def test_truncation_applies_where_the_authors_apply_it(tiny_generator):
     G = tiny_generator
     x = torch.zeros(1, 3, 32, 32)
+    stats = compute_pn_stats(G, num_samples=1024, seed=0, batch_size=1024, progress=False)
     for name in spaces.names():
         space = spaces.get(name)
-        codes = space.init_codes(x, ctx_for(G, space), image_seeds=[5])
+        pn = dict(pn_stats=stats) if getattr(space, "pn_regularised", False) else {}
+        codes = space.init_codes(x, ctx_for(G, space, **pn), image_seeds=[5])
         key = "s" if "s" in codes else ("z" if "z" in codes else "w")
         codes[key] = codes[key] + 0.5 * torch.randn_like(codes[key])  # move off w_avg, where psi has no effect
-        plain = space.render(codes, ctx_for(G, space))
-        truncated = space.render(codes, ctx_for(G, space, truncation_psi=0.7, truncation_cutoff=8))
+        plain = space.render(codes, ctx_for(G, space, **pn))
+        truncated = space.render(codes, ctx_for(G, space, truncation_psi=0.7, truncation_cutoff=8, **pn))
         assert space.applies_truncation == (name in Z_TYPE or name in ("W", "F/W")), name
         assert torch.equal(plain, truncated) != space.applies_truncation, name
 
 
 def test_pn_space_without_statistics_says_how_to_get_them(tiny_generator):
     space = spaces.get("W+(P_N)")
-    codes = space.init_codes(torch.zeros(1, 3, 32, 32), ctx_for(tiny_generator, space), image_seeds=[0])
     with pytest.raises(ValueError, match="compute_pn_stats"):
-        space.regularizer(codes, ctx_for(tiny_generator, space))
+        space.init_codes(torch.zeros(1, 3, 32, 32), ctx_for(tiny_generator, space), image_seeds=[0])
+    with pytest.raises(ValueError, match="compute_pn_stats"):
+        space.regularizer({"w": tiny_generator.w_avg.expand(1, 4, -1)}, ctx_for(tiny_generator, space))
 
 
 # ---- P_N statistics --------------------------------------------------------------------------------------
@@ -232,8 +235,8 @@ def test_deactivation_undoes_the_mappings_last_activation_exactly(tiny_generator
 
 def test_whitening_the_fitting_samples_is_exact(tiny_generator):
     p = torch.cat(list(sample_p(tiny_generator, num_samples=3000, seed=3, batch_size=1000, progress=False))).double()
-    stats = fit_pn_stats([p[:1000], p[1000:]])
-    w = torch.nn.functional.leaky_relu(p, LRELU_SLOPE) * LRELU_GAIN  # back to W
+    stats = fit_pn_stats([p[:1000], p[1000:]], variance_floor=0.0)  # BDInvert's exact whitening
+    w = activate_p(p)  # back to W
     y = stats.whiten(w)
     assert y.mean(0).abs().max() < 1e-6
     assert (torch.cov(y.t()) - torch.eye(512, dtype=y.dtype)).abs().max() < 1e-5
@@ -241,9 +244,9 @@ def test_whitening_the_fitting_samples_is_exact(tiny_generator):
 
 def test_whitening_fresh_codes_gives_zero_mean_and_identity_covariance(tiny_generator):
     n = 20_000
-    stats = compute_pn_stats(tiny_generator, num_samples=n, seed=0, batch_size=10_000, progress=False)
+    stats = compute_pn_stats(tiny_generator, num_samples=n, seed=0, batch_size=10_000, variance_floor=0.0, progress=False)
     fresh = torch.cat(list(sample_p(tiny_generator, num_samples=n, seed=1, batch_size=10_000, progress=False))).double()
-    y = stats.whiten(torch.nn.functional.leaky_relu(fresh, LRELU_SLOPE) * LRELU_GAIN)
+    y = stats.whiten(activate_p(fresh))
     # Both the fit and the fresh sample are n draws in d = 512 dimensions. A sample covariance of n draws
     # has its eigenvalues, relative to the true ones, within [(1 - s)^2, (1 + s)^2], s = sqrt(d / n)
     # (Marchenko-Pastur edges); whitening fresh samples with fitted statistics compounds two such

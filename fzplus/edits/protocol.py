@@ -2,9 +2,9 @@
 applied by a space in its own domain to the layers it edits, rendered in batches, and scored by identity
 similarity to the target.
 
-Step scaling follows the authors' scripts: a GANSpace direction moves by alpha * sigma_k * n_k, sigma_k the
-standard deviation of the samples' coordinate along component k (1 in Z by construction of Eq. 6, the
-component's spread in W); random and InterfaceGAN directions move by alpha * n.
+The unit of alpha is set by fzplus.edits.calibration (SPEC §7): the pipeline saves calibrated directions,
+whose vectors are the code change per unit of alpha; in Z that is the finders' own vectors (the authors'
+convention), in W they are scaled by the spread of W along each direction.
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from fzplus.edits.calibration import is_calibrated
 from fzplus.edits.directions import Directions
 from fzplus.inversion import edit, render
 
@@ -21,12 +22,11 @@ DEFAULT_ALPHAS = tuple(np.linspace(-2.0, 2.0, 11).round(6))
 
 
 def step_vectors(directions: Directions) -> list[tuple[str, torch.Tensor]]:
-    """(name, vector moved per unit of alpha) for each direction of a family."""
-    vectors = directions.vectors  # [K, D]
-    scale = np.ones(len(vectors))
-    if directions.method == "ganspace" and "coordinate_std" in directions.diagnostics:
-        scale = np.asarray(directions.diagnostics["coordinate_std"], dtype=np.float64)
-    return [(name, vectors[k] * float(scale[k])) for k, name in enumerate(directions.names)]
+    """(name, code change per unit of alpha) for each direction of a family."""
+    if directions.domain == "W" and not is_calibrated(directions):
+        raise ValueError(f"the {directions.method!r} W directions have no unit of alpha yet: pass them through "
+                         "fzplus.edits.calibration.calibrate_directions (Z directions are their own unit)")
+    return [(name, directions.vectors[k]) for k, name in enumerate(directions.names)]
 
 
 def edit_sweep(codes: dict[str, torch.Tensor], space, generator, directions: Directions, *, alphas: Sequence[float] = DEFAULT_ALPHAS,

@@ -1,6 +1,7 @@
 """Stages from inversion to the report: invert one space, edit + identity, tables, figures, provenance."""
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 from typing import Any, Mapping, Sequence
@@ -160,7 +161,7 @@ def figures_stage(cfg: Mapping[str, Any], *, results_dir, figures_dir) -> None:
     loss_curves(losses, path=out / "loss_curves.png", dpi=dpi)
 
 
-def provenance_stage(cfg: Mapping[str, Any], *, generator_path, out_path) -> None:
+def provenance_stage(cfg: Mapping[str, Any], *, generator_path, out_path, pn_stats_summary_path=None) -> None:
     from fzplus.assets import file_sha256
     from fzplus.config import config_asset_hashes
     from fzplus.generator import read_checkpoint_metadata
@@ -168,6 +169,8 @@ def provenance_stage(cfg: Mapping[str, Any], *, generator_path, out_path) -> Non
 
     extra = {"generator": {"file": str(generator_path), "sha256": file_sha256(generator_path),
                            "metadata": read_checkpoint_metadata(generator_path)}}
+    if pn_stats_summary_path:
+        extra["pn_stats"] = json.loads(pathlib.Path(pn_stats_summary_path).read_text())
     write_provenance(ensure_parent(out_path), cfg, asset_hashes=config_asset_hashes(cfg), seeds=config_seeds(cfg), extra=extra)
 
 

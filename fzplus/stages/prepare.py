@@ -55,13 +55,24 @@ def prepare_targets_stage(cfg: Mapping[str, Any], *, generator_path, out_dir) ->
     prepare_targets(source, out_dir, resolution=resolution, count=t["count"], seed=t["seed"], crop=t["crop"], progress=cfg["progress"])
 
 
-def pn_stats_stage(cfg: Mapping[str, Any], *, generator_path, out_path) -> None:
+def pn_stats_stage(cfg: Mapping[str, Any], *, generator_path, out_path, summary_path) -> None:
+    """The P_N statistics (.npz) and their summary (.json: spectrum, variance floor, start point, and the
+    regulariser at the start, at w_avg and over 4,096 fresh codes), which provenance records."""
+    import json
+
+    from fzplus.io import atomic_write_text
     from fzplus.pn_stats import compute_pn_stats
 
     G = pipeline_generator(generator_path, cfg)
     p = cfg["pn_stats"]
-    stats = compute_pn_stats(G, num_samples=p["samples"], seed=cfg["seed"], batch_size=p["batch_size"], progress=cfg["progress"])
+    stats = compute_pn_stats(G, num_samples=p["samples"], seed=cfg["seed"], batch_size=p["batch_size"],
+                             variance_floor=p["variance_floor"], progress=cfg["progress"])
     stats.save(ensure_parent(out_path))
+    fresh_z = torch.randn(4096, G.z_dim, generator=torch.Generator().manual_seed(cfg["seed"] + 2))  # not the PCA's own draws
+    with torch.no_grad():
+        fresh_w = G.mapping(fresh_z.to(G.w_avg.device)).cpu()
+    summary = stats.summary(fresh_w=fresh_w, w_avg=G.w_avg.cpu())
+    atomic_write_text(ensure_parent(summary_path), json.dumps(summary, indent=2) + "\n")
 
 
 def encoder_stage(cfg: Mapping[str, Any], *, generator_path, out_path) -> None:
@@ -171,13 +182,24 @@ def released_boundaries(cfg: Mapping[str, Any]):
 
 
 def directions_stage(cfg: Mapping[str, Any], *, family: str, domain: str, generator_path, out_path, samples_path=None) -> None:
+    """One family's directions in one domain, calibrated to the profile's unit of alpha (fzplus.edits.calibration)."""
+    from fzplus.edits.calibration import calibrate_directions
+
+    d, G = cfg["directions"], pipeline_generator(generator_path, cfg)
+    found = find_family(cfg, family=family, domain=domain, generator=G, samples_path=samples_path)
+    calibrated = calibrate_directions(found, generator=G, distance=resized_perceptual(cfg), rule=d["unit"]["rule"],
+                                      covariance_samples=d["ganspace"]["samples"], covariance_batch_size=d["ganspace"]["batch_size"],
+                                      seed=cfg["seed"], num_images=d["unit"]["images"], device=device_of(cfg))
+    calibrated.save(ensure_parent(out_path))
+
+
+def find_family(cfg: Mapping[str, Any], *, family: str, domain: str, generator: Generator, samples_path=None):
     from fzplus.edits.directions import find_directions
 
-    d = cfg["directions"]
+    d, G = cfg["directions"], generator
     if family == "random":
         found = find_directions("random", count=d["random"]["count"], sigma=d["random"]["sigma"], seed=cfg["seed"], domain=domain)
     elif family == "ganspace":
-        G = pipeline_generator(generator_path, cfg)
         g = d["ganspace"]
         found = find_directions("ganspace", mapping=G.mapping, z_dim=G.z_dim, domain=domain, components=tuple(g["components"]),
                                 num_samples=g["samples"], batch_size=g["batch_size"], seed=cfg["seed"], device=device_of(cfg),
@@ -193,4 +215,4 @@ def directions_stage(cfg: Mapping[str, Any], *, family: str, domain: str, genera
                                     split_ratio=ig["split_ratio"], seed=cfg["seed"])
     else:
         raise StageError(f"unknown direction family {family!r}; expected one of random, ganspace, interfacegan")
-    found.save(ensure_parent(out_path))
+    return found

@@ -35,7 +35,8 @@ rule directions:
         stage="prepare.directions_stage",
         kwargs=lambda wc, input, output: dict(family=wc.family, domain=wc.domain, generator_path=input.generator,
                                               out_path=output[0], samples_path=input.get("samples")),
-        settings=settings("seed", "device", "directions.random", "directions.ganspace", "directions.interfacegan"),
+        settings=settings("seed", "device", *RENDERING, "perceptual", "directions.unit", "directions.random", "directions.ganspace",
+                          "directions.interfacegan"),
     threads: 1
     benchmark:
         f"{OUT}/benchmarks/directions_{{family}}_{{domain}}.tsv"

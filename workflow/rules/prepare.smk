@@ -42,10 +42,11 @@ rule pn_stats:
     input:
         generator=f"{OUT}/generator.pt",
     output:
-        f"{OUT}/pn_stats.npz",
+        stats=f"{OUT}/pn_stats.npz",
+        summary=f"{OUT}/pn_stats.json",
     params:
         stage="prepare.pn_stats_stage",
-        kwargs=lambda wc, input, output: dict(generator_path=input.generator, out_path=output[0]),
+        kwargs=lambda wc, input, output: dict(generator_path=input.generator, out_path=output.stats, summary_path=output.summary),
         settings=settings("seed", "device", "pn_stats"),
     threads: THREADS
     resources:

@@ -40,14 +40,22 @@ rule figures:
         STAGE_SCRIPT
 
 
+def provenance_inputs(wildcards):
+    inputs = dict(generator=f"{OUT}/generator.pt")
+    if any(getattr(space, "pn_regularised", False) for space in SPACES.values()):
+        inputs["pn_stats_summary"] = f"{OUT}/pn_stats.json"  # the whitening choices behind the P_N rows
+    return inputs
+
+
 rule provenance:
     input:
-        generator=f"{OUT}/generator.pt",
+        unpack(provenance_inputs),
     output:
         f"{OUT}/provenance.json",
     params:
         stage="evaluate.provenance_stage",
-        kwargs=lambda wc, input, output: dict(generator_path=input.generator, out_path=output[0]),
+        kwargs=lambda wc, input, output: dict(generator_path=input.generator, out_path=output[0],
+                                              pn_stats_summary_path=input.get("pn_stats_summary")),
         settings=settings(*config),  # the record holds the whole config
     threads: 1
     script:

@@ -15,8 +15,8 @@ Sign: a principal axis has no sign; each v_k is flipped so that its largest-magn
 positive (deterministic); n_k inherits the sign through x^k.
 
 Scale: vectors are unit. For W, the authors' code (edit_ganspace.py) multiplies the step by the std of
-the W coordinate along the component (GANSpace's `lat_stdev`); it is in the diagnostics as
-`coordinate_std` (sqrt(lambda_k)) so the editing protocol can reproduce that. For Z, `lat_stdev` is 1.
+the W coordinate along the component (GANSpace's `lat_stdev`, sqrt(lambda_k), in the diagnostics as
+`coordinate_std`); for Z, `lat_stdev` is 1. fzplus.edits.calibration turns the vectors into those steps.
 
 Fast path (default): one pass accumulating first and second moments in float64; since
 sum_j x_j^k z_j = (sum_j z_j w_j^T - n zbar mu^T) v_k, Eq. 6 needs no second pass. Reference path
@@ -49,7 +49,7 @@ def find_ganspace_directions(*, mapping: Callable[[torch.Tensor], torch.Tensor],
         raise ValueError(f"ganspace: components must be distinct 0-based indices, got {components}")
     if num_samples < 2 or batch_size < 1:
         raise ValueError(f"ganspace: need num_samples >= 2 and batch_size >= 1, got {num_samples}, {batch_size}")
-    z_batches = _sample_z_batches(z_dim=z_dim, num_samples=num_samples, batch_size=batch_size, seed=seed)
+    z_batches = sample_z_batches(z_dim=z_dim, num_samples=num_samples, batch_size=batch_size, seed=seed)
     pairs = _map_batches(mapping, z_batches, device=device, progress=progress)
     # One BLAS thread: these decompositions are too small to gain from threads, and OpenBLAS's threaded
     # LAPACK slows down 50-100x on busy CPUs (measured: eigh of 512x512 in 10 s instead of 0.1 s on 2 cores).
@@ -76,7 +76,7 @@ def find_ganspace_directions(*, mapping: Callable[[torch.Tensor], torch.Tensor],
                       diagnostics=diagnostics)
 
 
-def _sample_z_batches(*, z_dim: int, num_samples: int, batch_size: int, seed: int):
+def sample_z_batches(*, z_dim: int, num_samples: int, batch_size: int, seed: int):
     """The same z sequence for a seed whatever the device: drawn on the CPU."""
     g = torch.Generator().manual_seed(seed)
     for start in range(0, num_samples, batch_size):
