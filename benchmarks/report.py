@@ -69,6 +69,10 @@ details { margin: .4em 0; } summary { cursor: pointer; font-weight: 600; }
 <p class="caption">One row per direction; InterFaceGAN: SVM accuracy on held-out extreme codes
 (validation_accuracy) and on the middle codes (remaining_accuracy); GANSpace: explained variance.</p>
 {{ block(directions) }}
+<h2>Edit strength per domain</h2>
+<p class="caption">Mean perceptual change of generated images per unit of alpha (edits on all layers), in Z and in W:
+a ratio z_over_w near 1 means Z-type and W-type spaces were edited equally hard (fzplus.edits.calibration).</p>
+{{ block(edit_strength) }}
 <h2>Undetected faces per space</h2>
 <p class="caption">targets_undetected: distinct target images without a detected face; edited_undetected:
 edited images without one; n_missing: similarities that could not be computed.</p>
@@ -143,6 +147,7 @@ def report_context(results_dir: str | os.PathLike, *, out_path: str | os.PathLik
     noninferiority = _read_csv(tables_dir / "noninferiority.csv")
     identity = _read_csv(tables_dir / "identity.csv")
     directions = _read_csv(tables_dir / "directions.csv")
+    edit_strength = _read_csv(tables_dir / "edit_strength.csv")
     caption, noninferiority_frame = noninferiority_display(noninferiority) if noninferiority is not None else (None, None)
     undetected = identity[identity.family == ALL_FAMILIES][UNDETECTED_COLUMNS] if identity is not None else None
     grid_groups: dict[str, list] = {}
@@ -160,6 +165,7 @@ def report_context(results_dir: str | os.PathLike, *, out_path: str | os.PathLik
         identity=_html(identity, float_format=IDENTITY_FORMATS),
         undetected=_html(undetected),
         directions=_html(directions, float_format="{:.4g}"),
+        edit_strength=_html(edit_strength, float_format="{:.4g}"),
         figures=[(str(p.relative_to(results_dir / "figures")), _embed(p))
                  for p in sorted((results_dir / "figures").rglob("*.png"))],
         grid_groups=sorted(grid_groups.items()),

@@ -114,6 +114,20 @@ def identity_table(identity, *, spaces_order: Sequence[str] = PAPER_SPACE_ORDER)
     return pd.DataFrame(rows)
 
 
+def edit_strength_table(directions: pd.DataFrame) -> pd.DataFrame:
+    """How hard one unit of alpha edits in each domain, per family: the mean measured image change per unit
+    (column image_distance_per_unit of tables/directions, fzplus.edits.calibration) in Z and in W, and their
+    ratio. A ratio near 1 means the Z-type and W-type spaces were edited equally hard at the same alpha."""
+    frame = _as_long_frame(directions, required=("method", "domain", "image_distance_per_unit"), what="edit_strength_table")
+    family = frame.method.str.replace("-released", "", regex=False)
+    means = frame.assign(family=family).groupby(["family", "domain"]).image_distance_per_unit.mean().unstack("domain")
+    rows = [dict(family=f, z_image_distance_per_unit=means.loc[f].get("Z"), w_image_distance_per_unit=means.loc[f].get("W"))
+            for f in means.index]
+    table = pd.DataFrame(rows)
+    table["z_over_w"] = table.z_image_distance_per_unit / table.w_image_distance_per_unit
+    return table
+
+
 def noninferiority_display(table: pd.DataFrame) -> tuple[str, pd.DataFrame]:
     """(caption naming the test(s), margin(s) and confidence, display frame) for a non_inferiority_table."""
     bound = "bound" if "bound" in table.columns else "confidence_bound"
@@ -218,6 +232,6 @@ def collect_csvs(results_dir: str | os.PathLike, pattern: str) -> pd.DataFrame:
 
 
 __all__ = ["PAPER_SPACE_ORDER", "RECONSTRUCTION_METRICS", "ALL_FAMILIES", "TEST_DESCRIPTIONS", "order_spaces",
-           "table1", "table1_display", "identity_table", "noninferiority_display", "noninferiority_markdown",
+           "table1", "table1_display", "identity_table", "edit_strength_table", "noninferiority_display", "noninferiority_markdown",
            "NONINFERIORITY_FORMATS", "IDENTITY_FORMATS", "format_cells", "to_markdown", "to_html", "write_text",
            "write_table", "collect_csvs"]

@@ -11,8 +11,10 @@ Backends (registry `BACKENDS`, `build_perceptual(name, ...)`):
 - "stlpips-vgg": shift-tolerant LPIPS, VGG trunk (PyPI `stlpips-pytorch`); every weight ships in the
   wheel, so it works offline (the `mini` profile's metric).
 
-Fast path: the target's features are computed once per inversion (`prepare(target)`); the reference
-path calls the package's own forward on both images every time. Switch: `cache_target_features`.
+Fast paths: the target's features are computed once per inversion (`prepare(target)`); the reference
+path calls the package's own forward on both images every time. Switch: `cache_target_features`. The
+trunk runs on channels-last inputs, which oneDNN convolves faster on CPU (VGG fwd+bwd of 16 images at 64 px,
+one thread, side by side: 1.69 vs 2.46 s); the same math up to summation order. Switch: `channels_last`.
 """
 from __future__ import annotations
 
@@ -52,6 +54,7 @@ class PerceptualDistance(nn.Module):
         self.model = model.eval().requires_grad_(False)
         self._normalize = normalize
         self.cache_target_features = True
+        self.channels_last = True
         self.eval()
 
     def train(self, mode: bool = True) -> "PerceptualDistance":
@@ -60,6 +63,8 @@ class PerceptualDistance(nn.Module):
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Unit-normalised trunk features of images [N, 3, H, W] in [-1, 1]."""
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         return [self._normalize(f) for f in self.model.net(self.model.scaling_layer(x))]
 
     def distance_to_features(self, x: torch.Tensor, target_features: list[torch.Tensor]) -> torch.Tensor:

@@ -57,6 +57,20 @@ def test_cached_target_features_match_the_package_forward(stlpips, images):
         stlpips.cache_target_features = True
 
 
+def test_channels_last_trunk_gives_the_plain_paths_distances_and_gradients(stlpips, images):
+    base, slightly, _ = images
+    results = {}
+    for layout in (True, False):
+        stlpips.channels_last = layout
+        x = slightly.clone().requires_grad_(True)
+        d = stlpips.prepare(base)(x)
+        d.sum().backward()
+        results[layout] = (d.detach(), x.grad)
+    stlpips.channels_last = True
+    assert torch.allclose(results[True][0], results[False][0], rtol=1e-5, atol=1e-7)
+    assert torch.allclose(results[True][1], results[False][1], rtol=1e-4, atol=1e-8)
+
+
 def test_distances_of_a_batch_are_those_of_its_images(stlpips, images):
     # The inversion sums per-image losses; that is right only if no image influences another's distance.
     # Coupling would change values by O(1); float32 rounding of batched convolutions by ~1e-6.

@@ -278,3 +278,18 @@ def test_pn_stats_save_load_roundtrip_is_atomic_and_checked(tiny_generator, tmp_
         PNStats.load(tmp_path / "absent.npz")
     with pytest.raises(ValueError, match="more samples than dimensions"):
         compute_pn_stats(tiny_generator, num_samples=100, progress=False)
+
+
+def test_variance_floor_raises_only_the_small_eigenvalues_and_the_start_whitens_to_zero(tiny_generator):
+    exact = compute_pn_stats(tiny_generator, num_samples=2048, seed=0, batch_size=1024, variance_floor=0.0, progress=False)
+    floored = PNStats(exact.mean, exact.eigenvalues, exact.eigenvectors, exact.num_samples, exact.seed, variance_floor=1e-3)
+    floor = 1e-3 * float(exact.eigenvalues.max())
+    kept = exact.eigenvalues >= floor
+    assert 0 < int(kept.sum()) < 512  # this generator's W is degenerate too
+    w = tiny_generator.mapping(torch.randn(8, 512, generator=torch.Generator().manual_seed(4))).double()
+    assert torch.equal(floored.whiten(w)[:, kept], exact.whiten(w)[:, kept])  # BDInvert's whitening above the floor
+    assert torch.allclose(floored.whitening_variances[~kept], torch.tensor(floor, dtype=torch.float64))
+    assert torch.allclose(deactivate_w(floored.start_w), floored.mean, atol=1e-10)
+    assert float(floored.regularizer(floored.start_w)) < 1e-20
+    with pytest.raises(ValueError, match="variance_floor"):
+        PNStats(exact.mean, exact.eigenvalues, exact.eigenvectors, 1, 0, variance_floor=1.0)

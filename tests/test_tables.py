@@ -133,3 +133,19 @@ def test_write_table_and_collect(tmp_path):
         planted_metrics((space,), n=2).to_csv(tmp_path / "inversion" / slug / "metrics.csv", index=False)
     collected = collect_csvs(tmp_path, "inversion/*/metrics.csv")
     assert len(collected) == 4 and dict(zip(collected.space, collected.space_slug)) == {"F/Z+": "f_z_plus", "Z": "z"}
+
+
+def test_edit_strength_table_averages_per_family_and_domain_and_takes_the_ratio():
+    from benchmarks.tables import edit_strength_table
+
+    directions = pd.DataFrame(dict(
+        method=["ganspace", "ganspace", "ganspace", "interfacegan-released", "interfacegan"],
+        domain=["Z", "Z", "W", "Z", "W"],
+        direction=["pc1", "pc2", "pc1", "smile", "smile"],
+        image_distance_per_unit=[0.2, 0.4, 0.1, 0.05, 0.1]))
+    table = edit_strength_table(directions).set_index("family")
+    assert table.loc["ganspace", "z_image_distance_per_unit"] == pytest.approx(0.3)
+    assert table.loc["ganspace", "z_over_w"] == pytest.approx(3.0)
+    assert table.loc["interfacegan", "z_over_w"] == pytest.approx(0.5)  # released Z boundaries join the family
+    with pytest.raises(KeyError, match="image_distance_per_unit"):
+        edit_strength_table(directions.drop(columns="image_distance_per_unit"))

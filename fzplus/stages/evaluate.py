@@ -112,7 +112,8 @@ def tables_stage(cfg: Mapping[str, Any], *, metrics_paths: Sequence[str], identi
     diagnostics of every edit direction (SVM held-out accuracy, explained variance, ...)."""
     from fzplus.edits.directions import Directions
     from benchmarks.statistics import non_inferiority_table
-    from benchmarks.tables import identity_table, noninferiority_markdown, table1, table1_display, to_markdown, write_table
+    from benchmarks.tables import (edit_strength_table, identity_table, noninferiority_markdown, table1, table1_display, to_markdown,
+                                   write_table)
 
     out = pathlib.Path(tables_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -132,6 +133,8 @@ def tables_stage(cfg: Mapping[str, Any], *, metrics_paths: Sequence[str], identi
     if direction_paths:
         dt = pd.concat([Directions.load(p).diagnostics_table() for p in direction_paths], ignore_index=True)
         write_table(dt, out / "directions.csv", markdown=to_markdown(dt, float_format="{:.4g}"))
+        strength = edit_strength_table(dt)
+        write_table(strength, out / "edit_strength.csv", markdown=to_markdown(strength, float_format="{:.4g}"))
 
 
 def figures_stage(cfg: Mapping[str, Any], *, results_dir, figures_dir) -> None:

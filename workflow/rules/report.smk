@@ -11,6 +11,7 @@ rule tables:
         noninferiority=f"{OUT}/tables/noninferiority.csv",
         identity=f"{OUT}/tables/identity.csv",
         directions=f"{OUT}/tables/directions.csv",
+        edit_strength=f"{OUT}/tables/edit_strength.csv",
     params:
         stage="evaluate.tables_stage",
         kwargs=lambda wc, input, output: dict(metrics_paths=list(input.metrics), identity_paths=list(input.identity),
