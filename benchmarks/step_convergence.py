@@ -37,7 +37,8 @@ def run_summary(results_dir: str | pathlib.Path) -> dict:
                               mse_last=by_step.mse.iloc[-1]))
     table1 = pd.read_csv(res / "tables" / "table1.csv")
     noninferiority = pd.read_csv(res / "tables" / "noninferiority.csv")
-    identity = pd.read_csv(res / "tables" / "identity.csv")
+    identity_path = res / "tables" / "identity.csv"  # absent when a run stopped after the inversions
+    identity = pd.read_csv(identity_path) if identity_path.exists() else pd.DataFrame(columns=["space", "family", "mean_similarity"])
     return dict(steps=steps, losses=pd.DataFrame(per_space), table1=table1, noninferiority=noninferiority,
                 identity=identity[identity.family == "all"])
 
@@ -46,7 +47,7 @@ def compare_runs(default_dir, longer_dir) -> tuple[pd.DataFrame, pd.DataFrame, d
     """(per-space table, verdict table, agreement facts) of two runs."""
     a, b = run_summary(default_dir), run_summary(longer_dir)
     na, nb = a["steps"], b["steps"]
-    spaces = order_spaces(a["table1"].space)
+    spaces = order_spaces(set(a["table1"].space) & set(b["table1"].space))  # a partial longer run: the spaces both have
     per_space = []
     for space in spaces:
         row = dict(space=space)
