@@ -56,6 +56,9 @@ def plant_results(root) -> dict:
                             find_directions("interfacegan", codes=rng.normal(size=(400, 8)), scores=rng.normal(size=400),
                                             names=["smile"], chosen=0.2).diagnostics_table()], ignore_index=True)
     write_table(directions, root / "tables" / "directions.csv", markdown=to_markdown(directions))
+    strength = pd.DataFrame(dict(family=["random"], z_image_distance_per_unit=[0.006], w_image_distance_per_unit=[0.004],
+                                 z_over_w=[1.5]))
+    write_table(strength, root / "tables" / "edit_strength.csv", markdown=to_markdown(strength))
     (root / "provenance.json").write_text(json.dumps(dict(
         profile="mini", generator="models/mini.pt", git_revision="abc123", seeds=dict(inversion=7),
         assets={"celeba": "sha256:deadbeef"}, note="<script>alert(1)</script>")))
