@@ -47,9 +47,9 @@ def compare_runs(default_dir, longer_dir) -> tuple[pd.DataFrame, pd.DataFrame, d
     """(per-space table, verdict table, agreement facts) of two runs."""
     a, b = run_summary(default_dir), run_summary(longer_dir)
     na, nb = a["steps"], b["steps"]
-    spaces = order_spaces(set(a["table1"].space) & set(b["table1"].space))  # a partial longer run: the spaces both have
+    common = order_spaces(set(a["table1"].space) & set(b["table1"].space))  # a partial longer run: the spaces both have
     per_space = []
-    for space in spaces:
+    for space in common:
         row = dict(space=space)
         for run, steps in ((a, na), (b, nb)):
             t1 = run["table1"].set_index("space").loc[space]
@@ -71,8 +71,8 @@ def compare_runs(default_dir, longer_dir) -> tuple[pd.DataFrame, pd.DataFrame, d
         verdicts.append(dict(verdict=f"{r.candidate} vs {r.reference}: {r.metric} non-inferior",
                              **{f"p@{na}": r[f"p_value@{na}"], f"p@{nb}": r[f"p_value@{nb}"],
                                 f"holds@{na}": bool(r[f"non_inferior@{na}"]), f"holds@{nb}": bool(r[f"non_inferior@{nb}"])}))
+    ia, ib = (run["identity"].set_index("space")["mean_similarity"] for run in (a, b))
     for cand, ref in merged[["candidate", "reference"]].drop_duplicates().itertuples(index=False):
-        ia, ib = (run["identity"].set_index("space")["mean_similarity"] for run in (a, b))
         if cand in ia and ref in ia and cand in ib and ref in ib:
             verdicts.append(dict(verdict=f"{cand} vs {ref}: higher mean identity", **{
                 f"p@{na}": None, f"p@{nb}": None, f"holds@{na}": bool(ia[cand] > ia[ref]), f"holds@{nb}": bool(ib[cand] > ib[ref])}))

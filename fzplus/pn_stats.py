@@ -37,9 +37,8 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from fzplus.io import atomic_write
-
 from fzplus.generator.ops import LRELU_GAIN, LRELU_SLOPE
+from fzplus.io import atomic_write
 
 NPZ_KEYS = ("mean", "eigenvalues", "eigenvectors", "num_samples", "seed", "mapping_sha256", "variance_floor")
 VARIANCE_FLOOR = 1e-3  # relative to the largest eigenvalue; see the module docstring
@@ -92,9 +91,14 @@ class PNStats:
             raise ValueError(f"P_N variance_floor must be in [0, 1) (a fraction of the largest eigenvalue), got {self.variance_floor}")
 
     @property
+    def floor_value(self) -> float:
+        """The absolute variance floor: `variance_floor` x the largest eigenvalue."""
+        return self.variance_floor * float(self.eigenvalues.max())
+
+    @property
     def whitening_variances(self) -> torch.Tensor:
         """[D] the eigenvalues raised to the floor: what `whiten` divides by (square roots)."""
-        return self.eigenvalues.clamp(min=self.variance_floor * float(self.eigenvalues.max()))
+        return self.eigenvalues.clamp(min=self.floor_value)
 
     @property
     def start_w(self) -> torch.Tensor:
@@ -109,9 +113,8 @@ class PNStats:
         """The spectrum and the well-posedness choices, JSON-ready; with fresh mapped codes [N, D] and w_avg [D]
         also mean(p_N^2) at the start point, at w_avg, and over the fresh codes (the regulariser's scale)."""
         vals = self.eigenvalues.double()
-        floor = self.variance_floor * float(vals.max())
-        out = dict(variance_floor=self.variance_floor, floor_value=floor, components=int(len(vals)),
-                   components_floored=int((vals < floor).sum()), eigenvalue_max=float(vals.max()), eigenvalue_min=float(vals.min()),
+        out = dict(variance_floor=self.variance_floor, floor_value=self.floor_value, components=int(len(vals)),
+                   components_floored=int((vals < self.floor_value).sum()), eigenvalue_max=float(vals.max()), eigenvalue_min=float(vals.min()),
                    condition_number=float(vals.max() / vals.min()),
                    condition_number_whitened=float(vals.max() / self.whitening_variances.double().min()),
                    eigenvalues_quantiles={str(q): float(vals.quantile(q)) for q in (0.0, 0.25, 0.5, 0.75, 1.0)},

@@ -109,7 +109,7 @@ def test_pn_regulariser_at_the_start_is_on_the_scale_of_fresh_codes(mini_generat
     assert summary["components_floored"] > 100 and summary["condition_number_whitened"] <= 1 / stats.variance_floor * 1.0001
 
 
-def test_w_plus_pn_inversion_lowers_mse_by_a_third_at_the_profiles_steps(mini_generator, mini_pn_stats, stlpips, mirror):
+def test_w_plus_pn_inversion_lowers_mse_by_30_percent_at_the_profiles_steps(mini_generator, mini_pn_stats, stlpips, mirror):
     G = mini_generator
     paths = sorted((mirror / MINI["targets"]["asset"]).glob("*.jpg"))[:2]
     targets = load_targets(paths, resolution=G.resolution, crop=MINI["targets"]["crop"])
