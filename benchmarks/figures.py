@@ -59,14 +59,26 @@ def save_png(figure: Figure, path: str | os.PathLike, *, dpi: int = DPI) -> Figu
     return figure
 
 
+BAND_COLOURS = {"floor": "#d62728", "ceiling": "#2ca02c"}
+
+
+def draw_bands(ax, bands: Mapping[str, tuple[float, float]] | None) -> None:
+    """Shade a metric's floor and ceiling: the range of its reference pairs' medians (benchmarks.sanity)."""
+    for kind, (low, high) in (bands or {}).items():
+        if np.isfinite(low) and np.isfinite(high):
+            pad = 0.002 * max(abs(low), abs(high), 1e-12)  # a single reference still shows as a thin band
+            ax.axhspan(low - pad, high + pad, color=BAND_COLOURS[kind], alpha=0.15, zorder=0, label=f"{kind} (reference pairs)")
+
+
 def identity_vs_step_plot(identity: pd.DataFrame, *, spaces: Sequence[str], path: str | os.PathLike,
                           families: Sequence[str] | None = None, panel_inches: tuple[float, float] = (4.5, 3.5),
-                          dpi: int = DPI) -> Figure:
+                          bands: Mapping[str, tuple[float, float]] | None = None, dpi: int = DPI) -> Figure:
     """Fig. 6: identity similarity (y) against step size alpha (x), one panel per direction family.
 
     Per space (one colour): a light thin line for each (target image x direction) and a deep thick line
     for the mean over them at each alpha (NaN similarities, counted in the identity table, are left out
     of the mean). `identity` is the long frame of edits/<slug>/identity.csv; `families` defaults to all.
+    bands: {"floor": (low, high), "ceiling": (low, high)}, the metric's reference range (draw_bands).
     """
     required = ["space", "family", "direction", "image_id", "alpha", "similarity"]
     missing = [c for c in required if c not in identity.columns]
@@ -92,6 +104,7 @@ def identity_vs_step_plot(identity: pd.DataFrame, *, spaces: Sequence[str], path
             if len(rows):
                 mean = rows.groupby("alpha").similarity.mean()
                 ax.plot(mean.index, mean.to_numpy(), color=colours[space], linewidth=DEEP_LINEWIDTH, zorder=3, label=space)
+        draw_bands(ax, bands)
         ax.set(title=family, xlabel="step size α")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("identity similarity")

@@ -11,7 +11,9 @@ Files read (data contracts of the pipeline), all optional:
                             git_revision, seeds; every key (config, assets with their sha256, packages,
                             device, ...) is shown in the collapsible provenance section
   targets/targets.csv       number of images
-  tables/table1.csv, tables/noninferiority.csv, tables/identity.csv, tables/directions.csv
+  tables/table1.csv, tables/noninferiority.csv, tables/identity.csv, tables/directions.csv, and the editing
+                            tables (EDITING_TABLES: verdicts, baselines, informative flags, fidelity, realism,
+                            matched identity)
   figures/**/*.png, edits/<slug>/grids/*.png
   targets/targets.csv, inversion/*/{metrics,losses}.csv, edits/*/identity.csv, tables/*.{csv,md}  (linked)
 
@@ -35,7 +37,10 @@ from benchmarks.tables import (ALL_FAMILIES, IDENTITY_FORMATS, NONINFERIORITY_FO
 NOT_COMPUTED = "not computed"
 SUMMARY_KEYS = ("generator", "git_revision", "seeds")
 LINKED_CSVS = ("targets/targets.csv", "inversion/*/metrics.csv", "inversion/*/losses.csv", "edits/*/identity.csv",
+               "edits/*/fidelity.csv", "editing/*.csv", "ground_truth/targets/targets.csv",
                "tables/*.csv", "tables/*.md")
+EDITING_TABLES = ("editing_verdicts", "editing_baselines", "editing_informative", "edit_fidelity", "realism", "matched_identity")
+EDITING_FIGURES = ("editing_metrics.png", "identity_vs_change.png")
 UNDETECTED_COLUMNS = ["space", "n", "n_images", "targets_undetected", "edited_undetected", "n_missing"]
 
 TEMPLATE = """<!DOCTYPE html>
@@ -63,6 +68,30 @@ details { margin: .4em 0; } summary { cursor: pointer; font-weight: 600; }
 <h2>Non-inferiority</h2>
 {% if noninferiority_caption %}<p class="caption">{{ noninferiority_caption }}</p>{% endif %}
 {{ block(noninferiority) }}
+<h2>Editing: verdicts</h2>
+<p class="caption">Per configured pair and editing metric (benchmarks.editing): means per space, the mean per-image
+improvement of the candidate (&gt; 0 = better) with its 95 % seeded bootstrap interval over images and a p-value,
+and the verdict: "better" / "worse" when the interval excludes 0, "not resolved" otherwise, "uninformative" when the
+metric cannot tell either space's reconstructions from its floor in this profile (next table).</p>
+{{ block(editing_verdicts) }}
+<h2>Editing metrics: floors, ceilings, informative or not</h2>
+<p class="caption">Each metric on reference pairs (median over images): ceilings (JPEG round trip, mirror image,
+two sets of fresh samples for KID), floors (another target, gray, heavy blur, noise). A metric is informative for a
+space when its reconstructions (alpha = 0) beat the best floor on significantly more than half of the images and by
+at least the configured fraction of the floor-to-ceiling gap (benchmarks.sanity).</p>
+{{ block(editing_baselines) }}
+{{ block(editing_informative) }}
+{% for name, data in editing_figures %}{{ image(name, data) }}{% endfor %}
+<h2>Ground-truth edit fidelity (in-domain targets, mean per alpha)</h2>
+<p class="caption">Seeded generator samples inverted into each space; distance between the edited inversion and the
+same edit applied to the true codes (fzplus.edits.ground_truth). alpha = 0 is the reconstruction.</p>
+{{ block(edit_fidelity) }}
+<h2>Realism: KID of edited images to fresh samples, per |alpha|</h2>
+{{ block(realism) }}
+<h2>Identity at matched attribute change</h2>
+<p class="caption">level: the attribute change (landmark score) every space's edits are compared at; reached: the
+fraction of edits that get there (the others score the identity floor); identity: mean identity at that level.</p>
+{{ block(matched_identity) }}
 <h2>Identity similarity (mean per space and direction family)</h2>
 {{ block(identity) }}
 <h2>Edit directions (fit diagnostics)</h2>
@@ -148,6 +177,8 @@ def report_context(results_dir: str | os.PathLike, *, out_path: str | os.PathLik
     identity = _read_csv(tables_dir / "identity.csv")
     directions = _read_csv(tables_dir / "directions.csv")
     edit_strength = _read_csv(tables_dir / "edit_strength.csv")
+    editing = {name: _html(_read_csv(tables_dir / f"{name}.csv"), float_format="{:.4g}") for name in EDITING_TABLES}
+    editing_figure_paths = [results_dir / "figures" / name for name in EDITING_FIGURES if (results_dir / "figures" / name).is_file()]
     caption, noninferiority_frame = noninferiority_display(noninferiority) if noninferiority is not None else (None, None)
     undetected = identity[identity.family == ALL_FAMILIES][UNDETECTED_COLUMNS] if identity is not None else None
     grid_groups: dict[str, list] = {}
@@ -166,8 +197,10 @@ def report_context(results_dir: str | os.PathLike, *, out_path: str | os.PathLik
         undetected=_html(undetected),
         directions=_html(directions, float_format="{:.4g}"),
         edit_strength=_html(edit_strength, float_format="{:.4g}"),
+        **editing,
+        editing_figures=[(p.name, _embed(p)) for p in editing_figure_paths],
         figures=[(str(p.relative_to(results_dir / "figures")), _embed(p))
-                 for p in sorted((results_dir / "figures").rglob("*.png"))],
+                 for p in sorted((results_dir / "figures").rglob("*.png")) if p not in editing_figure_paths],
         grid_groups=sorted(grid_groups.items()),
         links=links,
         provenance=[(key, json.dumps(value, indent=2, sort_keys=True, default=str)) for key, value in provenance.items()],

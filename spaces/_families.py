@@ -24,7 +24,7 @@ from typing import Sequence
 
 import torch
 
-from .base import GeneratorInputs, LatentSpace, SpaceContext, base_code_init, retract_to_sphere
+from .base import GeneratorInputs, LatentSpace, SpaceContext, base_code_init, retract_to_sphere, sample_ws
 
 
 class _LayerCodeSpace(LatentSpace):
@@ -64,6 +64,12 @@ class _LayerCodeSpace(LatentSpace):
             ws = G.truncate(ws, psi=ctx.truncation_psi, cutoff=ctx.truncation_cutoff)
         return ws
 
+    def sample_base_code(self, codes: dict[str, torch.Tensor], z: torch.Tensor, ctx: SpaceContext) -> dict[str, torch.Tensor]:
+        """F spaces: add the true f, the generator's own features of the sample at the split."""
+        if self.uses_base_code:
+            codes["f"] = ctx.generator.features(sample_ws(z, ctx), at=ctx.base_size).f
+        return codes
+
     def shifted(self, codes: dict[str, torch.Tensor], direction: torch.Tensor, alpha: float) -> dict[str, torch.Tensor]:
         out = dict(codes)
         out[self.code_key] = codes[self.code_key] + alpha * direction.to(codes[self.code_key])
@@ -90,6 +96,13 @@ class ZSpace(_LayerCodeSpace):
         G, z = ctx.generator, codes["z"]
         w = G.mapping(z.reshape(-1, z.shape[-1])).reshape(*z.shape[:-1], G.w_dim)
         return GeneratorInputs(ws=self.full_ws(w, ctx), f=codes.get("f"))
+
+    def codes_for_sample(self, z, ctx):
+        # The mapping normalises z's second moment first, so the retracted z maps to the same w.
+        code = retract_to_sphere(z)
+        if self.per_layer:
+            code = code[:, None].expand(-1, len(self.edited_layers(ctx)), -1).clone()
+        return self.sample_base_code({"z": code}, z, ctx)
 
     def project_(self, codes):
         codes["z"].copy_(retract_to_sphere(codes["z"]))
@@ -121,6 +134,11 @@ class WSpace(_LayerCodeSpace):
 
     def generator_inputs(self, codes, ctx):
         return GeneratorInputs(ws=self.full_ws(codes["w"], ctx), f=codes.get("f"))
+
+    def codes_for_sample(self, z, ctx):
+        # A single code is truncated by full_ws when the space renders; per-layer codes are the truncated ws.
+        code = sample_ws(z, ctx)[:, self.edited_layers(ctx)] if self.per_layer else ctx.generator.mapping(z)
+        return self.sample_base_code({"w": code}, z, ctx)
 
     def regularizer(self, codes, ctx):
         if not self.pn_regularised:
@@ -165,6 +183,14 @@ class SSpace(LatentSpace):
         codes = {"s": s.expand(targets.shape[0], -1).clone()}
         if self.uses_base_code:
             codes["f"] = base_code_init(targets, ctx, encoder=encoder)
+        return codes
+
+    def codes_for_sample(self, z, ctx):
+        ws = sample_ws(z, ctx)
+        styles = ctx.generator.styles(ws)
+        codes = {"s": torch.cat([styles[p] for p in self.positions(ctx)], dim=1)}
+        if self.uses_base_code:
+            codes["f"] = ctx.generator.features(ws, at=ctx.base_size).f
         return codes
 
     def generator_inputs(self, codes, ctx):

@@ -115,6 +115,13 @@ class LatentSpace(abc.ABC):
         first = next(iter(codes.values()))
         return first.new_zeros(first.shape[0])
 
+    def codes_for_sample(self, z: torch.Tensor, ctx: SpaceContext) -> dict[str, torch.Tensor]:
+        """The codes that render the generator's own sample of z [N, z_dim] (its ws truncated as the context
+        says): the true codes of an in-domain target, for ground-truth edit fidelity. Optional: a space
+        without it is left out of that metric."""
+        raise NotImplementedError(f"space {self.name!r} does not say which of its codes render a generated sample; "
+                                  "implement codes_for_sample to include it in ground-truth edit fidelity")
+
     def edited_layers(self, ctx: SpaceContext) -> range:
         """ws indices an edit reaches (= those the codes feed): all for standalone spaces, [M, num_ws) for F spaces."""
         start = ctx.first_detail_layer if self.uses_base_code else 0
@@ -149,6 +156,13 @@ def validate_space(space: object, *, source: str) -> LatentSpace:
     if space.uses_base_code and "f" not in space.variables:
         raise RegistrationError(f"{source}: an F space must list the base code 'f' among its variables")
     return space
+
+
+def sample_ws(z: torch.Tensor, ctx: SpaceContext) -> torch.Tensor:
+    """ws [N, num_ws, w_dim] of the generator's sample of z [N, z_dim], truncated as the context says."""
+    G = ctx.generator
+    ws = G.mapping(z)[:, None].repeat(1, G.num_ws, 1)
+    return G.truncate(ws, psi=ctx.truncation_psi, cutoff=ctx.truncation_cutoff)
 
 
 def base_code_init(targets: torch.Tensor, ctx: SpaceContext, *, encoder: Encoder | None) -> torch.Tensor:

@@ -41,6 +41,9 @@ class IdentityBackend(abc.ABC):
 
     name: ClassVar[str]
     on_undetected: str
+    # True when embed(images, faces=LocatedFaces) accepts faces located by fzplus.edits.attributes.locate_faces
+    # (an editing sweep that also labels attributes then runs the face detector once per image).
+    shares_face_location: ClassVar[bool] = False
 
     @abc.abstractmethod
     def embed(self, images) -> tuple[np.ndarray, np.ndarray]:
@@ -88,12 +91,13 @@ def cosine_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
 
 
-def identity_similarity(backend: IdentityBackend, targets, edited, *, embedded_targets: tuple | None = None) -> pd.DataFrame:
+def identity_similarity(backend: IdentityBackend, targets, edited, *, embedded_targets: tuple | None = None,
+                        embedded_edited: tuple | None = None) -> pd.DataFrame:
     """Cosine similarity of face embeddings, pair by pair.
 
     targets: N images, or 1 image compared with every edited image. edited: N images.
     embedded_targets: `backend.embed(targets)` computed once by the caller (an editing sweep compares the
-    same targets with hundreds of edits); `targets` is then ignored.
+    same targets with hundreds of edits); `targets` is then ignored. embedded_edited: likewise for `edited`.
     Returns one row per pair: `pair` (0-based position in `edited`), `similarity` (cosine, the paper's
     measure; NaN where a face was not detected and the backend skips such faces), `distance` (Euclidean,
     dlib's native measure: its cosines are compressed, about 0.83 between different people against 0.99
@@ -101,7 +105,7 @@ def identity_similarity(backend: IdentityBackend, targets, edited, *, embedded_t
     `attrs` hold the counts of undetected faces and of NaN similarities.
     """
     target_embeddings, target_detected = embedded_targets if embedded_targets is not None else backend.embed(targets)
-    edited_embeddings, edited_detected = backend.embed(edited)
+    edited_embeddings, edited_detected = embedded_edited if embedded_edited is not None else backend.embed(edited)
     n, n_targets = len(edited_embeddings), len(target_embeddings)
     if n_targets not in (1, n):
         raise ValueError(f"identity_similarity: {n_targets} targets for {n} edited images; give 1 or {n}")

@@ -15,7 +15,7 @@ from fzplus.stages import device_of, ensure_parent, perceptual_distance, pipelin
 PERCEPTUAL_LABELS = {"lpips-vgg": "LPIPS (VGG)", "stlpips-vgg": "ST-LPIPS (VGG)"}
 
 
-def _save_png(image: torch.Tensor, path: pathlib.Path) -> None:
+def save_png(image: torch.Tensor, path: pathlib.Path) -> None:
     from PIL import Image
 
     from benchmarks.reconstruction import to_uint8
@@ -50,7 +50,7 @@ def invert_stage(cfg: Mapping[str, Any], *, space_name: str, generator_path, tar
     (out / "recon").mkdir(parents=True, exist_ok=True)
     recons = result.reconstructions.clamp(-1, 1)  # as the authors' postprocessing: scored images are valid images
     for i, image_id in enumerate(ids):
-        _save_png(recons[i], out / "recon" / f"{image_id}.png")
+        save_png(recons[i], out / "recon" / f"{image_id}.png")
     torch.save({image_id: result.image_codes(i) for i, image_id in enumerate(ids)}, out / "codes.pt")
     steps = result.losses[next(iter(result.losses))].shape[1]
     losses = pd.concat([pd.DataFrame({"image_id": image_id, "step": range(steps),
@@ -67,43 +67,6 @@ def load_codes(path) -> tuple[list[str], dict[str, torch.Tensor]]:
     per_image = torch.load(path, map_location="cpu", weights_only=True)
     ids = list(per_image)
     return ids, {k: torch.cat([per_image[i][k] for i in ids]) for k in per_image[ids[0]]}
-
-
-def edit_stage(cfg: Mapping[str, Any], *, space_name: str, generator_path, targets_dir, codes_path, direction_paths: Mapping[str, str],
-               out_csv, grids_dir) -> None:
-    """Identity similarity of every edit (SPEC §7) of the first `editing.images` targets; editing grids."""
-    from benchmarks.figures import editing_grid
-    from benchmarks.identity import make_identity_backend
-    from fzplus.edits.directions import Directions
-    from fzplus.edits.protocol import identity_sweep
-    from fzplus.targets import read_prepared_targets
-
-    G = pipeline_generator(generator_path, cfg)
-    space = spaces.get(space_name)
-    ids, codes = load_codes(codes_path)
-    target_ids, targets = read_prepared_targets(targets_dir)
-    keep = ids[: cfg["editing"]["images"]]
-    order = [target_ids.index(i) for i in keep]
-    codes = {k: v[[ids.index(i) for i in keep]] for k, v in codes.items()}
-    families = {family: Directions.load(path) for family, path in direction_paths.items()}
-    ident = cfg["identity"]
-    backend_kwargs = dict(on_undetected=ident["on_undetected"])
-    if ident.get("weights_asset"):
-        from fzplus.config import materialize_config_assets
-
-        backend_kwargs["weights"] = materialize_config_assets(cfg)["identity.weights_asset"]
-    backend = make_identity_backend(ident["backend"], **backend_kwargs)
-    grid_ids = keep[: cfg["report"]["grid_images"]]
-    alphas = cfg["editing"]["alphas"]
-    table, kept = identity_sweep(targets[order], keep, codes, space, G, families, backend, alphas=alphas, keep_images_for=grid_ids,
-                                 progress=cfg["progress"], **truncation(cfg))
-    table.to_csv(ensure_parent(out_csv), index=False)
-    grids = pathlib.Path(grids_dir)
-    grids.mkdir(parents=True, exist_ok=True)
-    for family in families:
-        rows = [(f"{image_id} {name}", images) for (fam, name, image_id), images in kept.items() if fam == family]
-        if rows:
-            editing_grid(rows, column_labels=[f"{a:+.1f}" for a in alphas], path=grids / f"{family}.png")
 
 
 def tables_stage(cfg: Mapping[str, Any], *, metrics_paths: Sequence[str], identity_paths: Sequence[str], tables_dir,
@@ -139,7 +102,7 @@ def tables_stage(cfg: Mapping[str, Any], *, metrics_paths: Sequence[str], identi
 
 def figures_stage(cfg: Mapping[str, Any], *, results_dir, figures_dir) -> None:
     """Fig. 6 identity curves, the Fig. 2-style reconstruction grid, loss curves."""
-    from benchmarks.figures import identity_vs_step_plot, loss_curves, reconstruction_grid
+    from benchmarks.figures import loss_curves, reconstruction_grid
     from benchmarks.reconstruction import read_images
 
     res, out = pathlib.Path(results_dir), pathlib.Path(figures_dir)
@@ -150,7 +113,7 @@ def figures_stage(cfg: Mapping[str, Any], *, results_dir, figures_dir) -> None:
     identity_files = [res / "edits" / slugs[n] / "identity.csv" for n in names if (res / "edits" / slugs[n] / "identity.csv").exists()]
     if identity_files:
         identity = pd.concat([pd.read_csv(p, dtype={"image_id": str}) for p in identity_files], ignore_index=True)
-        identity_vs_step_plot(identity, spaces=names, path=out / "identity_vs_step.png", dpi=dpi)
+        editing_figures(cfg, res, out, identity, names=names)
     targets = pd.read_csv(res / "targets" / "targets.csv", dtype={"image_id": str})
     grid_ids = list(targets["image_id"][: cfg["report"]["grid_images"]])
     target_images = read_images([res / "targets" / "images" / f"{i}.png" for i in grid_ids])
@@ -162,6 +125,32 @@ def figures_stage(cfg: Mapping[str, Any], *, results_dir, figures_dir) -> None:
     losses = pd.concat([pd.read_csv(res / "inversion" / slugs[n] / "losses.csv", dtype={"image_id": str}).assign(space=n) for n in names],
                        ignore_index=True)
     loss_curves(losses, path=out / "loss_curves.png", dpi=dpi)
+
+
+def editing_figures(cfg: Mapping[str, Any], res: pathlib.Path, out: pathlib.Path, identity: pd.DataFrame, *, names: Sequence[str]) -> None:
+    """Fig. 6 with the metric's floor and ceiling, every editing metric against alpha, identity against the
+    achieved attribute change (undetected faces scored at the floor throughout, benchmarks.editing)."""
+    from benchmarks.editing import identity_floor, scored_similarity
+    from benchmarks.editing_figures import editing_metrics_plot, identity_vs_change_plot, reference_bands
+    from benchmarks.figures import identity_vs_step_plot
+
+    tables, dpi = res / "tables", cfg["report"]["dpi"]
+    kid_refs = pd.read_csv(res / "editing" / "realism_baselines.csv").rename(columns={"kid": "value"}).assign(metric="realism_kid")
+    baselines = pd.concat([pd.read_csv(res / "editing" / "baselines.csv", dtype={"image_id": str}), kid_refs], ignore_index=True)
+    scored = identity.assign(scored=scored_similarity(identity, floor=identity_floor(baselines)))
+    identity_vs_step_plot(scored.assign(similarity=scored.scored), spaces=names, path=out / "identity_vs_step.png",
+                          bands=reference_bands(baselines, "identity"), dpi=dpi)
+    fidelity = pd.concat([pd.read_csv(res / "edits" / spaces.get(n).slug / "fidelity.csv", dtype={"image_id": str}) for n in names],
+                         ignore_index=True)
+    changes = pd.read_csv(tables / "attribute_changes.csv", dtype={"image_id": str})
+    matched = pd.read_csv(tables / "matched_identity.csv")
+    highlight = [n for pair in cfg["statistics"]["pairs"] for n in pair]
+    editing_metrics_plot(identity=scored, fidelity=fidelity, kids=pd.read_csv(tables / "realism.csv"),
+                         matched=matched.rename(columns={"identity": "similarity"}), baselines=baselines, spaces=names,
+                         highlight=highlight, path=out / "editing_metrics.png", dpi=dpi)
+    if not changes.empty:
+        levels = matched.groupby("direction")["level"].first().to_dict()
+        identity_vs_change_plot(changes, levels=levels, spaces=names, baselines=baselines, path=out / "identity_vs_change.png", dpi=dpi)
 
 
 def provenance_stage(cfg: Mapping[str, Any], *, generator_path, out_path, pn_stats_summary_path=None) -> None:

@@ -44,10 +44,58 @@ rule directions:
         STAGE_SCRIPT
 
 
+GROUND_TRUTH = config["editing"]["ground_truth"]["images"] > 0
+
+
+rule ground_truth_targets:
+    input:
+        generator=f"{OUT}/generator.pt",
+    output:
+        table=f"{OUT}/ground_truth/targets/targets.csv",
+        z=f"{OUT}/ground_truth/targets/z.pt",
+    params:
+        stage="editing.ground_truth_targets_stage",
+        kwargs=lambda wc, input, output: dict(generator_path=input.generator, out_dir=os.path.dirname(output.table)),
+        settings=settings(*RENDERING, "editing.ground_truth"),
+    threads: 1
+    script:
+        STAGE_SCRIPT
+
+
+def reference_inputs(wildcards):
+    inputs = dict(generator=f"{OUT}/generator.pt", targets=f"{OUT}/targets/targets.csv")
+    if GROUND_TRUTH:
+        inputs["ground_truth"] = f"{OUT}/ground_truth/targets/targets.csv"
+    return inputs
+
+
+rule editing_references:
+    input:
+        unpack(reference_inputs),
+    output:
+        baselines=f"{OUT}/editing/baselines.csv",
+        realism_baselines=f"{OUT}/editing/realism_baselines.csv",
+        reference=f"{OUT}/editing/realism_reference.npz",
+    params:
+        stage="editing.editing_references_stage",
+        kwargs=lambda wc, input, output: dict(
+            generator_path=input.generator, targets_dir=os.path.dirname(input.targets), out_dir=os.path.dirname(output.baselines),
+            ground_truth_dir=os.path.dirname(input.ground_truth) if GROUND_TRUTH else None),
+        settings=settings("seed", *RENDERING, "perceptual", "identity", "editing.ground_truth", "editing.realism"),
+    threads: 1
+    benchmark:
+        f"{OUT}/benchmarks/editing_references.tsv"
+    script:
+        STAGE_SCRIPT
+
+
 def edit_inputs(wildcards):
     domain = SPACES[wildcards.slug].domain
     inputs = dict(generator=f"{OUT}/generator.pt", targets=f"{OUT}/targets/targets.csv", codes=f"{OUT}/inversion/{wildcards.slug}/codes.pt")
     inputs.update({f"dir_{family}": f"{OUT}/directions/{family}_{domain}.npz" for family in FAMILIES})
+    if GROUND_TRUTH:
+        inputs["ground_truth"] = f"{OUT}/ground_truth/targets/z.pt"
+        inputs["ground_truth_codes"] = f"{OUT}/ground_truth/inversion/{wildcards.slug}/codes.pt"
     return inputs
 
 
@@ -56,16 +104,46 @@ rule edit:
         unpack(edit_inputs),
     output:
         identity=f"{OUT}/edits/{{slug}}/identity.csv",
+        fidelity=f"{OUT}/edits/{{slug}}/fidelity.csv",
+        realism=f"{OUT}/edits/{{slug}}/realism.npz",
         grids=directory(f"{OUT}/edits/{{slug}}/grids"),
     params:
-        stage="evaluate.edit_stage",
+        stage="editing.edit_stage",
         kwargs=lambda wc, input, output: dict(
             space_name=SPACES[wc.slug].name, generator_path=input.generator, targets_dir=os.path.dirname(input.targets),
-            codes_path=input.codes, direction_paths={f: input[f"dir_{f}"] for f in FAMILIES},
-            out_csv=output.identity, grids_dir=output.grids),
-        settings=settings(*RENDERING, "editing", "identity", "report.grid_images"),
+            codes_path=input.codes, direction_paths={f: input[f"dir_{f}"] for f in FAMILIES}, out_dir=os.path.dirname(output.identity),
+            ground_truth_dir=os.path.dirname(input.ground_truth) if GROUND_TRUTH else None,
+            ground_truth_codes_path=input.ground_truth_codes if GROUND_TRUTH else None),
+        settings=settings(*RENDERING, "perceptual", "inversion.base_size", "editing", "identity", "report.grid_images"),
     threads: 1
     benchmark:
         f"{OUT}/benchmarks/edit_{{slug}}.tsv"
+    script:
+        STAGE_SCRIPT
+
+
+rule editing_tables:
+    input:
+        identity=expand(f"{OUT}/edits/{{slug}}/identity.csv", slug=SPACES),
+        fidelity=expand(f"{OUT}/edits/{{slug}}/fidelity.csv", slug=SPACES),
+        realism=expand(f"{OUT}/edits/{{slug}}/realism.npz", slug=SPACES),
+        references=rules.editing_references.output,
+    output:
+        verdicts=f"{OUT}/tables/editing_verdicts.csv",
+        informative=f"{OUT}/tables/editing_informative.csv",
+        baselines=f"{OUT}/tables/editing_baselines.csv",
+        realism=f"{OUT}/tables/realism.csv",
+        fidelity=f"{OUT}/tables/edit_fidelity.csv",
+        matched=f"{OUT}/tables/matched_identity.csv",
+        per_image=f"{OUT}/tables/editing_per_image.csv",
+        changes=f"{OUT}/tables/attribute_changes.csv",
+    params:
+        stage="editing.editing_tables_stage",
+        kwargs=lambda wc, input, output: dict(edits_dirs={space.name: f"{OUT}/edits/{slug}" for slug, space in SPACES.items()},
+                                              references_dir=f"{OUT}/editing", tables_dir=os.path.dirname(output.verdicts)),
+        settings=settings("seed", "editing.matched_strength", "statistics"),
+    threads: 1
+    benchmark:
+        f"{OUT}/benchmarks/editing_tables.tsv"
     script:
         STAGE_SCRIPT

@@ -1,9 +1,9 @@
 # Stage 2: invert every target into each space plugin (one job per space, batched over images).
 
 
-def inversion_inputs(wildcards):
+def inversion_inputs(wildcards, *, targets=f"{OUT}/targets/targets.csv"):
     space = SPACES[wildcards.slug]
-    inputs = dict(generator=f"{OUT}/generator.pt", targets=f"{OUT}/targets/targets.csv")
+    inputs = dict(generator=f"{OUT}/generator.pt", targets=targets)
     if space.uses_base_code:
         inputs["encoder"] = f"{OUT}/encoder.pt"
     if getattr(space, "pn_regularised", False):
@@ -31,3 +31,15 @@ rule invert:
         f"{OUT}/benchmarks/invert_{{slug}}.tsv"
     script:
         STAGE_SCRIPT
+
+
+# The in-domain targets (editing.ground_truth): seeded generator samples, inverted exactly like the real ones.
+use rule invert as invert_ground_truth with:
+    input:
+        unpack(lambda wc: inversion_inputs(wc, targets=f"{OUT}/ground_truth/targets/targets.csv")),
+    output:
+        codes=f"{OUT}/ground_truth/inversion/{{slug}}/codes.pt",
+        losses=f"{OUT}/ground_truth/inversion/{{slug}}/losses.csv",
+        metrics=f"{OUT}/ground_truth/inversion/{{slug}}/metrics.csv",
+    benchmark:
+        f"{OUT}/benchmarks/invert_ground_truth_{{slug}}.tsv"

@@ -28,12 +28,14 @@ rule figures:
     input:
         metrics=expand(f"{OUT}/inversion/{{slug}}/metrics.csv", slug=SPACES),
         identity=expand(f"{OUT}/edits/{{slug}}/identity.csv", slug=SPACES),
+        editing=rules.editing_tables.output,
+        references=rules.editing_references.output,
     output:
         directory(f"{OUT}/figures"),
     params:
         stage="evaluate.figures_stage",
         kwargs=lambda wc, output: dict(results_dir=OUT, figures_dir=output[0]),
-        settings=settings("inversion.spaces", "perceptual.backend", "report.dpi", "report.grid_images"),
+        settings=settings("inversion.spaces", "perceptual.backend", "report.dpi", "report.grid_images", "statistics.pairs"),
     threads: 1
     benchmark:
         f"{OUT}/benchmarks/figures.tsv"
@@ -66,6 +68,7 @@ rule provenance:
 rule report:
     input:
         rules.tables.output,
+        rules.editing_tables.output,
         rules.figures.output,
         rules.provenance.output,
     output:

@@ -1,0 +1,192 @@
+"""Paired comparisons of two latent spaces on editing metrics: bootstrap confidence intervals and p-values.
+
+Definitions, for images i = 1..n with a value in both spaces, candidate values c_i and reference values r_i
+(one value per image, already averaged over edit directions and strengths):
+  improvement d_i = c_i - r_i   when higher is better (identity similarity, attribute gain),
+                d_i = r_i - c_i when lower is better (LPIPS, attribute leakage),
+so d_i > 0 means the candidate did better on image i, and mean_improvement = mean(d) > 0 favours it.
+
+Confidence interval (`paired_bootstrap`): percentile bootstrap over images. The image indices are resampled
+with replacement `samples` times (numpy Generator from `seed`); the interval is the (1 - confidence) / 2 and
+(1 + confidence) / 2 quantiles of the resampled means of d. It assumes the images are an i.i.d. sample and
+n is not tiny; for small n percentile intervals are somewhat too narrow.
+
+p-value (`paired_bootstrap`): two-sided sign-flip permutation test of H0: mean(d) = 0. Under H0 it assumes
+the d_i are independent and each symmetric about 0, so that every sign pattern of d is equally likely. With
+n <= EXACT_MAX_N all 2^n patterns are enumerated and p is the fraction (observed pattern included) whose
+|mean| >= the observed |mean|; with larger n, `samples` random patterns are drawn (seeded) and
+p = (count + 1) / (samples + 1). For skewed d with mean 0 the test is only approximate.
+
+Set statistics (`bootstrap_set_difference`, e.g. KID(candidate) - KID(reference), sign chosen by the caller
+so that > 0 is an improvement): the same resampled image indices are used for both spaces, which keeps the
+comparison paired. Its p-value min(1, 2 * min(P*(boot <= 0), P*(boot >= 0))) is an approximate bootstrap
+p-value (it reads the bootstrap distribution as if centred on the null), good only as a rough guide.
+
+`verdict` reads the interval: "better" when it lies above 0, "worse" below 0, otherwise "not resolved";
+"uninformative" when the metric cannot tell the spaces apart in this setting (decided by the caller).
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+EXACT_MAX_N = 16    # enumerate all 2^n sign patterns up to this n
+_CHUNK = 1 << 20    # elements per block when resampling, to bound memory
+COLUMNS = ("candidate", "reference", "metric", "better", "n", "n_missing", "mean_candidate", "mean_reference",
+           "mean_improvement", "ci_low", "ci_high", "p_value", "verdict")
+
+
+@dataclasses.dataclass(frozen=True)
+class PairedComparison:
+    candidate: str
+    reference: str
+    metric: str
+    better: str              # "lower" or "higher"
+    n: int                   # complete pairs used
+    n_missing: int           # pairs dropped because a value was NaN
+    mean_candidate: float
+    mean_reference: float
+    mean_improvement: float  # mean of d, > 0 = candidate better
+    ci_low: float            # percentile bootstrap interval of mean(d)
+    ci_high: float
+    confidence: float
+    p_value: float           # two-sided sign-flip permutation test of mean(d) = 0
+    samples: int
+    seed: int
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _check_options(samples: int, confidence: float) -> None:
+    if int(samples) != samples or samples < 1:
+        raise ValueError(f"samples must be a positive integer, got {samples!r}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+
+
+def _sign_flip_p(d: np.ndarray, samples: int, rng: np.random.Generator) -> float:
+    n = len(d)
+    observed = abs(d.sum())
+    tol = 1e-9 * np.abs(d).sum()  # flipped sums equal to the observed one must count despite rounding
+    if n <= EXACT_MAX_N:
+        signs = ((np.arange(2 ** n)[:, None] >> np.arange(n)) & 1) * 2 - 1  # [2^n, n]
+        return float(np.mean(np.abs(signs @ d) >= observed - tol))
+    count, rows = 0, max(1, _CHUNK // n)
+    for start in range(0, samples, rows):
+        signs = rng.choice(np.array([-1.0, 1.0]), size=(min(rows, samples - start), n))
+        count += int(np.sum(np.abs(signs @ d) >= observed - tol))
+    return (count + 1) / (samples + 1)
+
+
+def paired_bootstrap(candidate, reference, *, better: str, samples: int = 2000, confidence: float = 0.95,
+                     seed: int = 0, candidate_name: str = "candidate", reference_name: str = "reference",
+                     metric: str = "") -> PairedComparison:
+    """Compare per-image values `candidate` and `reference` ([n], same image order); see the module docstring."""
+    if better not in ("lower", "higher"):
+        raise ValueError(f"better must be 'lower' or 'higher', got {better!r} (metric {metric!r})")
+    _check_options(samples, confidence)
+    c, r = np.asarray(candidate, np.float64).ravel(), np.asarray(reference, np.float64).ravel()
+    if c.shape != r.shape:
+        raise ValueError(f"metric {metric!r}: candidate and reference must be paired, got {c.size} and {r.size} values")
+    keep = ~(np.isnan(c) | np.isnan(r))
+    c, r = c[keep], r[keep]
+    n = len(c)
+    if n < 2:
+        raise ValueError(f"metric {metric!r}: paired bootstrap needs at least 2 complete pairs, got {n}")
+    d = (c - r) if better == "higher" else (r - c)
+    boot_rng, flip_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
+    means, rows = [], max(1, _CHUNK // n)
+    for start in range(0, samples, rows):
+        idx = boot_rng.integers(0, n, size=(min(rows, samples - start), n))
+        means.append(d[idx].mean(axis=1))
+    low, high = np.quantile(np.concatenate(means), [(1 - confidence) / 2, (1 + confidence) / 2])
+    return PairedComparison(
+        candidate=str(candidate_name), reference=str(reference_name), metric=str(metric), better=better, n=n,
+        n_missing=int((~keep).sum()), mean_candidate=float(c.mean()), mean_reference=float(r.mean()),
+        mean_improvement=float(d.mean()), ci_low=float(low), ci_high=float(high), confidence=float(confidence),
+        p_value=_sign_flip_p(d, int(samples), flip_rng), samples=int(samples), seed=int(seed))
+
+
+def bootstrap_set_difference(statistic: Callable[[np.ndarray], float], n: int, *, samples: int = 1000,
+                             confidence: float = 0.95, seed: int = 0) -> tuple[float, float, float, float]:
+    """Bootstrap a set statistic's improvement. `statistic(indices)` gets int image indices [n] (the same for
+    both spaces) and returns the improvement (> 0 = candidate better). Returns (estimate on np.arange(n),
+    ci_low, ci_high, p_value); the p-value is the approximate one of the module docstring."""
+    _check_options(samples, confidence)
+    if int(n) != n or n < 2:
+        raise ValueError(f"bootstrap_set_difference needs n >= 2 images, got {n!r}")
+    n = int(n)
+    estimate = float(statistic(np.arange(n)))
+    rng = np.random.default_rng(seed)
+    boot = np.array([float(statistic(rng.integers(0, n, size=n))) for _ in range(int(samples))])
+    if not (np.isfinite(estimate) and np.isfinite(boot).all()):
+        raise ValueError("bootstrap_set_difference: statistic returned a non-finite value")
+    low, high = np.quantile(boot, [(1 - confidence) / 2, (1 + confidence) / 2])
+    p = min(1.0, 2 * min(float(np.mean(boot <= 0)), float(np.mean(boot >= 0))))
+    return estimate, float(low), float(high), p
+
+
+def verdict(ci_low: float, ci_high: float, *, informative: bool = True) -> str:
+    """"uninformative" if not informative, "better" if ci_low > 0, "worse" if ci_high < 0, else "not resolved"."""
+    if not informative:
+        return "uninformative"
+    if ci_low > 0:
+        return "better"
+    if ci_high < 0:
+        return "worse"
+    return "not resolved"
+
+
+def _row_seed(seed: int, candidate: str, reference: str, metric: str) -> int:
+    key = json.dumps([int(seed), str(candidate), str(reference), str(metric)]).encode()
+    return int.from_bytes(hashlib.sha256(key).digest()[:8], "little") >> 1  # fits in int64
+
+
+def comparison_table(frame: pd.DataFrame, pairs: Sequence[tuple[str, str]], metrics: Mapping[str, str], *,
+                     samples: int = 2000, confidence: float = 0.95, seed: int = 0,
+                     informative: Mapping[tuple[str, str, str], bool] | None = None) -> pd.DataFrame:
+    """One row per (candidate, reference) pair and metric of `metrics` (name -> better) present in `frame`
+    (long: space, image_id, metric, value; one value per space, image and metric). Images are matched by
+    image_id; ids present for only one of the two spaces, and NaN pairs, are counted in n_missing."""
+    missing = {"space", "image_id", "metric", "value"} - set(frame.columns)
+    if missing:
+        raise ValueError(f"comparison_table: columns {sorted(missing)} missing; columns are {list(frame.columns)}")
+    keys = ["space", "image_id", "metric"]
+    duplicated = frame.duplicated(keys, keep=False)
+    if duplicated.any():
+        examples = frame.loc[duplicated, keys].drop_duplicates().head(5).values.tolist()
+        raise ValueError(f"comparison_table: repeated (space, image_id, metric) rows, e.g. {examples}")
+    spaces = set(frame["space"])
+    rows = []
+    for candidate, reference in pairs:
+        for space in (candidate, reference):
+            if space not in spaces:
+                raise ValueError(f"comparison_table: no rows for space {space!r}; spaces are {sorted(spaces, key=str)}")
+        for metric, better in metrics.items():
+            subset = frame[frame["metric"] == metric]
+            if subset.empty:
+                continue
+            c = subset[subset["space"] == candidate].set_index("image_id")["value"]
+            r = subset[subset["space"] == reference].set_index("image_id")["value"]
+            images = c.index.intersection(r.index).sort_values()
+            unmatched = len(c.index.symmetric_difference(r.index))
+            result = paired_bootstrap(c.loc[images].to_numpy(), r.loc[images].to_numpy(), better=better,
+                                      samples=samples, confidence=confidence,
+                                      seed=_row_seed(seed, candidate, reference, metric),
+                                      candidate_name=candidate, reference_name=reference, metric=metric)
+            row = result.as_dict()
+            row["n_missing"] += unmatched
+            row["verdict"] = verdict(result.ci_low, result.ci_high,
+                                     informative=(informative or {}).get((candidate, reference, metric), True))
+            rows.append({column: row[column] for column in COLUMNS})
+    return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+__all__ = ["EXACT_MAX_N", "PairedComparison", "paired_bootstrap", "bootstrap_set_difference", "verdict",
+           "comparison_table"]
