@@ -56,6 +56,21 @@ def test_dlib_same_face_vs_different_people(mirror):
     np.testing.assert_allclose(backend.embed(as_tensor)[0], backend.embed(faces["male"])[0], atol=1e-6)
 
 
+def test_faces_located_once_give_the_same_embeddings_and_attributes(mirror):
+    from fzplus.edits.attributes import label_attributes, locate_faces
+
+    images = np.concatenate([np.stack(list(celebahq_faces(mirror).values())), no_face_images()])
+    backend = make_identity_backend("dlib")
+    faces = locate_faces(images, min_size=backend.min_size)
+    assert faces.detected.tolist() == [True, True, False, False]
+    alone, shared = backend.embed(images), backend.embed(images, faces=faces)
+    np.testing.assert_array_equal(alone[0], shared[0])
+    np.testing.assert_array_equal(alone[1], shared[1])
+    pd.testing.assert_frame_equal(label_attributes(images, progress=False), label_attributes(None, faces=faces, progress=False))
+    with pytest.raises(ValueError, match="min_size"):
+        backend.embed(images, faces=locate_faces(images, min_size=128))
+
+
 def test_dlib_undetected_faces_are_flagged_under_both_policies(mirror):
     face = celebahq_faces(mirror)["female"]
     full = identity_similarity(make_identity_backend("dlib", on_undetected="full-frame"), face, no_face_images())

@@ -57,10 +57,21 @@ def test_ci_profile_produces_every_output(ci_run):
     assert directions.loc[directions.method == "interfacegan", "validation_accuracy"].between(0, 1).all()
     ni = pd.read_csv(out / "tables" / "noninferiority.csv")
     assert set(ni["metric"]) == {"mse", "ssim"} and ni["p_value"].between(0, 1).all()
-    for figure in ("identity_vs_step.png", "reconstructions.png", "loss_curves.png"):
+    # editing metrics: every space's fidelity on the 2 in-domain targets (alpha 0 = its reconstruction), KID
+    # features of the edits, and a verdict per metric from the closed vocabulary
+    for name in names:
+        fidelity = pd.read_csv(out / "edits" / spaces.get(name).slug / "fidelity.csv")
+        assert fidelity.image_id.nunique() == 2 and set(fidelity.alpha) == {-2.0, 0.0, 2.0} and fidelity.mse.ge(0).all()
+    verdicts = pd.read_csv(out / "tables" / "editing_verdicts.csv")
+    assert {"identity", "fidelity_perceptual", "fidelity_mse", "realism_kid"} <= set(verdicts.metric)
+    assert set(verdicts.verdict) <= {"better", "worse", "not resolved", "uninformative"}
+    assert (verdicts.ci_low <= verdicts.ci_high).all()
+    informative = pd.read_csv(out / "tables" / "editing_informative.csv")
+    assert set(informative.space) == set(names) and informative.reason.notna().all()
+    for figure in ("identity_vs_step.png", "reconstructions.png", "loss_curves.png", "editing_metrics.png"):
         assert (out / "figures" / figure).stat().st_size > 1000
     report = (out / "report.html").read_text()
-    assert "F/Z+" in report and "data:image/png;base64," in report and "validation_accuracy" in report
+    assert "F/Z+" in report and "data:image/png;base64," in report and "validation_accuracy" in report and "Editing: verdicts" in report
     assert '"git"' in (out / "provenance.json").read_text() or "git" in (out / "provenance.json").read_text()
 
 

@@ -59,10 +59,22 @@ def plant_results(root) -> dict:
     strength = pd.DataFrame(dict(family=["random"], z_image_distance_per_unit=[0.006], w_image_distance_per_unit=[0.004],
                                  z_over_w=[1.5]))
     write_table(strength, root / "tables" / "edit_strength.csv", markdown=to_markdown(strength))
+    editing = dict(
+        editing_verdicts=pd.DataFrame([dict(candidate="F/Z+", reference="F/W+(P_N)", metric=m, better=b, n=4, n_missing=0, mean_candidate=0.9,
+                                            mean_reference=0.8, mean_improvement=0.1, ci_low=0.05, ci_high=0.15, p_value=0.01, verdict=v)
+                                       for m, b, v in (("fidelity_mse", "lower", "better"), ("identity", "higher", "uninformative"))]),
+        editing_baselines=pd.DataFrame(dict(metric="identity", reference=["jpeg", "other"], kind=["ceiling", "floor"], value=[0.97, 0.85])),
+        editing_informative=pd.DataFrame(dict(metric="identity", space=list(SPACES.values()), informative=False, reason="below the floor")),
+        edit_fidelity=pd.DataFrame(dict(space="F/Z+", alpha=[0.0, 2.0], perceptual=[0.1, 0.2], mse=[0.01, 0.02])),
+        realism=pd.DataFrame(dict(space="F/Z+", abs_alpha=[0.0, 2.0], n=[4, 8], kid=[0.001, 0.003])),
+        matched_identity=pd.DataFrame(dict(space=["F/Z+"], direction=["smile"], level=[0.1], reached=[0.75], identity=[0.86])))
+    for name, frame in editing.items():
+        write_table(frame, root / "tables" / f"{name}.csv", markdown=to_markdown(frame))
     (root / "provenance.json").write_text(json.dumps(dict(
         profile="mini", generator="models/mini.pt", git_revision="abc123", seeds=dict(inversion=7),
         assets={"celeba": "sha256:deadbeef"}, note="<script>alert(1)</script>")))
     return dict(figure=write_png(root / "figures" / "fig6_identity.png", 1),
+                editing_figure=write_png(root / "figures" / "editing_metrics.png", 3),
                 grid=write_png(root / "edits" / "f_z_plus" / "grids" / "ganspace.png", 2))
 
 
@@ -94,6 +106,10 @@ def test_report_from_a_full_results_folder(tmp_path):
     assert "<script>" not in page and "&lt;script&gt;" in page  # provenance text is escaped
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", page) and "<link" not in page  # no external resources
     assert "not computed" not in page
+    # the editing section opens with the verdicts, before the identity table and the other figures
+    verdicts = re.search(r"Editing: verdicts</h2>.*?<tbody>(.*?)</tbody>", page, re.S).group(1)
+    assert verdicts.count("<tr>") == 2 and "<td>better</td>" in verdicts and "<td>uninformative</td>" in verdicts
+    assert page.index("Editing: verdicts") < page.index(base64.b64encode(planted["editing_figure"]).decode()) < page.index("Identity similarity (mean")
 
 
 def test_report_links_are_relative_to_the_report(tmp_path):

@@ -57,29 +57,47 @@ def per_image_mse(x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
 def edit_fidelity(inverted: dict[str, torch.Tensor], truth: dict[str, torch.Tensor], space, generator,
                   families: dict[str, Directions], *, image_ids: Sequence[str], distance: Callable,
                   alphas: Sequence[float] = DEFAULT_ALPHAS, truncation_psi: float = 1.0,
-                  truncation_cutoff: int | None = None) -> pd.DataFrame:
+                  truncation_cutoff: int | None = None, distance_batch: int = 64) -> pd.DataFrame:
     """Per image, direction and alpha: perceptual distance and MSE between the edited inversion and the same
     edit of the true codes. inverted / truth: the space's batch-first codes of the same N samples.
-    distance(x, y) -> [N]. Columns: space, family, direction, image_id, alpha, perceptual, mse."""
+    distance(x, y) -> [N], called on batches of `distance_batch` pairs gathered over the whole sweep (one
+    call per edit was most of this function's time). Columns: space, family, direction, image_id, alpha,
+    perceptual, mse."""
     n = next(iter(inverted.values())).shape[0]
     if len(image_ids) != n or next(iter(truth.values())).shape[0] != n:
         raise ValueError(f"edit_fidelity: {len(image_ids)} ids, {n} inverted and {next(iter(truth.values())).shape[0]} true codes; "
                          "they must be the same samples")
     render = dict(truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, batch_size=n)
-    rows, unedited = [], None
+    keys, pending, perceptual, mse = [], [], [], []
+
+    def flush() -> None:  # scores the pending pairs: keeping every edit of a sweep would take GBs at 1024 px
+        x, y = torch.cat([p[0] for p in pending]), torch.cat([p[1] for p in pending])
+        perceptual.append(distance(x, y).double().cpu().numpy())
+        mse.append(per_image_mse(x, y))
+        pending.clear()
+
     for family, directions in families.items():
         sweeps = zip(edit_sweep(inverted, space, generator, directions, alphas=alphas, **render),
                      edit_sweep(truth, space, generator, directions, alphas=alphas, **render))
-        for (name, alpha, _, edited), (_, _, _, expected) in sweeps:
-            if alpha == 0 and unedited is not None:
-                perceptual, mse = unedited  # alpha = 0 is the inversion whatever the direction
-            else:
-                perceptual = distance(edited, expected).double().cpu().numpy()
-                mse = per_image_mse(edited, expected)
-                if alpha == 0:
-                    unedited = perceptual, mse
-            rows.append(pd.DataFrame(dict(space=space.name, family=family, direction=name, image_id=list(image_ids),
-                                          alpha=alpha, perceptual=perceptual, mse=mse)))
+        for (name, alpha, _, mine), (_, _, _, right) in sweeps:
+            if alpha == 0 and any(k[2] == 0 for k in keys):
+                continue  # alpha = 0 is the inversion whatever the direction: scored once, copied below
+            keys.append((family, name, alpha))
+            pending.append((mine, right))
+            if len(pending) * n >= distance_batch:
+                flush()
+    if pending:
+        flush()
+    perceptual, mse = np.concatenate(perceptual).reshape(len(keys), n), np.concatenate(mse).reshape(len(keys), n)
+    scored = {key: k for k, key in enumerate(keys)}
+    unedited = next(k for k, key in enumerate(keys) if key[2] == 0) if any(key[2] == 0 for key in keys) else None
+    rows = []
+    for family, directions in families.items():
+        for name in directions.names:
+            for alpha in alphas:
+                k = unedited if float(alpha) == 0 and unedited is not None else scored[(family, name, float(alpha))]
+                rows.append(pd.DataFrame(dict(space=space.name, family=family, direction=name, image_id=list(image_ids),
+                                              alpha=float(alpha), perceptual=perceptual[k], mse=mse[k])))
     return pd.concat(rows, ignore_index=True)
 
 
