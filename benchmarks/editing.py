@@ -200,5 +200,6 @@ def verdict_table(per_image: pd.DataFrame, realism: Mapping[str, Mapping[str, np
             mean_a, mean_b = (kid(r["features"][r["alpha"] != 0], reference) for r in (realism[a], realism[b]))
             rows.append(dict(candidate=a, reference=b, metric="realism_kid", better="lower", n=len(set(realism[a]["image_id"])), n_missing=0,
                              mean_candidate=mean_a, mean_reference=mean_b, mean_improvement=estimate, ci_low=low, ci_high=high, p_value=p,
-                             verdict=verdict(low, high, informative=informative[(a, b, "realism_kid")])))
+                             verdict=verdict(low, high, p_value=p, alpha=1 - confidence,
+                                             informative=informative[(a, b, "realism_kid")])))
     return pd.concat([table, pd.DataFrame(rows)], ignore_index=True)

@@ -22,7 +22,8 @@ so that > 0 is an improvement): the same resampled image indices are used for bo
 comparison paired. Its p-value min(1, 2 * min(P*(boot <= 0), P*(boot >= 0))) is an approximate bootstrap
 p-value (it reads the bootstrap distribution as if centred on the null), good only as a rough guide.
 
-`verdict` reads the interval: "better" when it lies above 0, "worse" below 0, otherwise "not resolved";
+`verdict` reads the interval and the p-value: "better" when the interval lies above 0 and p < 1 - confidence,
+"worse" when it lies below 0 and p < 1 - confidence, otherwise "not resolved";
 "uninformative" when the metric cannot tell the spaces apart in this setting (decided by the caller).
 """
 from __future__ import annotations
@@ -132,13 +133,16 @@ def bootstrap_set_difference(statistic: Callable[[np.ndarray], float], n: int, *
     return estimate, float(low), float(high), p
 
 
-def verdict(ci_low: float, ci_high: float, *, informative: bool = True) -> str:
-    """"uninformative" if not informative, "better" if ci_low > 0, "worse" if ci_high < 0, else "not resolved"."""
+def verdict(ci_low: float, ci_high: float, *, informative: bool = True, p_value: float | None = None, alpha: float = 0.05) -> str:
+    """"uninformative" if not informative; "better" if ci_low > 0, "worse" if ci_high < 0, and, when a p-value
+    is given, only if also p_value < alpha: with a handful of images the percentile interval is too narrow
+    (6 in-domain targets: an interval excluding 0 at an exact sign-flip p of 0.0625); else "not resolved"."""
     if not informative:
         return "uninformative"
-    if ci_low > 0:
+    significant = p_value is None or p_value < alpha
+    if ci_low > 0 and significant:
         return "better"
-    if ci_high < 0:
+    if ci_high < 0 and significant:
         return "worse"
     return "not resolved"
 
@@ -182,7 +186,7 @@ def comparison_table(frame: pd.DataFrame, pairs: Sequence[tuple[str, str]], metr
                                       candidate_name=candidate, reference_name=reference, metric=metric)
             row = result.as_dict()
             row["n_missing"] += unmatched
-            row["verdict"] = verdict(result.ci_low, result.ci_high,
+            row["verdict"] = verdict(result.ci_low, result.ci_high, p_value=result.p_value, alpha=1 - confidence,
                                      informative=(informative or {}).get((candidate, reference, metric), True))
             rows.append({column: row[column] for column in COLUMNS})
     return pd.DataFrame(rows, columns=list(COLUMNS))

@@ -71,7 +71,7 @@ details { margin: .4em 0; } summary { cursor: pointer; font-weight: 600; }
 <h2>Editing: verdicts</h2>
 <p class="caption">Per configured pair and editing metric (benchmarks.editing): means per space, the mean per-image
 improvement of the candidate (&gt; 0 = better) with its 95 % seeded bootstrap interval over images and a p-value,
-and the verdict: "better" / "worse" when the interval excludes 0, "not resolved" otherwise, "uninformative" when the
+and the verdict: "better" / "worse" when the interval excludes 0 and p &lt; 0.05, "not resolved" otherwise, "uninformative" when the
 metric cannot tell either space's reconstructions from its floor in this profile (next table).</p>
 {{ block(editing_verdicts) }}
 <h2>Editing metrics: floors, ceilings, informative or not</h2>

@@ -107,6 +107,9 @@ def test_verdict_words():
     assert verdict(-0.2, -0.01) == "worse"
     assert verdict(-0.1, 0.1) == "not resolved"
     assert verdict(0.01, 0.2, informative=False) == "uninformative"
+    # an interval that excludes 0 is not enough when the test does not reject (few images: too narrow an interval)
+    assert verdict(0.01, 0.2, p_value=0.0625, alpha=0.05) == "not resolved"
+    assert verdict(-0.2, -0.01, p_value=0.01, alpha=0.05) == "worse"
 
 
 def test_bootstrap_set_difference_covers_a_planted_offset():
