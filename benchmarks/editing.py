@@ -130,25 +130,22 @@ def kid_difference(candidate: Mapping[str, np.ndarray], reference_space: Mapping
     Kernel matrices are computed once; a resample picks rows. Duplicated rows enter the within-set sums as
     distinct pairs, which biases resampled KIDs up a little for both spaces alike."""
     from benchmarks.editing_statistics import bootstrap_set_difference
-    from benchmarks.realism import _polynomial_kernel
+    from benchmarks.realism import kid_from_kernels, polynomial_kernel
 
     def blocks(r):
         keep = r["alpha"] != 0
         x, ids = r["features"][keep], r["image_id"][keep]
-        return _polynomial_kernel(x, x, degree=3, coef0=1.0), _polynomial_kernel(x, reference, degree=3, coef0=1.0).mean(1), ids
+        return polynomial_kernel(x, x), polynomial_kernel(x, reference), ids
 
-    kyy = _polynomial_kernel(reference, reference, degree=3, coef0=1.0)
-    within_ref = (kyy.sum() - np.trace(kyy)) / (len(reference) * (len(reference) - 1))
+    kyy = polynomial_kernel(reference, reference)
     a, b = blocks(candidate), blocks(reference_space)
     images = sorted(set(a[2]) & set(b[2]))
     rows_of = [{i: np.flatnonzero(ids == i) for i in images} for ids in (a[2], b[2])]
 
     def resampled_kid(block, rows_by_image, picks) -> float:
         rows = np.concatenate([rows_by_image[images[k]] for k in picks])
-        kxx, kxy_mean, _ = block
-        sub = kxx[np.ix_(rows, rows)]
-        n = len(rows)
-        return float((sub.sum() - np.trace(sub)) / (n * (n - 1)) + within_ref - 2 * kxy_mean[rows].mean())
+        kxx, kxy, _ = block
+        return kid_from_kernels(kxx[np.ix_(rows, rows)], kyy, kxy[rows])
 
     statistic = lambda picks: resampled_kid(b, rows_of[1], picks) - resampled_kid(a, rows_of[0], picks)  # noqa: E731
     return bootstrap_set_difference(statistic, len(images), samples=samples, confidence=confidence, seed=seed)

@@ -55,8 +55,18 @@ def realism_features(images: torch.Tensor, net, *, batch_size: int = 64) -> np.n
     return np.concatenate(rows, axis=0)
 
 
-def _polynomial_kernel(a: np.ndarray, b: np.ndarray, *, degree: int, coef0: float) -> np.ndarray:
+def polynomial_kernel(a: np.ndarray, b: np.ndarray, *, degree: int = 3, coef0: float = 1.0) -> np.ndarray:
+    """k(a_i, b_j) = (a_i . b_j / d + coef0) ** degree, [n, m]."""
     return (a @ b.T / a.shape[1] + coef0) ** degree
+
+
+def kid_from_kernels(kxx: np.ndarray, kyy: np.ndarray, kxy: np.ndarray) -> float:
+    """Unbiased MMD^2 from the kernel blocks [n, n], [m, m], [n, m]: dropping the diagonals k(a, a) is what
+    makes the estimate unbiased."""
+    n, m = kxy.shape
+    within_x = (kxx.sum() - np.trace(kxx)) / (n * (n - 1))
+    within_y = (kyy.sum() - np.trace(kyy)) / (m * (m - 1))
+    return float(within_x + within_y - 2.0 * kxy.mean())
 
 
 def kid(x: np.ndarray, y: np.ndarray, *, degree: int = 3, coef0: float = 1.0) -> float:
@@ -70,13 +80,8 @@ def kid(x: np.ndarray, y: np.ndarray, *, degree: int = 3, coef0: float = 1.0) ->
     n, m = x.shape[0], y.shape[0]
     if n < 2 or m < 2:
         raise ValueError(f"kid: the unbiased estimator needs at least 2 rows per sample, got n={n}, m={m}")
-    kxx = _polynomial_kernel(x, x, degree=degree, coef0=coef0)
-    kyy = _polynomial_kernel(y, y, degree=degree, coef0=coef0)
-    kxy = _polynomial_kernel(x, y, degree=degree, coef0=coef0)
-    # Dropping the diagonals k(a, a) is what makes the estimate unbiased.
-    within_x = (kxx.sum() - np.trace(kxx)) / (n * (n - 1))
-    within_y = (kyy.sum() - np.trace(kyy)) / (m * (m - 1))
-    return float(within_x + within_y - 2.0 * kxy.mean())
+    kernel = dict(degree=degree, coef0=coef0)
+    return kid_from_kernels(polynomial_kernel(x, x, **kernel), polynomial_kernel(y, y, **kernel), polynomial_kernel(x, y, **kernel))
 
 
 def kid_per_group(features: np.ndarray, groups: Sequence[Hashable], reference: np.ndarray, **kid_kwargs) -> dict:

@@ -24,7 +24,7 @@ from typing import Sequence
 
 import torch
 
-from .base import GeneratorInputs, LatentSpace, SpaceContext, base_code_init, retract_to_sphere, sample_ws
+from .base import GeneratorInputs, LatentSpace, SpaceContext, base_code_init, retract_to_sphere, sample_ws, with_true_base_code
 
 
 class _LayerCodeSpace(LatentSpace):
@@ -64,12 +64,6 @@ class _LayerCodeSpace(LatentSpace):
             ws = G.truncate(ws, psi=ctx.truncation_psi, cutoff=ctx.truncation_cutoff)
         return ws
 
-    def sample_base_code(self, codes: dict[str, torch.Tensor], z: torch.Tensor, ctx: SpaceContext) -> dict[str, torch.Tensor]:
-        """F spaces: add the true f, the generator's own features of the sample at the split."""
-        if self.uses_base_code:
-            codes["f"] = ctx.generator.features(sample_ws(z, ctx), at=ctx.base_size).f
-        return codes
-
     def shifted(self, codes: dict[str, torch.Tensor], direction: torch.Tensor, alpha: float) -> dict[str, torch.Tensor]:
         out = dict(codes)
         out[self.code_key] = codes[self.code_key] + alpha * direction.to(codes[self.code_key])
@@ -102,7 +96,7 @@ class ZSpace(_LayerCodeSpace):
         code = retract_to_sphere(z)
         if self.per_layer:
             code = code[:, None].expand(-1, len(self.edited_layers(ctx)), -1).clone()
-        return self.sample_base_code({"z": code}, z, ctx)
+        return with_true_base_code({"z": code}, sample_ws(z, ctx), ctx, uses_base_code=self.uses_base_code)
 
     def project_(self, codes):
         codes["z"].copy_(retract_to_sphere(codes["z"]))
@@ -137,8 +131,9 @@ class WSpace(_LayerCodeSpace):
 
     def codes_for_sample(self, z, ctx):
         # A single code is truncated by full_ws when the space renders; per-layer codes are the truncated ws.
-        code = sample_ws(z, ctx)[:, self.edited_layers(ctx)] if self.per_layer else ctx.generator.mapping(z)
-        return self.sample_base_code({"w": code}, z, ctx)
+        ws = sample_ws(z, ctx)
+        code = ws[:, self.edited_layers(ctx)] if self.per_layer else ctx.generator.mapping(z)
+        return with_true_base_code({"w": code}, ws, ctx, uses_base_code=self.uses_base_code)
 
     def regularizer(self, codes, ctx):
         if not self.pn_regularised:
@@ -189,9 +184,7 @@ class SSpace(LatentSpace):
         ws = sample_ws(z, ctx)
         styles = ctx.generator.styles(ws)
         codes = {"s": torch.cat([styles[p] for p in self.positions(ctx)], dim=1)}
-        if self.uses_base_code:
-            codes["f"] = ctx.generator.features(ws, at=ctx.base_size).f
-        return codes
+        return with_true_base_code(codes, ws, ctx, uses_base_code=self.uses_base_code)
 
     def generator_inputs(self, codes, ctx):
         styles = list(torch.split(codes["s"], self.style_dims(ctx), dim=1))

@@ -117,10 +117,10 @@ class LatentSpace(abc.ABC):
 
     def codes_for_sample(self, z: torch.Tensor, ctx: SpaceContext) -> dict[str, torch.Tensor]:
         """The codes that render the generator's own sample of z [N, z_dim] (its ws truncated as the context
-        says): the true codes of an in-domain target, for ground-truth edit fidelity. Optional: a space
-        without it is left out of that metric."""
+        says): the true codes of an in-domain target, for ground-truth edit fidelity. Optional: without it
+        a space runs only with editing.ground_truth.images: 0."""
         raise NotImplementedError(f"space {self.name!r} does not say which of its codes render a generated sample; "
-                                  "implement codes_for_sample to include it in ground-truth edit fidelity")
+                                  "implement codes_for_sample for ground-truth edit fidelity, or set editing.ground_truth.images: 0")
 
     def edited_layers(self, ctx: SpaceContext) -> range:
         """ws indices an edit reaches (= those the codes feed): all for standalone spaces, [M, num_ws) for F spaces."""
@@ -163,6 +163,13 @@ def sample_ws(z: torch.Tensor, ctx: SpaceContext) -> torch.Tensor:
     G = ctx.generator
     ws = G.mapping(z)[:, None].repeat(1, G.num_ws, 1)
     return G.truncate(ws, psi=ctx.truncation_psi, cutoff=ctx.truncation_cutoff)
+
+
+def with_true_base_code(codes: dict[str, torch.Tensor], ws: torch.Tensor, ctx: SpaceContext, *, uses_base_code: bool) -> dict[str, torch.Tensor]:
+    """F spaces: add the true f of a sample with ws [N, num_ws, w_dim], the generator's features at the split."""
+    if uses_base_code:
+        codes["f"] = ctx.generator.features(ws, at=ctx.base_size).f
+    return codes
 
 
 def base_code_init(targets: torch.Tensor, ctx: SpaceContext, *, encoder: Encoder | None) -> torch.Tensor:

@@ -68,7 +68,7 @@ def edit_fidelity(inverted: dict[str, torch.Tensor], truth: dict[str, torch.Tens
         raise ValueError(f"edit_fidelity: {len(image_ids)} ids, {n} inverted and {next(iter(truth.values())).shape[0]} true codes; "
                          "they must be the same samples")
     render = dict(truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, batch_size=n)
-    keys, pending, perceptual, mse = [], [], [], []
+    keys, pending, perceptual, mse, unedited = [], [], [], [], None
 
     def flush() -> None:  # scores the pending pairs: keeping every edit of a sweep would take GBs at 1024 px
         x, y = torch.cat([p[0] for p in pending]), torch.cat([p[1] for p in pending])
@@ -80,8 +80,10 @@ def edit_fidelity(inverted: dict[str, torch.Tensor], truth: dict[str, torch.Tens
         sweeps = zip(edit_sweep(inverted, space, generator, directions, alphas=alphas, **render),
                      edit_sweep(truth, space, generator, directions, alphas=alphas, **render))
         for (name, alpha, _, mine), (_, _, _, right) in sweeps:
-            if alpha == 0 and any(k[2] == 0 for k in keys):
-                continue  # alpha = 0 is the inversion whatever the direction: scored once, copied below
+            if alpha == 0:
+                if unedited is not None:
+                    continue  # alpha = 0 is the inversion whatever the direction: scored once, copied below
+                unedited = len(keys)
             keys.append((family, name, alpha))
             pending.append((mine, right))
             if len(pending) * n >= distance_batch:
@@ -90,7 +92,6 @@ def edit_fidelity(inverted: dict[str, torch.Tensor], truth: dict[str, torch.Tens
         flush()
     perceptual, mse = np.concatenate(perceptual).reshape(len(keys), n), np.concatenate(mse).reshape(len(keys), n)
     scored = {key: k for k, key in enumerate(keys)}
-    unedited = next(k for k, key in enumerate(keys) if key[2] == 0) if any(key[2] == 0 for key in keys) else None
     rows = []
     for family, directions in families.items():
         for name in directions.names:

@@ -135,8 +135,7 @@ def editing_figures(cfg: Mapping[str, Any], res: pathlib.Path, out: pathlib.Path
     from benchmarks.figures import identity_vs_step_plot
 
     tables, dpi = res / "tables", cfg["report"]["dpi"]
-    kid_refs = pd.read_csv(res / "editing" / "realism_baselines.csv").rename(columns={"kid": "value"}).assign(metric="realism_kid")
-    baselines = pd.concat([pd.read_csv(res / "editing" / "baselines.csv", dtype={"image_id": str}), kid_refs], ignore_index=True)
+    baselines = pd.read_csv(tables / "editing_baselines.csv")  # every metric's median per reference pair, KID included
     scored = identity.assign(scored=scored_similarity(identity, floor=identity_floor(baselines)))
     identity_vs_step_plot(scored.assign(similarity=scored.scored), spaces=names, path=out / "identity_vs_step.png",
                           bands=reference_bands(baselines, "identity"), dpi=dpi)

@@ -29,7 +29,6 @@ rule figures:
         metrics=expand(f"{OUT}/inversion/{{slug}}/metrics.csv", slug=SPACES),
         identity=expand(f"{OUT}/edits/{{slug}}/identity.csv", slug=SPACES),
         editing=rules.editing_tables.output,
-        references=rules.editing_references.output,
     output:
         directory(f"{OUT}/figures"),
     params:
