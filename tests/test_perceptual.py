@@ -71,6 +71,15 @@ def test_channels_last_trunk_gives_the_plain_paths_distances_and_gradients(stlpi
     assert torch.allclose(results[True][1], results[False][1], rtol=1e-4, atol=1e-8)
 
 
+def test_fast_pairwise_distance_is_the_package_forward(stlpips, images):
+    base, slightly, strongly = images
+    x, y = torch.cat([slightly, strongly, base]), torch.cat([base, base, strongly])
+    reference = stlpips(x, y)
+    for batch_size in (1, 2, 16):  # chunking must not mix pairs
+        assert torch.allclose(stlpips.distance(x, y, batch_size=batch_size), reference, rtol=1e-5, atol=1e-7)
+    assert reference[:3].mean() < reference[3:6].mean()  # the slight changes are closer than the strong ones
+
+
 def test_distances_of_a_batch_are_those_of_its_images(stlpips, images):
     # The inversion sums per-image losses; that is right only if no image influences another's distance.
     # Coupling would change values by O(1); float32 rounding of batched convolutions by ~1e-6.

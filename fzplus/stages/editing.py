@@ -69,7 +69,7 @@ def editing_references_stage(cfg: Mapping[str, Any], *, generator_path, targets_
     frames = [reference_scores(lambda x, y: identity_similarity(backend, x, y)["similarity"].to_numpy(), targets, image_ids=ids,
                                seed=seed).assign(metric="identity")]
     gt_ids, gt_images = read_prepared_targets(ground_truth_dir) if cfg["editing"]["ground_truth"]["images"] else ([], None)
-    distance = resized_perceptual(cfg)
+    distance = resized_perceptual(cfg, fast=True)  # as edit_stage scores fidelity
     if len(gt_ids) >= 2:
         names = ("jpeg", "other", "gray", "blur", "noise")  # a mirror image is no ceiling for an edit's fidelity
         frames.append(reference_scores(lambda x, y: distance(x, y).double().cpu().numpy(), gt_images, image_ids=gt_ids, seed=seed,
@@ -147,7 +147,7 @@ def edit_stage(cfg: Mapping[str, Any], *, space_name: str, generator_path, targe
         per_image_z = torch.load(pathlib.Path(ground_truth_dir) / "z.pt", map_location="cpu", weights_only=True)
         z = torch.cat([per_image_z[i] for i in gt_ids]).to(device_of(cfg))
         truth = true_codes(space, z, G, base_size=cfg["inversion"]["base_size"], **truncation(cfg))
-        fidelity = edit_fidelity(inverted, truth, space, G, families, image_ids=gt_ids, distance=resized_perceptual(cfg, net=net),
+        fidelity = edit_fidelity(inverted, truth, space, G, families, image_ids=gt_ids, distance=resized_perceptual(cfg, net=net, fast=True),
                                  alphas=cfg["editing"]["ground_truth"]["alphas"] or alphas, **truncation(cfg))
     fidelity[FIDELITY_COLUMNS].to_csv(out / FIDELITY_FILE, index=False)
 
