@@ -10,9 +10,14 @@ it a string when reading the CSV elsewhere (CelebA-HQ ids have leading zeros).
 Sampling: the folder's .jpg/.jpeg/.png files sorted by name, then `count` of them drawn without
 replacement by numpy's default_rng(seed), kept in name order, so a sample depends only on the file names
 and the seed. Inputs are checked before anything is written: unreadable files, translucent alpha,
-non-square or too small images are errors naming the file; grayscale, palette, 16-bit and other modes are
+non-square (unless aligned) or too small images are errors naming the file; grayscale, palette, 16-bit and other modes are
 converted to RGB, with a warning and a note in the `conversions` column. Resizing is the inversion's
 protocol (fzplus.inversion.images.resize_lanczos: PIL Lanczos on float channels), then rounded to 8 bit.
+
+Unaligned photos: with align="ffhq" (config targets.align) each photo is first aligned the way FFHQ was
+(fzplus.alignment: dlib's 68 landmarks, the eye-and-mouth quad, rotated upright), any size or aspect; the
+`alignment` column records the quad in the photo's pixels. A photo without a detectable face is an error
+naming the file. Empty `alignment`: the image was used as it is.
 """
 from __future__ import annotations
 
@@ -36,7 +41,7 @@ from fzplus.inversion.images import resize_lanczos
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 CSV_NAME = "targets.csv"
 IMAGES_DIR = "images"
-CSV_COLUMNS = ("image_id", "source_path", "source_sha256", "width", "height", "mode", "conversions")
+CSV_COLUMNS = ("image_id", "source_path", "source_sha256", "width", "height", "mode", "conversions", "alignment")
 ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
 SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")  # PIL opens 16-bit grayscale PNGs in these
 CONVERTED_MODES = {"L": "grayscale (L)", "1": "bilevel (1)", "P": "palette (P)", "CMYK": "CMYK", "YCbCr": "YCbCr",
@@ -61,10 +66,11 @@ class PreparedTarget:
     mode: str
     conversions: list[str]
     pixels: np.ndarray  # [R, R, 3] uint8
+    alignment: str = ""
 
     def row(self) -> dict:
         return dict(image_id=self.image_id, source_path=self.source_path, source_sha256=self.source_sha256, width=self.width,
-                    height=self.height, mode=self.mode, conversions="; ".join(self.conversions))
+                    height=self.height, mode=self.mode, conversions="; ".join(self.conversions), alignment=self.alignment)
 
 
 # ---- choosing files -----------------------------------------------------------------------------------
@@ -132,11 +138,12 @@ def centre_crop(pixels: np.ndarray, *, crop: float) -> np.ndarray:
     return pixels[begin:begin + kept, begin:begin + kept]
 
 
-def prepare_target(path: str | os.PathLike, *, resolution: int, crop: float = 1.0) -> PreparedTarget:
-    """Read, check, crop and resize one image file; raises TargetImageError naming the file.
+def prepare_target(path: str | os.PathLike, *, resolution: int, crop: float = 1.0, align: str | None = None) -> PreparedTarget:
+    """Read, check, (align,) crop and resize one image file; raises TargetImageError naming the file.
 
     crop: the fraction of the side kept around the centre before resizing, to bring the faces to the
-    generator's face size (1.0: none; see benchmarks/face_layout.py)."""
+    generator's face size (1.0: none; see benchmarks/face_layout.py). align: None (the image is an aligned
+    square crop already) or "ffhq" (fzplus.alignment)."""
     path = pathlib.Path(path)
     data = path.read_bytes()
     try:
@@ -147,12 +154,21 @@ def prepare_target(path: str | os.PathLike, *, resolution: int, crop: float = 1.
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError) as exc:
         raise TargetImageError(f"{path}: cannot be read as an image ({type(exc).__name__}: {exc}); replace or remove the file") from exc
     height, width = pixels.shape[:2]
-    if width != height:
+    alignment = ""
+    if align is not None:
+        from fzplus.alignment import NoFaceFound, align_face
+
+        try:
+            aligned = align_face(pixels, name=str(path), method=align)
+        except NoFaceFound as exc:
+            raise TargetImageError(str(exc)) from exc
+        pixels, alignment = aligned.pixels, aligned.describe()
+    elif width != height:
         raise TargetImageError(f"{path}: is {width}x{height} (width x height), not square; targets must be aligned square "
-                               f"face crops: crop/align it first (e.g. with the FFHQ alignment script)")
+                               f"face crops: align it first, or let the suite align it (config targets.align: ffhq)")
     pixels = centre_crop(pixels, crop=crop)
     if pixels.shape[0] < resolution:
-        cropped = f" (its centre crop of {crop}, {pixels.shape[0]} px)" if crop < 1 else ""
+        cropped = f" (its {'aligned ' if alignment else ''}centre crop of {crop}, {pixels.shape[0]} px)" if crop < 1 or alignment else ""
         raise TargetImageError(f"{path}: is {width}x{height}{cropped}, smaller than the generator resolution {resolution}x{resolution}; "
                                f"upsampling would invent detail: use a larger source image")
     for note in notes:
@@ -162,19 +178,19 @@ def prepare_target(path: str | os.PathLike, *, resolution: int, crop: float = 1.
     resized = to_uint8(y)[0]
     assert resized.shape == (resolution, resolution, 3)
     return PreparedTarget(image_id=path.stem, source_path=str(path.resolve()), source_sha256=hashlib.sha256(data).hexdigest(),
-                          width=width, height=height, mode=mode, conversions=notes, pixels=resized)
+                          width=width, height=height, mode=mode, conversions=notes, pixels=resized, alignment=alignment)
 
 
 # ---- the targets folder -------------------------------------------------------------------------------
 def prepare_targets(source_folder: str | os.PathLike, out_dir: str | os.PathLike, *, resolution: int, count: int | None = None,
-                    seed: int = 0, crop: float = 1.0, progress: bool = False) -> pd.DataFrame:
+                    seed: int = 0, crop: float = 1.0, align: str | None = None, progress: bool = False) -> pd.DataFrame:
     """Sample, check and resize targets; write out_dir/images/<id>.png and out_dir/targets.csv. Every image
     is checked before anything is written; all unusable files are reported in one error."""
     paths = sample_images(list_images(source_folder), count=count, seed=seed)
     prepared, problems = [], []
     for path in tqdm(paths, desc="prepare targets", disable=not progress):
         try:
-            prepared.append(prepare_target(path, resolution=resolution, crop=crop))
+            prepared.append(prepare_target(path, resolution=resolution, crop=crop, align=align))
         except TargetImageError as exc:
             problems.append(str(exc))
     if problems:

@@ -1,14 +1,17 @@
-"""Shared fixtures: tiny random generators (fast on 2 CPU cores) and the asset mirror."""
+"""Shared fixtures: tiny random generators (fast on 2 CPU cores), the asset mirror, and one local run of the
+pipeline on the `ci` profile (tests/test_pipeline.py, tests/test_slurm.py)."""
 from __future__ import annotations
 
 import os
 import pathlib
+import subprocess
+import sys
 
 import pytest
 import torch
 
 import fzplus  # noqa: F401  (installs the torchvision fallback before any test imports torchvision)
-from fzplus.assets import asset_mirror
+from fzplus.assets import REPO_ROOT, asset_mirror
 from fzplus.generator import Generator
 
 
@@ -38,6 +41,21 @@ def mirror() -> pathlib.Path:
     if path is None:
         pytest.skip("no asset mirror (set FZPLUS_ASSET_MIRROR or place ../shared/assets beside the checkout)")
     return path
+
+
+def snakemake(workdir: pathlib.Path, *args: str, env: dict | None = None, timeout: int = 900) -> subprocess.CompletedProcess:
+    """The repository's workflow run in `workdir` (its results/ go there)."""
+    command = [sys.executable, "-m", "snakemake", "-s", str(REPO_ROOT / "Snakefile"), "--directory", str(workdir), *args]
+    return subprocess.run(command, capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def ci_run(tmp_path_factory):
+    """(workdir, results/ci) of a local `snakemake --cores 2` on the ci profile, shared by every test that needs it."""
+    workdir = tmp_path_factory.mktemp("ci")
+    result = snakemake(workdir, "--cores", "2", "--config", "profile=ci")
+    assert result.returncode == 0, result.stderr[-4000:]
+    return workdir, workdir / "results" / "ci"
 
 
 def pytest_configure(config):

@@ -2,40 +2,23 @@
 `paper` profile with stand-in assets (and its clear stop without them)."""
 from __future__ import annotations
 
-import os
 import pathlib
 import re
 import shutil
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
 
 import spaces
-from fzplus.assets import REPO_ROOT
+from conftest import snakemake
 
-SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO_ROOT / "Snakefile")]
 pytestmark = pytest.mark.slow
-
-
-def snakemake(workdir: pathlib.Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(SNAKEMAKE + ["--directory", str(workdir), *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=900)
 
 
 def planned_jobs(dry_run_output: str) -> dict[str, int]:
     """Job counts of a dry run's 'Job stats' table (empty when nothing is to be done)."""
     stats = dry_run_output.split("Job stats:")[1].split("total")[0] if "Job stats:" in dry_run_output else ""
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, flags=re.M)}
-
-
-@pytest.fixture(scope="module")
-def ci_run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("ci")
-    result = snakemake(workdir, "--cores", "2", "--config", "profile=ci")
-    assert result.returncode == 0, result.stderr[-4000:]
-    return workdir, workdir / "results" / "ci"
 
 
 def test_ci_profile_produces_every_output(ci_run):

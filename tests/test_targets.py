@@ -120,7 +120,7 @@ def test_constant_image_keeps_its_colour(tmp_path):
 @pytest.mark.parametrize("name, make, fragments", [
     ("translucent.png", lambda: Image.fromarray(np.concatenate([rgb(), np.full((80, 80, 1), 128, np.uint8)], axis=2)),
      ["transparent pixels", "flatten"]),
-    ("wide.png", lambda: Image.fromarray(rgb(size=(80, 60))), ["80x60", "not square", "crop/align"]),
+    ("wide.png", lambda: Image.fromarray(rgb(size=(80, 60))), ["80x60", "not square", "targets.align: ffhq"]),
     ("tiny.png", lambda: Image.fromarray(rgb(size=(16, 16))), ["16x16", "smaller than the generator resolution 32x32"]),
 ])
 def test_unusable_image_is_an_error_naming_the_file(tmp_path, name, make, fragments):

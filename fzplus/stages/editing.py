@@ -47,7 +47,7 @@ def ground_truth_targets_stage(cfg: Mapping[str, Any], *, generator_path, out_di
         save_png(image, path)
         r = G.resolution
         rows.append(dict(image_id=image_id, source_path=f"generator sample: seed {gt['seed']}", source_sha256=file_sha256(path),
-                         width=r, height=r, mode="RGB", conversions=""))
+                         width=r, height=r, mode="RGB", conversions="", alignment=""))
     torch.save({image_id: z[i: i + 1].cpu() for i, image_id in enumerate(ids)}, out / "z.pt")
     pd.DataFrame(rows, columns=list(CSV_COLUMNS)).to_csv(out / CSV_NAME, index=False)
 

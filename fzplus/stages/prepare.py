@@ -52,7 +52,8 @@ def prepare_targets_stage(cfg: Mapping[str, Any], *, generator_path, out_dir) ->
     t = cfg["targets"]
     source = resolve_path(t["folder"]) if t["folder"] else materialize_config_assets(cfg)["targets.asset"]
     resolution = load_generator(generator_path).resolution
-    prepare_targets(source, out_dir, resolution=resolution, count=t["count"], seed=t["seed"], crop=t["crop"], progress=cfg["progress"])
+    prepare_targets(source, out_dir, resolution=resolution, count=t["count"], seed=t["seed"], crop=t["crop"], align=t["align"],
+                    progress=cfg["progress"])
 
 
 def pn_stats_stage(cfg: Mapping[str, Any], *, generator_path, out_path, summary_path) -> None:
