@@ -8,7 +8,8 @@ NVIDIA's config-F 1024 generator, LPIPS-VGG at 256 (a torchvision-format random 
 Every (stage, batch) runs in its own process, so its peak resident memory (CPU) or peak allocated memory
 (CUDA) is its own. Stages:
   invert W+ / F/Z+   one Adam step of the paper's loss (generator forward + backward, LPIPS at 256), the
-                     difference between 2-step and 1-step inversions (initialisation and final render excluded)
+                     difference between 2-step and 1-step inversions (initialisation and final render excluded);
+                     its FLOPs: 3x those of the step's forward (torch's counter cannot follow the backward)
   edit render        one edited image rendered (forward only), as the edit sweep does
   identity           facenet embedding of a 160 px face crop
 The estimate multiplies the per-image costs by the paper run's counts (50 images x 12 spaces x 1200 steps;
@@ -47,7 +48,7 @@ def measure(stage: str, batch: int, device: str) -> dict:
     from torch.utils.flop_counter import FlopCounterMode
 
     from fzplus.generator import Generator
-    from fzplus.inversion import invert
+    from fzplus.inversion import invert, render, resize_bicubic
     from fzplus.perceptual import build_perceptual
 
     dev = torch.device(device)
@@ -75,9 +76,13 @@ def measure(stage: str, batch: int, device: str) -> dict:
             targets = G(torch.randn(batch, G.z_dim, device=dev)).clamp(-1, 1)
         run = lambda steps: invert(targets, G, space, steps=steps, perceptual=lpips, perceptual_size=256, base_size=16,  # noqa: E731
                                    progress=False)
-        run(1)  # warm-up: allocator, oneDNN primitives
+        codes = run(1).codes  # also the warm-up: allocator, oneDNN primitives
         seconds = (timed(lambda: run(2)) - timed(lambda: run(1))) / batch
-        work = (flops(lambda: run(2)) - flops(lambda: run(1))) / batch
+        # torch's FLOP counter cannot follow the engine's backward; a step is its forward (render from the
+        # space's codes, LPIPS at 256) plus a backward of about twice that
+        with torch.no_grad():
+            forward = flops(lambda: lpips(resize_bicubic(render(codes, G, space).to(dev), 256), resize_bicubic(targets, 256)))
+        work = 3 * forward / batch
     elif stage == "edit render":
         ws = G.map(torch.randn(batch, G.z_dim, device=dev)).detach()
         with torch.no_grad():
@@ -134,8 +139,9 @@ def main(argv=None) -> None:
     p.add_argument("--stages", nargs="+", default=list(STAGES))
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--gpu-tflops", type=float, default=60.0,
-                   help="sustained FP32 rate assumed for the GPU estimate (an H100/H200 peaks at ~60 non-tensor FP32 TFLOP/s)")
+    p.add_argument("--gpu-tflops", type=float, default=20.0,
+                   help="sustained FP32 rate assumed for the GPU estimate: about 30 %% of an H100/H200's ~67 TFLOP/s FP32 peak, "
+                        "typical of convolution-bound training in FP32 (TF32 tensor cores would be faster)")
     p.add_argument("--one", nargs=2, metavar=("STAGE", "BATCH"), help=argparse.SUPPRESS)  # the per-measurement subprocess
     args = p.parse_args(argv)
     if args.threads:
