@@ -79,12 +79,16 @@ def ffhq_quad(landmarks: np.ndarray) -> np.ndarray:
     return np.stack([centre - x - y, centre - x + y, centre + x + y, centre + x - y])
 
 
+def quad_side(quad: np.ndarray) -> float:
+    """Side length in pixels of a square quad [4, 2] (top edge)."""
+    return float(np.hypot(*(quad[3] - quad[0])))
+
+
 def warp_quad(pixels: np.ndarray, quad: np.ndarray, *, size: int) -> np.ndarray:
     """Resample the quad [4, 2] of an RGB photo [H, W, 3] uint8 onto an upright square of `size` px: mirror
     padding where the quad leaves the photo, box pre-shrinking where it is more than 2x the output (the
     bicubic warp alone would alias)."""
-    side = float(np.hypot(*(quad[3] - quad[0])))
-    shrink = max(1, int(side / size / 2))
+    shrink = max(1, int(quad_side(quad) / size / 2))
     if shrink > 1:
         h, w = pixels.shape[:2]
         pixels = np.asarray(Image.fromarray(pixels).reduce(shrink))
@@ -115,7 +119,7 @@ def align_face(pixels: np.ndarray, *, name: str = "image", method: str = "ffhq",
         raise NoFaceFound(f"{name}: no face found to align (dlib's HOG detector, frontal faces of at least ~40 px); "
                           "use a photo with one visible, roughly frontal face, or pass an aligned crop with targets.align: null")
     quad = ffhq_quad(landmarks)
-    size = output_size or int(min(MAX_OUTPUT, round(np.hypot(*(quad[3] - quad[0])))))
+    size = output_size or int(min(MAX_OUTPUT, round(quad_side(quad))))
     return FaceAlignment(pixels=warp_quad(pixels, quad, size=size), quad=quad, landmarks=landmarks)
 
 

@@ -45,7 +45,8 @@ def test_quad_of_an_upright_face_is_the_ffhq_square():
     expected = centre + half * np.array([[-1, -1], [-1, 1], [1, 1], [1, -1]])  # tl, bl, br, tr
     np.testing.assert_allclose(quad, expected, atol=1e-9)
     # a long face: the eye-to-mouth term sets the size
-    assert np.hypot(*(ffhq_quad(frontal_landmarks(mouth_drop=40))[3] - ffhq_quad(frontal_landmarks(mouth_drop=40))[0])) == pytest.approx(2 * 1.8 * 40)
+    long_face = ffhq_quad(frontal_landmarks(mouth_drop=40))
+    assert np.hypot(*(long_face[3] - long_face[0])) == pytest.approx(2 * 1.8 * 40)
 
 
 def test_quad_turns_and_scales_with_the_face():
