@@ -65,6 +65,10 @@ details { margin: .4em 0; } summary { cursor: pointer; font-weight: 600; }
 <table><tbody>{% for key, value in summary %}<tr><th>{{ key }}</th><td>{{ value }}</td></tr>{% endfor %}</tbody></table>
 <h2>Table 1: reconstruction (mean ± sd over images)</h2>
 {{ block(table1) }}
+{% if tuning %}<h2>Tuning methods (the paper's Fig. 9): per image, each method and its pivot space alone</h2>
+<p class="caption">PTI tunes the synthesis weights per image around the W inversion, PTI w/ Z+ around the Z+
+inversion (spaces/_tuning.py); the edits of these rows are rendered with each image's tuned weights.</p>
+{{ tuning }}{% endif %}
 <h2>Non-inferiority</h2>
 {% if noninferiority_caption %}<p class="caption">{{ noninferiority_caption }}</p>{% endif %}
 {{ block(noninferiority) }}
@@ -191,6 +195,7 @@ def report_context(results_dir: str | os.PathLike, *, out_path: str | os.PathLik
         not_computed=NOT_COMPUTED,
         summary=_summary(results_dir, provenance, table1),
         table1=_html(table1_display(table1, perceptual_label=perceptual_label) if table1 is not None else None),
+        tuning=_html(_read_csv(tables_dir / "tuning.csv"), float_format="{:.5f}"),
         noninferiority_caption=caption,
         noninferiority=_html(noninferiority_frame, float_format=NONINFERIORITY_FORMATS),
         identity=_html(identity, float_format=IDENTITY_FORMATS),

@@ -20,9 +20,9 @@ import pandas as pd
 
 from fzplus.io import atomic_write
 
-# Row order of the paper (Table 1 and Fig. 2), extended to every required space; spaces outside this list
-# (new plugins) follow in alphabetical order.
-PAPER_SPACE_ORDER = ("Z", "Z+", "W", "W+", "W+(P_N)", "S", "F/Z", "F/Z+", "F/W", "F/W+", "F/W+(P_N)", "F/S")
+# Row order of the paper (Table 1 and Fig. 2), extended to every required space, then the methods built on a
+# space; plugins outside this list (new ones) follow in alphabetical order.
+PAPER_SPACE_ORDER = ("Z", "Z+", "W", "W+", "W+(P_N)", "S", "F/Z", "F/Z+", "F/W", "F/W+", "F/W+(P_N)", "F/S", "PTI", "PTI w/ Z+")
 RECONSTRUCTION_METRICS = ("mse", "ssim", "perceptual")
 ALL_FAMILIES = "all"
 TEST_DESCRIPTIONS = {  # what each test of benchmarks.statistics.TESTS is, for table captions
@@ -89,6 +89,19 @@ def table1_display(table: pd.DataFrame, *, float_format: str = "{:.5f}", percept
                       float_format.format(m) + ("" if pd.isna(s) else f" ± {float_format.format(s)}")
                       for m, s in zip(mean, sd)]
     return out
+
+
+def tuning_table(metrics, *, pivots: Mapping[str, str]) -> pd.DataFrame:
+    """The paper's Fig. 9 as a table: per image, MSE and perceptual distance of each tuning method (PTI, PTI
+    w/ Z+) and of its pivot space alone (W, Z+), then their means. pivots: method -> pivot space; a pivot
+    that was not inverted in the run is left out."""
+    frame = _as_long_frame(metrics, required=("space", "image_id", "mse", "perceptual"), what="tuning_table")
+    columns = [name for method, pivot in pivots.items() for name in (pivot, method) if name in set(frame.space)]
+    wide = frame[frame.space.isin(columns)].pivot(index="image_id", columns="space", values=["mse", "perceptual"])
+    out = pd.DataFrame({f"{space} {label}": wide[metric][space] for space in dict.fromkeys(columns)
+                        for metric, label in (("mse", "MSE"), ("perceptual", "perceptual"))})
+    out.loc["mean"] = out.mean()
+    return out.rename_axis("image_id").reset_index()
 
 
 def identity_table(identity, *, spaces_order: Sequence[str] = PAPER_SPACE_ORDER) -> pd.DataFrame:
@@ -231,7 +244,7 @@ def collect_csvs(results_dir: str | os.PathLike, pattern: str) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-__all__ = ["PAPER_SPACE_ORDER", "RECONSTRUCTION_METRICS", "ALL_FAMILIES", "TEST_DESCRIPTIONS", "order_spaces",
+__all__ = ["PAPER_SPACE_ORDER", "tuning_table", "RECONSTRUCTION_METRICS", "ALL_FAMILIES", "TEST_DESCRIPTIONS", "order_spaces",
            "table1", "table1_display", "identity_table", "edit_strength_table", "noninferiority_display", "noninferiority_markdown",
            "NONINFERIORITY_FORMATS", "IDENTITY_FORMATS", "format_cells", "to_markdown", "to_html", "write_text",
            "write_table", "collect_csvs"]

@@ -57,6 +57,11 @@ def load_config(path_or_dict: str | os.PathLike | Mapping[str, Any], *, override
         _set_dotted(config, str(key), copy.deepcopy(value))
     schema = load_schema()
     fill_defaults(config, schema)
+    if isinstance(config.get("inversion"), dict) and config["inversion"].get("spaces", []) is None:
+        from benchmarks.tables import order_spaces
+
+        # every registered plugin, so that a new file is compared by default; in the tables' row order
+        config["inversion"]["spaces"] = order_spaces(spaces.names())
     problems = schema_problems(config, schema) or semantic_problems(config)
     if problems:
         lines = "\n".join(f"  - {p}" for p in problems)

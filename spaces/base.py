@@ -13,6 +13,11 @@ Codes are a dict of batch-first tensors, one entry per free variable: `f` [N, C,
 or `w` [N, 512] (one code for all layers) or [N, L, 512] (one code per layer it feeds), `s` [N, sum C_l]
 (S-space styles of the layers it feeds, concatenated in `synthesis.layer_specs` order).
 
+A method (an inversion procedure beyond a latent space: PTI, IDInvert, ...) is a space too, registered and
+compared the same way, with optional stages: an encoder that starts its codes (`init_codes` receives it)
+and a regulariser (`regularizer`), and a second stage after the code inversion (`refine`, which adds
+`refined_variables` to the codes, e.g. PTI's tuned generator weights, spaces/_tuning.py).
+
 Everything that is not a code but changes what a code means (base size, truncation, P_N statistics) is
 in a `SpaceContext`, built by the inversion engine (or by `render` / `edit`).
 """
@@ -92,6 +97,7 @@ class LatentSpace(abc.ABC):
     uses_base_code: bool | None = None  # F space: optimises f and feeds only layers >= M
     applies_truncation: bool | None = None  # follows the authors' scripts (see each family)
     description: str = ""
+    refined_variables: tuple[str, ...] = ()  # codes added by `refine` (methods with a second stage)
 
     # ---- to implement ------------------------------------------------------------------------------
     @abc.abstractmethod
@@ -121,6 +127,14 @@ class LatentSpace(abc.ABC):
         a space runs only with editing.ground_truth.images: 0."""
         raise NotImplementedError(f"space {self.name!r} does not say which of its codes render a generated sample; "
                                   "implement codes_for_sample for ground-truth edit fidelity, or set editing.ground_truth.images: 0")
+
+    def refine(self, codes: dict[str, torch.Tensor], ctx: SpaceContext, *, image_losses: Callable, settings: Any = None,
+               progress: bool = False, desc: str = "") -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """A method's second stage, run by the engine after the last inversion step when `refined_variables`
+        is not empty: (codes with the refined variables added, loss traces {total, mse, perceptual, reg: [N, steps]}).
+        image_losses(images [n, 3, R, R], index [n]) gives the MSE and perceptual distance [n] of the images
+        of targets[index]."""
+        raise NotImplementedError(f"space {self.name!r} declares refined_variables {self.refined_variables} but no refine")
 
     def edited_layers(self, ctx: SpaceContext) -> range:
         """ws indices an edit reaches (= those the codes feed): all for standalone spaces, [M, num_ws) for F spaces."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 import copy
 
 import pytest
+
+import spaces
 import yaml
 
 from fzplus.config import CONFIG_DIR, ConfigError, command_line_overrides, config_asset_hashes, load_config, load_schema, materialize_config_assets
@@ -39,8 +41,9 @@ def test_profiles_follow_the_paper_where_they_should():
     assert paper["identity"]["backend"] == "facenet" and paper["targets"]["count"] == 50
     assert (paper["inversion"]["steps"], paper["inversion"]["base_size"]) == (1200, 16)
     for config in (mini, paper, ci):
-        assert len(config["inversion"]["spaces"]) == 12
-        assert config["statistics"]["pairs"] == [["F/Z+", "F/W+(P_N)"]]
+        assert sorted(config["inversion"]["spaces"]) == sorted(spaces.names())  # null: every registered plugin
+        assert config["inversion"]["spaces"][:2] == ["Z", "Z+"] and config["inversion"]["spaces"][-2:] == ["PTI", "PTI w/ Z+"]
+        assert config["statistics"]["pairs"] == [["F/Z+", "F/W+(P_N)"], ["PTI w/ Z+", "PTI"]]
     alphas = paper["editing"]["alphas"]
     assert len(alphas) == 11 and min(alphas) == -2 and max(alphas) == 2
 

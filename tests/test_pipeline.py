@@ -2,12 +2,16 @@
 `paper` profile with stand-in assets (and its clear stop without them)."""
 from __future__ import annotations
 
+import os
 import pathlib
 import re
 import shutil
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
+import torch
 
 import spaces
 from conftest import snakemake
@@ -53,7 +57,14 @@ def test_ci_profile_produces_every_output(ci_run):
     assert set(informative.space) == set(names) and informative.reason.notna().all()
     for figure in ("identity_vs_step.png", "reconstructions.png", "loss_curves.png", "editing_metrics.png"):
         assert (out / "figures" / figure).stat().st_size > 1000
+    # the tuning methods: the Fig. 9 table beside their pivots, float16 tuned weights for each image
+    tuning = pd.read_csv(out / "tables" / "tuning.csv", dtype={"image_id": str})
+    assert list(tuning.columns) == ["image_id"] + [f"{s} {m}" for s in ("W", "PTI", "Z+", "PTI w/ Z+") for m in ("MSE", "perceptual")]
+    assert list(tuning.image_id)[-1] == "mean" and len(tuning) == 5 and tuning.notna().all().all()
+    codes = torch.load(out / "inversion" / "pti" / "codes.pt", weights_only=True)
+    assert len(codes) == 4 and all(c["delta"].dtype == torch.float16 and c["delta"].abs().max() > 0 for c in codes.values())
     report = (out / "report.html").read_text()
+    assert "Tuning methods" in report
     assert "F/Z+" in report and "data:image/png;base64," in report and "validation_accuracy" in report and "Editing: verdicts" in report
     assert '"git"' in (out / "provenance.json").read_text() or "git" in (out / "provenance.json").read_text()
 
@@ -86,6 +97,8 @@ def test_a_changed_setting_reruns_exactly_the_rules_that_read_it(ci_run):
     assert plan.get("encoder") == 1 and planned_slugs(text, "invert") == f_spaces and "z" not in f_spaces, text[-3000:]
     assert planned_slugs(text, "edit") == f_spaces and {"tables", "figures", "report"} <= set(plan)
     assert not {"generator", "targets", "pn_stats", "directions", "attribute_samples"} & set(plan)
+    plan, text = dry_run("inversion={tuning: {steps: 2}}")  # read by the tuning methods only
+    assert planned_slugs(text, "invert") == {"pti", "pti_z_plus"}, text[-3000:]
     plan, _ = dry_run("report={title: another title}")
     assert set(plan) - {"all"} == {"provenance", "report"}  # provenance records the whole config
     assert dry_run("threads=1")[0] == {}
@@ -100,6 +113,32 @@ def test_second_run_does_nothing_and_a_deleted_space_reruns_only_its_dependants(
     plan = planned_jobs(snakemake(workdir, "-n", "--config", "profile=ci").stdout)
     assert plan.get("invert") == 1 and plan.get("edit") == 1
     assert not {"generator", "targets", "encoder", "pn_stats", "directions"} & set(plan)
+
+
+NEW_SPACE = '''"""A space added by dropping one file into spaces/."""
+from ._families import WSpace
+
+SPACE = WSpace(name="Dropped-in", slug="dropped_in", per_layer=True, uses_base_code=False, description="test plugin")
+'''
+
+
+def test_a_new_plugin_file_is_compared_by_the_default_run_with_nothing_else_edited(tmp_path):
+    """inversion.spaces defaults to every registered plugin: in a copy of the repository with one file added
+    to spaces/, the run plans that space's inversion and edits, and the tables that read them."""
+    from fzplus.assets import REPO_ROOT
+
+    copy = tmp_path / "repo"
+    shutil.copytree(REPO_ROOT, copy, ignore=shutil.ignore_patterns(".git", ".venv", "results", "resources", ".snakemake", "__pycache__"))
+    (copy / "spaces" / "dropped_in.py").write_text(NEW_SPACE)
+    command = [sys.executable, "-m", "snakemake", "-s", str(copy / "Snakefile"), "--directory", str(copy), "-n", "--cores", "1",
+               "--config", "profile=ci"]
+    # the copy's packages, not the checkout's (where the file was not added): `python -m` puts the working
+    # directory first on sys.path, then PYTHONPATH, both before the editable install
+    result = subprocess.run(command, capture_output=True, text=True, cwd=copy, env={**os.environ, "PYTHONPATH": str(copy)}, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "dropped_in" in planned_slugs(result.stdout, "invert") and "dropped_in" in planned_slugs(result.stdout, "edit")
+    tables_job = re.search(r"^rule tables:\n(?:[ \t]+.*\n)*?[ \t]+input: (.*)$", result.stdout, flags=re.M).group(1)
+    assert "inversion/dropped_in/metrics.csv" in tables_job
 
 
 def make_paper_mirror(root: pathlib.Path, real_mirror: pathlib.Path) -> pathlib.Path:
@@ -121,7 +160,8 @@ def test_paper_profile_plans_every_job_with_its_assets(tmp_path, mirror):
     result = snakemake(tmp_path, "-n", "--cores", "1", "--config", "profile=paper", env={"FZPLUS_ASSET_MIRROR": str(stand_ins)})
     assert result.returncode == 0, result.stderr[-3000:]
     plan = planned_jobs(result.stdout)
-    assert plan["invert"] == 12 and plan["edit"] == 12 and plan["directions"] == 6 and plan["report"] == 1
+    count = len(spaces.names())  # every registered plugin
+    assert plan["invert"] == count and plan["edit"] == count and plan["directions"] == 6 and plan["report"] == 1
 
 
 def test_paper_profile_stops_with_a_clear_message_without_its_assets(tmp_path):

@@ -18,6 +18,7 @@ from fzplus.pn_stats import PNStats, activate_p, compute_pn_stats, deactivate_w,
 from spaces.base import LatentSpace, RegistrationError, SpaceContext, retract_to_sphere
 
 PAPER_SPACES = {"Z", "Z+", "W", "W+", "W+(P_N)", "S", "F/Z", "F/Z+", "F/W", "F/W+", "F/W+(P_N)", "F/S"}
+METHODS = {"PTI", "PTI w/ Z+"}  # methods built on a space (spaces/_tuning.py)
 Z_TYPE = ("Z", "Z+", "F/Z", "F/Z+")
 BASE = 16
 
@@ -27,10 +28,10 @@ def ctx_for(G, space, **kwargs) -> SpaceContext:
 
 
 # ---- registry ----------------------------------------------------------------------------------------
-def test_registry_lists_exactly_the_twelve_paper_spaces():
-    assert set(spaces.names()) == PAPER_SPACES and len(spaces.names()) == 12
+def test_registry_lists_the_twelve_paper_spaces_and_the_methods():
+    assert set(spaces.names()) == PAPER_SPACES | METHODS and len(spaces.names()) == 14
     slugs = {spaces.get(n).slug for n in spaces.names()}
-    assert len(slugs) == 12
+    assert len(slugs) == 14
     for name in spaces.names():
         space = spaces.get(name)
         assert spaces.get(space.slug) is space and space.name == name
@@ -78,7 +79,7 @@ SPACE = WSpace(name="Throwaway", slug="throwaway", per_layer=True, uses_base_cod
 
 def test_a_new_plugin_file_is_discovered_without_other_edits(package_copy):
     copy = package_copy("spaces_copy_discovery", {"throwaway.py": THROWAWAY})
-    assert set(copy.names()) == PAPER_SPACES | {"Throwaway"}
+    assert set(copy.names()) == PAPER_SPACES | METHODS | {"Throwaway"}
     assert copy.get("throwaway").name == "Throwaway"
     assert copy.registry().source("Throwaway").endswith("throwaway.py")
     assert "Throwaway" not in spaces.names()  # the real package is untouched
@@ -131,7 +132,7 @@ def test_edited_layers_all_for_standalone_and_detail_layers_for_f_spaces(tiny_ge
         expected = range(M, G.num_ws) if name.startswith("F/") else range(G.num_ws)
         assert space.edited_layers(ctx_for(G, space)) == expected, name
         assert space.uses_base_code == name.startswith("F/")
-        assert space.domain == ("Z" if name in Z_TYPE else "W")
+        assert space.domain == ("Z" if name in (*Z_TYPE, "PTI w/ Z+") else "W")
 
 
 def test_retract_to_sphere_keeps_direction_and_sets_radius():
@@ -205,7 +206,7 @@ def test_truncation_applies_where_the_authors_apply_it(tiny_generator):
         codes[key] = codes[key] + 0.5 * torch.randn_like(codes[key])  # move off w_avg, where psi has no effect
         plain = space.render(codes, ctx_for(G, space, **pn))
         truncated = space.render(codes, ctx_for(G, space, truncation_psi=0.7, truncation_cutoff=8, **pn))
-        assert space.applies_truncation == (name in Z_TYPE or name in ("W", "F/W")), name
+        assert space.applies_truncation == (name in Z_TYPE or name in ("W", "F/W") or name in METHODS), name  # PTI's pivots W, Z+
         assert torch.equal(plain, truncated) != space.applies_truncation, name
 
 

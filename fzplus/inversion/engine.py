@@ -8,6 +8,9 @@ spaces only; R_space is the space's own regulariser (P_N spaces). The batch loss
 each image's gradient, and (Adam being elementwise) each image's update, is the one it would get alone.
 Per-image random starts come from seeds derived from (seed, image key), so batching changes nothing.
 After every Adam step the space projects its codes (Z codes: retraction to the sphere, Eq. 5).
+A method with a second stage (`space.refined_variables`, e.g. PTI's tuning of the generator, spaces/_tuning.py)
+runs it after the last step through `space.refine`, given each image's MSE and perceptual distance; its steps
+continue the loss traces.
 """
 from __future__ import annotations
 
@@ -114,6 +117,7 @@ def invert(
     pn_stats=None,
     lambda_pn: float = 0.01,
     batch_size: int | None = None,
+    tuning: dict | None = None,
     progress: bool = True,
 ) -> InversionResult:
     """Invert targets [N, 3, R, R] (in [-1, 1], at the generator's resolution) into `space`.
@@ -125,7 +129,8 @@ def invert(
     '0', '1', ...) name the images and seed their random starts. Images are optimised `batch_size` at a
     time (default: all at once); the results do not depend on it. pn_stats: P_N statistics
     (fzplus.pn_stats), required by the P_N spaces. truncation (psi, cutoff) is applied by the spaces the
-    authors' scripts truncate (Z-type and single-w spaces); psi = 1 (default) turns it off.
+    authors' scripts truncate (Z-type and single-w spaces); psi = 1 (default) turns it off. tuning: settings
+    of a method's second stage (spaces/_tuning.py TuningSettings; None = the method's defaults).
     """
     space = spaces.get(space)
     _check_targets(targets, generator)
@@ -145,7 +150,8 @@ def invert(
     settings = dict(space=space.name, steps=steps, lr=lr, lambda_per=lambda_per, lambda_reg=lambda_reg,
                     perceptual=getattr(distance_net, "name", None), perceptual_size=perceptual_size,
                     base_size=ctx.base_size, seed=seed, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff,
-                    lambda_pn=lambda_pn, encoder=type(encoder).__name__ if encoder is not None else None)
+                    lambda_pn=lambda_pn, encoder=type(encoder).__name__ if encoder is not None else None,
+                    tuning=dict(tuning or {}) if space.refined_variables else None)
 
     chunk = batch_size or n
     parts = []
@@ -155,7 +161,7 @@ def invert(
             parts.append(_invert_batch(
                 targets[start:stop].to(device), keys[start:stop], space, ctx, steps=steps, lr=lr, lambda_per=lambda_per,
                 lambda_reg=lambda_reg, distance_net=distance_net, perceptual_size=perceptual_size, encoder=encoder,
-                seed=seed, progress=progress, desc=f"invert {space.name} [{start}:{stop}]"))
+                seed=seed, tuning=tuning, progress=progress, desc=f"invert {space.name} [{start}:{stop}]"))
     def joined(name: str) -> torch.Tensor | None:
         return torch.cat([p[name] for p in parts]) if parts[0][name] is not None else None
 
@@ -167,7 +173,7 @@ def invert(
 
 
 def _invert_batch(targets, keys, space: LatentSpace, ctx: SpaceContext, *, steps, lr, lambda_per, lambda_reg, distance_net,
-                  perceptual_size, encoder, seed, progress, desc) -> dict:
+                  perceptual_size, encoder, seed, tuning, progress, desc) -> dict:
     seeds = [derive_image_seed(seed, k) for k in keys]
     init = space.init_codes(targets, ctx, image_seeds=seeds, encoder=encoder)
     if set(init) != set(space.variables):
@@ -195,6 +201,13 @@ def _invert_batch(targets, keys, space: LatentSpace, ctx: SpaceContext, *, steps
             trace[name].append(value.detach())
         if progress and step % 10 == 0:
             bar.set_postfix(loss=f"{total.mean().item():.5f}", mse=f"{mse.mean().item():.5f}")
+    if space.refined_variables:
+        codes, traces = space.refine({k: v.detach() for k, v in codes.items()}, ctx, settings=tuning, progress=progress, desc=desc + " tune",
+                                     image_losses=_image_losses(targets, distance_net, perceptual_size))
+        if set(codes) != {*space.variables, *space.refined_variables}:
+            raise RuntimeError(f"space {space.name!r} refined to {sorted(codes)}; expected {[*space.variables, *space.refined_variables]}")
+        for name in LOSS_TERMS:
+            trace[name].extend(traces[name].unbind(1))
     with torch.no_grad():
         reconstructions = space.render(codes, ctx)
     empty = targets.new_zeros(targets.shape[0], 0)
@@ -202,6 +215,22 @@ def _invert_batch(targets, keys, space: LatentSpace, ctx: SpaceContext, *, steps
         seeds=seeds, codes={k: v.detach().cpu() for k, v in codes.items()}, reconstructions=reconstructions.cpu(),
         losses={t: (torch.stack(v, dim=1) if v else empty).cpu() for t, v in trace.items()},
         f0=f0.cpu() if f0 is not None else None)
+
+
+def _image_losses(targets: torch.Tensor, distance_net: PerceptualDistance | None, perceptual_size: int):
+    """(images of the targets at `index`, index) -> (MSE [n], perceptual distance [n]), as the inversion loss."""
+    small = resize_lanczos(targets, perceptual_size) if distance_net is not None else None
+    everyone = distance_net.prepare(small) if distance_net is not None else None
+
+    def losses(images: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mse = (images - targets[index]).square().flatten(1).mean(dim=1)
+        if distance_net is None:
+            return mse, torch.zeros_like(mse)
+        resized = resize_bicubic(images, perceptual_size)
+        per = everyone(resized) if len(index) == len(targets) else distance_net(resized, small[index])
+        return mse, per
+
+    return losses
 
 
 def render(codes: dict[str, torch.Tensor], generator, space: str | LatentSpace, *, truncation_psi: float = 1.0,

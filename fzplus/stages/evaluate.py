@@ -45,7 +45,7 @@ def invert_stage(cfg: Mapping[str, Any], *, space_name: str, generator_path, tar
     result = invert(targets.to(device), G, space, steps=inv["steps"], lr=inv["lr"], lambda_per=inv["lambda_per"], lambda_reg=inv["lambda_reg"],
                     perceptual=net, perceptual_size=cfg["perceptual"]["size"], encoder=encoder, base_size=inv["base_size"],
                     seed=cfg["seed"], image_keys=ids, pn_stats=pn, lambda_pn=inv["lambda_pn"], batch_size=inv["batch_size"],
-                    progress=cfg["progress"], **truncation(cfg))
+                    tuning=inv["tuning"], progress=cfg["progress"], **truncation(cfg))
     out = pathlib.Path(out_dir)
     (out / "recon").mkdir(parents=True, exist_ok=True)
     recons = result.reconstructions.clamp(-1, 1)  # as the authors' postprocessing: scored images are valid images
@@ -76,7 +76,7 @@ def tables_stage(cfg: Mapping[str, Any], *, metrics_paths: Sequence[str], identi
     from fzplus.edits.directions import Directions
     from benchmarks.statistics import non_inferiority_table
     from benchmarks.tables import (edit_strength_table, identity_table, noninferiority_markdown, table1, table1_display, to_markdown,
-                                   write_table)
+                                   tuning_table, write_table)
 
     out = pathlib.Path(tables_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -85,6 +85,10 @@ def tables_stage(cfg: Mapping[str, Any], *, metrics_paths: Sequence[str], identi
     t1 = table1(metrics, spaces_order=order)
     label = PERCEPTUAL_LABELS.get(cfg["perceptual"]["backend"], "perceptual")
     write_table(t1, out / "table1.csv", markdown=to_markdown(table1_display(t1, perceptual_label=label)))
+    pivots = {name: spaces.get(name).pivot.name for name in order if getattr(spaces.get(name), "pivot", None)}
+    if pivots:
+        tuned = tuning_table(metrics, pivots=pivots)
+        write_table(tuned, out / "tuning.csv", markdown=to_markdown(tuned, float_format="{:.5f}"))
     if identity_paths:
         identity = pd.concat([pd.read_csv(p, dtype={"image_id": str}) for p in identity_paths], ignore_index=True)
         it = identity_table(identity)

@@ -23,7 +23,9 @@ rule invert:
         kwargs=lambda wc, input, output: dict(
             space_name=SPACES[wc.slug].name, generator_path=input.generator, targets_dir=os.path.dirname(input.targets),
             out_dir=os.path.dirname(output.codes), encoder_path=input.get("encoder"), pn_stats_path=input.get("pn_stats")),
-        settings=settings("seed", *RENDERING, "perceptual", "inversion", omit=["inversion.spaces"]),
+        # a space without a second stage does not rerun when only the tuning settings change
+        settings=lambda wc: settings("seed", *RENDERING, "perceptual", "inversion",
+                                     omit=["inversion.spaces", *([] if SPACES[wc.slug].refined_variables else ["inversion.tuning"])]),
     threads: 1
     resources:
         gpu=GPU,
