@@ -148,7 +148,7 @@ class TunedSpace(LatentSpace):
 
         Adam is written out per image so that an image that reaches `stop_at` stops exactly as PTI's loop
         breaks (a stopped image's moments and weights no longer change), and only the active images are
-        rendered. Returns the codes with `delta` (float16) and the loss traces {term: [N, steps]} (a
+        rendered. Returns the codes with `delta` (in `stored_dtype`) and the loss traces {term: [N, steps]} (a
         stopped image repeats its last values).
         """
         from tqdm.auto import tqdm

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
+import tempfile
 
 import pytest
 import torch
@@ -49,12 +51,42 @@ def snakemake(workdir: pathlib.Path, *args: str, env: dict | None = None, timeou
     return subprocess.run(command, capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=timeout)
 
 
+_CI_RUN: dict = {}  # the background ci run: workdir, process, log
+
+
+@pytest.hookimpl(trylast=True)  # after -k / -m deselection: only a session that needs it starts the run
+def pytest_collection_modifyitems(session, config, items):
+    """The ci run takes ~5 min of both cores and the unit tests use one thread each: start the run now, in
+    the background, and put the tests that need it last, so that the unit tests run beside it."""
+    users = [item for item in items if "ci_run" in getattr(item, "fixturenames", ())]
+    if not users:
+        return
+    items[:] = [item for item in items if item not in users] + users  # their own order is kept
+    workdir = pathlib.Path(tempfile.mkdtemp(prefix="fzplus-ci-run-"))
+    log = open(workdir / "snakemake.log", "w")
+    command = [sys.executable, "-m", "snakemake", "-s", str(REPO_ROOT / "Snakefile"), "--directory", str(workdir),
+               "--cores", "2", "--config", "profile=ci"]
+    _CI_RUN.update(workdir=workdir, log=log, process=subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if not _CI_RUN:
+        return
+    if _CI_RUN["process"].poll() is None:
+        _CI_RUN["process"].kill()
+        _CI_RUN["process"].wait()
+    _CI_RUN["log"].close()
+    shutil.rmtree(_CI_RUN["workdir"], ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
-def ci_run(tmp_path_factory):
-    """(workdir, results/ci) of a local `snakemake --cores 2` on the ci profile, shared by every test that needs it."""
-    workdir = tmp_path_factory.mktemp("ci")
-    result = snakemake(workdir, "--cores", "2", "--config", "profile=ci")
-    assert result.returncode == 0, result.stderr[-4000:]
+def ci_run():
+    """(workdir, results/ci) of a local `snakemake --cores 2` on the ci profile (started at collection, see
+    above), shared by every test that needs it."""
+    process, workdir = _CI_RUN["process"], _CI_RUN["workdir"]
+    returncode = process.wait(timeout=1800)
+    _CI_RUN["log"].flush()
+    assert returncode == 0, (workdir / "snakemake.log").read_text()[-4000:]
     return workdir, workdir / "results" / "ci"
 
 

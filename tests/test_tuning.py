@@ -119,3 +119,14 @@ def test_unknown_tuning_settings_and_f_pivots_are_refused(generator, targets):
         invert(targets[:1], generator, "PTI", steps=1, perceptual=None, progress=False, tuning=dict(step=3))
     with pytest.raises(ValueError, match="F space"):
         TunedSpace(name="x", slug="x", pivot=spaces.get("F/W+"), description="x")
+
+
+def test_the_engines_image_losses_on_a_subset_equal_those_rows_of_the_whole_batch(generator, targets, stlpips):
+    from fzplus.inversion.engine import _image_losses
+
+    losses = _image_losses(targets, stlpips, SIZE)
+    with torch.no_grad():
+        images = generator(torch.randn(3, 512, generator=torch.Generator().manual_seed(6)))
+        mse, per = losses(images, torch.arange(3))
+        sub_mse, sub_per = losses(images[[0, 2]], torch.tensor([0, 2]))  # once image 1 has stopped
+    assert torch.allclose(sub_mse, mse[[0, 2]]) and torch.allclose(sub_per, per[[0, 2]], atol=1e-6)

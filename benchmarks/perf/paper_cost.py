@@ -10,10 +10,12 @@ Every (stage, batch) runs in its own process, so its peak resident memory (CPU) 
   invert W+ / F/Z+   one Adam step of the paper's loss (generator forward + backward, LPIPS at 256), the
                      difference between 2-step and 1-step inversions (initialisation and final render excluded);
                      its FLOPs: 3x those of the step's forward (torch's counter cannot follow the backward)
+  tune PTI           one step of PTI's tuning of the synthesis weights (MSE + LPIPS at 256), all images of
+                     the batch at once (float16 deltas, vmap over per-image weights; spaces/_tuning.py)
   edit render        one edited image rendered (forward only), as the edit sweep does
   identity           facenet embedding of a 160 px face crop
-The estimate multiplies the per-image costs by the paper run's counts (50 images x 12 spaces x 1200 steps;
-the sweep's 13 directions x 11 alphas per image and space) and divides the measured CPU work by the ratio
+The estimate multiplies the per-image costs by the paper run's counts (50 images x 14 spaces and methods x
+1200 steps, 2 x 350 tuning steps; the sweep's 13 directions x 11 alphas per image and space) and divides the measured CPU work by the ratio
 of a GPU's sustained FLOP rate (--gpu-tflops, an assumption this script cannot measure) to the FLOP rate
 measured here (torch's FLOP counter over the same step).
 """
@@ -31,8 +33,10 @@ import torch
 
 import fzplus  # noqa: F401
 
-PAPER = dict(images=50, spaces=12, steps=1200, directions=13, alphas=11)
-STAGES = ("invert W+", "invert F/Z+", "edit render", "identity")
+# 14 compared plugins: 8 invert through the whole generator (Z, Z+, W, W+, W+(P_N), S and the pivots of PTI and
+# PTI w/ Z+), 6 from the 16x16 split (the F spaces); 2 of them tune the synthesis weights (at most 350 steps).
+PAPER = dict(images=50, full_spaces=8, split_spaces=6, steps=1200, tuning_methods=2, tuning_steps=350, directions=13, alphas=11)
+STAGES = ("invert W+", "invert F/Z+", "tune PTI", "edit render", "identity")
 
 
 def random_vgg16(path: str) -> None:
@@ -83,6 +87,26 @@ def measure(stage: str, batch: int, device: str) -> dict:
         with torch.no_grad():
             forward = flops(lambda: lpips(resize_bicubic(render(codes, G, space).to(dev), 256), resize_bicubic(targets, 256)))
         work = 3 * forward / batch
+    elif stage == "tune PTI":
+        import spaces
+        from fzplus.inversion.engine import _image_losses
+        from spaces.base import SpaceContext
+
+        with tempfile.TemporaryDirectory() as tmp:
+            random_vgg16(f"{tmp}/vgg16.pth")
+            lpips = build_perceptual("lpips-vgg", device=dev, vgg16_weights=f"{tmp}/vgg16.pth")
+        with torch.no_grad():
+            targets = G(torch.randn(batch, G.z_dim, device=dev)).clamp(-1, 1)
+        pti, ctx = spaces.get("PTI"), SpaceContext(generator=G)
+        pivot = {"w": G.w_avg[None].repeat(batch, 1)}
+        losses = _image_losses(targets, lpips, 256)
+        run = lambda steps: pti.refine(pivot, ctx, image_losses=losses, settings=dict(steps=steps, stop_at=0.0))  # noqa: E731
+        run(1)
+        seconds = (timed(lambda: run(2)) - timed(lambda: run(1))) / batch
+        with torch.no_grad():  # the same FLOPs as rendering with the untuned weights
+            forward = flops(lambda: lpips(resize_bicubic(G.synthesize(G.w_avg[None, None].repeat(batch, G.num_ws, 1)), 256),
+                                          resize_bicubic(targets, 256)))
+        work = 3 * forward / batch
     elif stage == "edit render":
         ws = G.map(torch.randn(batch, G.z_dim, device=dev)).detach()
         with torch.no_grad():
@@ -113,10 +137,12 @@ def estimate(rows: list[dict], *, gpu_tflops: float) -> list[str]:
     for r in rows:  # the batch with the lowest cost per image, as a run would choose
         if r["stage"] not in best or r["seconds_per_image"] < best[r["stage"]]["seconds_per_image"]:
             best[r["stage"]] = r
-    counts = {"invert W+": PAPER["images"] * PAPER["spaces"] / 2 * PAPER["steps"],   # half the spaces start at the full generator
-              "invert F/Z+": PAPER["images"] * PAPER["spaces"] / 2 * PAPER["steps"],  # the other half at the 16x16 split
-              "edit render": PAPER["images"] * PAPER["spaces"] * PAPER["directions"] * PAPER["alphas"],
-              "identity": PAPER["images"] * PAPER["spaces"] * PAPER["directions"] * PAPER["alphas"]}
+    spaces = PAPER["full_spaces"] + PAPER["split_spaces"]
+    counts = {"invert W+": PAPER["images"] * PAPER["full_spaces"] * PAPER["steps"],
+              "invert F/Z+": PAPER["images"] * PAPER["split_spaces"] * PAPER["steps"],
+              "tune PTI": PAPER["images"] * PAPER["tuning_methods"] * PAPER["tuning_steps"],
+              "edit render": PAPER["images"] * spaces * PAPER["directions"] * PAPER["alphas"],
+              "identity": PAPER["images"] * spaces * PAPER["directions"] * PAPER["alphas"]}
     lines, total_here, total_gpu = [], 0.0, 0.0
     for stage, count in counts.items():
         if stage not in best:
@@ -163,7 +189,7 @@ def main(argv=None) -> None:
             r = json.loads(done.stdout.strip().splitlines()[-1])
             rows.append(r)
             print(f"{stage:<13}{batch:>6}{r['seconds_per_image']:>10.3f}{r['gflop_per_image']:>13.1f}{r['peak_mb']:>10.0f}", flush=True)
-    print("\nfull paper run (50 images x 12 spaces x 1200 steps; 13 directions x 11 alphas per image and space):")
+    print("\nfull paper run (50 images x 14 spaces and methods x 1200 steps, 2 x 350 tuning steps; 13 directions x 11 alphas per image and space):")
     for line in estimate(rows, gpu_tflops=args.gpu_tflops):
         print(line)
 
