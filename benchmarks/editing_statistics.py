@@ -180,6 +180,14 @@ def comparison_table(frame: pd.DataFrame, pairs: Sequence[tuple[str, str]], metr
             r = subset[subset["space"] == reference].set_index("image_id")["value"]
             images = c.index.intersection(r.index).sort_values()
             unmatched = len(c.index.symmetric_difference(r.index))
+            cv, rv = c.loc[images].to_numpy(np.float64), r.loc[images].to_numpy(np.float64)
+            complete = int((~(np.isnan(cv) | np.isnan(rv))).sum())
+            if complete < 2:  # no interval can be drawn (e.g. one in-domain target): reported, never a verdict
+                rows.append(dict(candidate=candidate, reference=reference, metric=metric, better=better, n=complete,
+                                 n_missing=len(images) - complete + unmatched, mean_candidate=np.nanmean(cv) if complete else np.nan,
+                                 mean_reference=np.nanmean(rv) if complete else np.nan, mean_improvement=np.nan, ci_low=np.nan,
+                                 ci_high=np.nan, p_value=np.nan, verdict="not resolved"))
+                continue
             result = paired_bootstrap(c.loc[images].to_numpy(), r.loc[images].to_numpy(), better=better,
                                       samples=samples, confidence=confidence,
                                       seed=_row_seed(seed, candidate, reference, metric),

@@ -129,12 +129,13 @@ def test_exactly_one_generator_source():
 
 
 def test_space_names_are_checked_against_the_registry():
-    config = load_config("ci", overrides={"inversion.spaces": ["f_z_plus", "F/W+(P_N)"]})  # slugs work too
+    one_pair = {"statistics.pairs": [["F/Z+", "F/W+(P_N)"]]}
+    config = load_config("ci", overrides={"inversion.spaces": ["f_z_plus", "F/W+(P_N)"], **one_pair})  # slugs work too
     assert config["inversion"]["spaces"] == ["f_z_plus", "F/W+(P_N)"]
     with pytest.raises(ConfigError, match=r"inversion.spaces\[1\] = 'F/Zplus' is not a registered latent space"):
-        load_config("ci", overrides={"inversion.spaces": ["F/Z+", "F/Zplus", "F/W+(P_N)"]})
+        load_config("ci", overrides={"inversion.spaces": ["F/Z+", "F/Zplus", "F/W+(P_N)"], **one_pair})
     with pytest.raises(ConfigError, match=r"statistics.pairs\[0\] compares 'F/W\+\(P_N\)', which is not in inversion.spaces"):
-        load_config("ci", overrides={"inversion.spaces": ["F/Z+"]})
+        load_config("ci", overrides={"inversion.spaces": ["F/Z+"], **one_pair})
 
 
 def test_asset_names_are_checked_against_the_declarations():

@@ -166,3 +166,13 @@ def test_comparison_table_counts_unmatched_ids_and_rejects_duplicates():
         comparison_table(duplicated, [("fw", "w+")], {"id_sim": "higher"})
     with pytest.raises(ValueError, match="nope"):
         comparison_table(frame, [("nope", "w+")], {"id_sim": "higher"})
+
+
+def test_a_pair_with_fewer_than_two_complete_images_is_reported_not_resolved():
+    import pandas as pd
+
+    from benchmarks.editing_statistics import comparison_table
+
+    frame = pd.DataFrame(dict(space=["A", "B"], image_id=["i0", "i0"], metric=["m", "m"], value=[0.1, 0.2]))
+    row = comparison_table(frame, [("A", "B")], {"m": "lower"}).iloc[0]
+    assert row.verdict == "not resolved" and row.n == 1 and np.isnan(row.ci_low) and row.mean_candidate == 0.1
