@@ -180,14 +180,14 @@ def _invert_batch(targets, keys, space: LatentSpace, ctx: SpaceContext, *, steps
         raise RuntimeError(f"space {space.name!r} initialised {sorted(init)} but declares variables {list(space.variables)}")
     codes = {k: v.detach().clone().requires_grad_(True) for k, v in init.items()}
     f0 = codes["f"].detach().clone() if "f" in codes else None
-    distance = distance_net.prepare(resize_lanczos(targets, perceptual_size)) if distance_net is not None else None
+    image_losses = _image_losses(targets, distance_net, perceptual_size)  # the loop's and a second stage's
+    everyone = torch.arange(targets.shape[0], device=targets.device)
     optimizer = torch.optim.Adam(list(codes.values()), lr=lr)
     trace = {t: [] for t in LOSS_TERMS}
     bar = tqdm(range(steps), desc=desc, disable=not progress, leave=False)
     for step in bar:
         images = space.render(codes, ctx)
-        mse = (images - targets).square().flatten(1).mean(dim=1)
-        per = distance(resize_bicubic(images, perceptual_size)) if distance is not None else torch.zeros_like(mse)
+        mse, per = image_losses(images, everyone)
         reg = space.regularizer(codes, ctx)
         if f0 is not None:
             reg = reg + lambda_reg * (codes["f"] - f0).square().flatten(1).mean(dim=1)
@@ -203,7 +203,7 @@ def _invert_batch(targets, keys, space: LatentSpace, ctx: SpaceContext, *, steps
             bar.set_postfix(loss=f"{total.mean().item():.5f}", mse=f"{mse.mean().item():.5f}")
     if space.refined_variables:
         codes, traces = space.refine({k: v.detach() for k, v in codes.items()}, ctx, settings=tuning, progress=progress, desc=desc + " tune",
-                                     image_losses=_image_losses(targets, distance_net, perceptual_size))
+                                     image_losses=image_losses)
         if set(codes) != {*space.variables, *space.refined_variables}:
             raise RuntimeError(f"space {space.name!r} refined to {sorted(codes)}; expected {[*space.variables, *space.refined_variables]}")
         for name in LOSS_TERMS:
