@@ -146,11 +146,13 @@ def generator_fingerprint(generator: Generator) -> str:
     return digest.hexdigest()
 
 
-def encoder_payload(encoder: BaseCodeEncoder, *, generator: Generator, fingerprint: str | None = None) -> dict[str, Any]:
-    """What an encoder file holds besides the training state (pass `fingerprint` to skip re-hashing)."""
+def encoder_payload(encoder: nn.Module, *, generator: Generator, fingerprint: str | None = None, file_format: str = FILE_FORMAT,
+                    version: int = FILE_VERSION) -> dict[str, Any]:
+    """What an encoder file holds besides the training state (pass `fingerprint` to skip re-hashing); any
+    encoder with a `config` dict of its constructor's arguments (file_format names which one)."""
     return dict(
-        format=FILE_FORMAT,
-        version=FILE_VERSION,
+        format=file_format,
+        version=version,
         encoder_config=dict(encoder.config),
         encoder_state={k: v.detach().cpu() for k, v in encoder.state_dict().items()},
         generator_config=dict(generator.config),
@@ -171,27 +173,29 @@ def save_encoder(encoder: BaseCodeEncoder, path: str | os.PathLike, *, generator
     return write_atomically(encoder_payload(encoder, generator=generator), path)
 
 
-def read_encoder_file(path: str | os.PathLike) -> dict[str, Any]:
-    """Load an encoder file or training checkpoint (weights_only) and check its format; no generator check."""
+def read_encoder_file(path: str | os.PathLike, *, file_format: str = FILE_FORMAT, version: int = FILE_VERSION,
+                      what: str = "base-code encoder", retrain_hint: str = "train one with fzplus.encoder_training.train_encoder") -> dict[str, Any]:
+    """Load an encoder file or training checkpoint (weights_only) and check its format; no generator check.
+    file_format / version / what / retrain_hint: for other encoders stored the same way (fzplus.idinvert)."""
     path = pathlib.Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no encoder file here; train one with fzplus.encoder_training.train_encoder or fix the path")
+        raise FileNotFoundError(f"{path}: no {what} file here; {retrain_hint} or fix the path")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types (pickle, zip, EOF, RuntimeError) for one cause
-        raise EncoderFileError(f"{path}: not a readable encoder file ({type(error).__name__}: {error}); delete it and retrain") from error
-    if not isinstance(payload, dict) or payload.get("format") != FILE_FORMAT:
-        raise EncoderFileError(f"{path}: not an fzplus base-code encoder file (format key must be {FILE_FORMAT!r})")
-    if payload.get("version") != FILE_VERSION:
-        raise EncoderFileError(f"{path}: encoder file version {payload.get('version')!r}, this code reads version {FILE_VERSION}; retrain")
+        raise EncoderFileError(f"{path}: not a readable {what} file ({type(error).__name__}: {error}); delete it and retrain") from error
+    if not isinstance(payload, dict) or payload.get("format") != file_format:
+        raise EncoderFileError(f"{path}: not an fzplus {what} file (format key must be {file_format!r})")
+    if payload.get("version") != version:
+        raise EncoderFileError(f"{path}: {what} file version {payload.get('version')!r}, this code reads version {version}; retrain")
     missing = [k for k in ("encoder_config", "encoder_state", "generator_config", "generator_fingerprint") if k not in payload]
     if missing:
-        raise EncoderFileError(f"{path}: encoder file lacks key(s) {missing}; delete it and retrain")
+        raise EncoderFileError(f"{path}: {what} file lacks key(s) {missing}; delete it and retrain")
     return payload
 
 
-def check_encoder_file(payload: dict[str, Any], path: str | os.PathLike, *, generator: Generator, base_size: int | None = None, fingerprint: str | None = None) -> None:
-    """Raise EncoderFileError naming `path` if the file was made for another generator or base size."""
+def check_generator_match(payload: dict[str, Any], path: str | os.PathLike, *, generator: Generator, fingerprint: str | None = None) -> None:
+    """Raise EncoderFileError naming `path` if the file was made for another generator (config or weights)."""
     config = dict(generator.config)
     differing = sorted(k for k in set(config) | set(payload["generator_config"]) if config.get(k) != payload["generator_config"].get(k))
     if differing:
@@ -199,6 +203,11 @@ def check_encoder_file(payload: dict[str, Any], path: str | os.PathLike, *, gene
         raise EncoderFileError(f"{path}: encoder was trained for another generator configuration ({detail}); retrain it for this generator")
     if payload["generator_fingerprint"] != (generator_fingerprint(generator) if fingerprint is None else fingerprint):
         raise EncoderFileError(f"{path}: encoder was trained for a generator with the same configuration but other weights; retrain it for this generator")
+
+
+def check_encoder_file(payload: dict[str, Any], path: str | os.PathLike, *, generator: Generator, base_size: int | None = None, fingerprint: str | None = None) -> None:
+    """Raise EncoderFileError naming `path` if the file was made for another generator or base size."""
+    check_generator_match(payload, path, generator=generator, fingerprint=fingerprint)
     stored_size = payload["encoder_config"].get("base_size")
     if base_size is not None and stored_size != base_size:
         raise EncoderFileError(f"{path}: encoder predicts base codes of size {stored_size}, not {base_size}; train one for base_size={base_size}")

@@ -78,7 +78,7 @@ def encoder_loss(generator: Generator, encoder: BaseCodeEncoder, ws: torch.Tenso
 
 
 @contextlib.contextmanager
-def _frozen(*modules: Any):
+def frozen_parameters(*modules: Any):
     """No gradients into the generator (or a perceptual net): only the encoder learns."""
     params = [p for m in modules if isinstance(m, nn.Module) for p in m.parameters()]
     flags = [p.requires_grad for p in params]
@@ -102,6 +102,12 @@ def describe_perceptual(perceptual: Perceptual | None) -> str | None:
 def _resume_state(path: pathlib.Path, *, generator: Generator, fingerprint: str, config: dict[str, Any], steps: int) -> dict[str, Any]:
     payload = read_encoder_file(path)
     check_encoder_file(payload, path, generator=generator, base_size=config["base_size"], fingerprint=fingerprint)
+    return dict(payload, training=resumable_training_state(payload, path, config=config, steps=steps))
+
+
+def resumable_training_state(payload: dict[str, Any], path: str | os.PathLike, *, config: dict[str, Any], steps: int) -> dict[str, Any]:
+    """The 'training' entry of a checkpoint payload, after checking that it can continue a run with `config`
+    for `steps` steps (a final file, other settings or a later step are refused with what to do)."""
     training = payload.get("training")
     if training is None:
         raise EncoderFileError(f"{path}: a final encoder file, not a training checkpoint; pass resume=False to train anew (it is overwritten) or use another checkpoint_path")
@@ -111,7 +117,7 @@ def _resume_state(path: pathlib.Path, *, generator: Generator, fingerprint: str,
         raise EncoderFileError(f"{path}: checkpoint was made with other training settings ({detail}); use the same settings, another checkpoint_path, or resume=False")
     if training["step"] > steps:
         raise EncoderFileError(f"{path}: checkpoint is at step {training['step']}, past the {steps} steps asked for; ask for at least {training['step']} steps")
-    return dict(payload, training=training)
+    return training
 
 
 def train_encoder(
@@ -172,7 +178,7 @@ def train_encoder(
 
     encoder.train()
     bar = tqdm(range(start, steps), initial=start, total=steps, disable=not progress, desc="encoder", dynamic_ncols=True)
-    with _frozen(generator, perceptual):
+    with frozen_parameters(generator, perceptual):
         for step in bar:
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(step, lr=lr, lr_decay_every=lr_decay_every, lr_decay=lr_decay)

@@ -14,9 +14,10 @@ or `w` [N, 512] (one code for all layers) or [N, L, 512] (one code per layer it 
 (S-space styles of the layers it feeds, concatenated in `synthesis.layer_specs` order).
 
 A method (an inversion procedure beyond a latent space: PTI, IDInvert, ...) is a space too, registered and
-compared the same way, with optional stages: an encoder that starts its codes (`init_codes` receives it)
-and a regulariser (`regularizer`), and a second stage after the code inversion (`refine`, which adds
-`refined_variables` to the codes, e.g. PTI's tuned generator weights, spaces/_tuning.py).
+compared the same way, with optional stages: an encoder that starts its codes (`encoder_kind` names which
+one the run must provide; `init_codes` receives it, the context carries it for `regularizer`, e.g.
+IDInvert's domain term, spaces/idinvert.py), and a second stage after the code inversion (`refine`, which
+adds `refined_variables` to the codes, e.g. PTI's tuned generator weights, spaces/_tuning.py).
 
 Everything that is not a code but changes what a code means (base size, truncation, P_N statistics) is
 in a `SpaceContext`, built by the inversion engine (or by `render` / `edit`).
@@ -32,6 +33,8 @@ from typing import Any, Callable, NamedTuple, Sequence
 import torch
 
 DOMAINS = ("Z", "W")
+# what `encoder_kind` may name: the F spaces' base-code encoder (fzplus.encoder), IDInvert's W+ encoder (fzplus.idinvert)
+ENCODER_KINDS = ("base-code", "w-plus")
 SLUG_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
 REQUIRED_FIELDS = ("name", "slug", "domain", "variables", "uses_base_code", "applies_truncation", "description")
 
@@ -52,6 +55,8 @@ class SpaceContext:
         applied only by spaces whose `applies_truncation` is True (those the authors' scripts truncate).
     pn_stats: P_N statistics (fzplus.pn_stats.PNStats), needed by the P_N-regularised spaces.
     lambda_pn: weight of the P_N regulariser (BDInvert: 0.01).
+    encoder: the encoder the space's `encoder_kind` names (None when it names none, or none was given).
+    lambda_domain: weight of IDInvert's domain term (IDInvert: 2.0).
     """
 
     generator: Any  # fzplus.generator.Generator (not imported: plugins stay importable on their own)
@@ -60,6 +65,8 @@ class SpaceContext:
     truncation_cutoff: int | None = None
     pn_stats: Any = None
     lambda_pn: float = 0.01
+    encoder: Any = None
+    lambda_domain: float = 2.0
 
     @property
     def first_detail_layer(self) -> int:
@@ -98,6 +105,12 @@ class LatentSpace(abc.ABC):
     applies_truncation: bool | None = None  # follows the authors' scripts (see each family)
     description: str = ""
     refined_variables: tuple[str, ...] = ()  # codes added by `refine` (methods with a second stage)
+
+    @property
+    def encoder_kind(self) -> str | None:
+        """The encoder the run provides to this space (one of ENCODER_KINDS), or None. Default: the base-code
+        encoder for F spaces; a method that starts from its own encoder sets the class field."""
+        return "base-code" if self.uses_base_code else None
 
     # ---- to implement ------------------------------------------------------------------------------
     @abc.abstractmethod
@@ -167,6 +180,8 @@ def validate_space(space: object, *, source: str) -> LatentSpace:
         raise RegistrationError(f"{source}: domain {space.domain!r} must be one of {DOMAINS}")
     if not all(isinstance(v, str) and v for v in space.variables):
         raise RegistrationError(f"{source}: variables must be a tuple of non-empty names, got {space.variables!r}")
+    if space.encoder_kind not in (None, *ENCODER_KINDS):
+        raise RegistrationError(f"{source}: encoder_kind {space.encoder_kind!r} must be None or one of {ENCODER_KINDS}")
     if space.uses_base_code and "f" not in space.variables:
         raise RegistrationError(f"{source}: an F space must list the base code 'f' among its variables")
     return space

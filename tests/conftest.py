@@ -32,6 +32,24 @@ def make_tiny_generator(*, resolution: int = 32, seed: int = 0, z_dim: int = 512
     return G.eval().requires_grad_(False)
 
 
+def make_domain_encoder(generator: Generator, *, seed: int = 0, scale: float = 0.01):
+    """A small IDInvert encoder (fzplus.idinvert) for `generator` whose answer depends on the image (random
+    dense weights of std `scale`; scale 0 keeps the untrained encoder's constant w_avg), in eval mode."""
+    from fzplus.idinvert import build_domain_encoder
+
+    torch.manual_seed(seed)
+    encoder = build_domain_encoder(generator, channel_base=4, channel_max=8)
+    with torch.no_grad():
+        encoder.dense.weight.normal_(0.0, scale)
+    return encoder.eval().requires_grad_(False)
+
+
+def encoder_for(space, generator: Generator):
+    """The encoder a space's `encoder_kind` needs in unit tests: IDInvert's (above) or none (F spaces fall back
+    to the mean feature map)."""
+    return make_domain_encoder(generator) if space.encoder_kind == "w-plus" else None
+
+
 @pytest.fixture
 def tiny_generator() -> Generator:
     return make_tiny_generator()

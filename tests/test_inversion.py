@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 import spaces
-from conftest import make_tiny_generator
+from conftest import encoder_for, make_tiny_generator
 from fzplus.inversion import LOSS_TERMS, derive_image_seed, edit, invert, load_target, render, resize_bicubic, resize_lanczos
 from fzplus.perceptual import build_perceptual
 from fzplus.pn_stats import compute_pn_stats
@@ -41,7 +41,7 @@ def targets():
 
 
 def quick(targets, G, space, **kwargs):
-    settings = dict(steps=3, perceptual=None, progress=False, lr=0.05)
+    settings = dict(steps=3, perceptual=None, progress=False, lr=0.05, encoder=encoder_for(spaces.get(space), G))
     settings.update(kwargs)
     return invert(targets, G, space, **settings)
 

@@ -12,13 +12,13 @@ import pytest
 import torch
 
 import spaces
-from conftest import make_tiny_generator
+from conftest import encoder_for, make_tiny_generator
 from fzplus.generator.ops import LRELU_GAIN, LRELU_SLOPE
 from fzplus.pn_stats import PNStats, activate_p, compute_pn_stats, deactivate_w, fit_pn_stats, sample_p
 from spaces.base import LatentSpace, RegistrationError, SpaceContext, retract_to_sphere
 
 PAPER_SPACES = {"Z", "Z+", "W", "W+", "W+(P_N)", "S", "F/Z", "F/Z+", "F/W", "F/W+", "F/W+(P_N)", "F/S"}
-METHODS = {"PTI", "PTI w/ Z+"}  # methods built on a space (spaces/_tuning.py)
+METHODS = {"PTI", "PTI w/ Z+", "IDInvert"}  # methods built on a space (spaces/_tuning.py, spaces/idinvert.py)
 Z_TYPE = ("Z", "Z+", "F/Z", "F/Z+")
 BASE = 16
 
@@ -29,9 +29,9 @@ def ctx_for(G, space, **kwargs) -> SpaceContext:
 
 # ---- registry ----------------------------------------------------------------------------------------
 def test_registry_lists_the_twelve_paper_spaces_and_the_methods():
-    assert set(spaces.names()) == PAPER_SPACES | METHODS and len(spaces.names()) == 14
+    assert set(spaces.names()) == PAPER_SPACES | METHODS and len(spaces.names()) == 15
     slugs = {spaces.get(n).slug for n in spaces.names()}
-    assert len(slugs) == 14
+    assert len(slugs) == 15
     for name in spaces.names():
         space = spaces.get(name)
         assert spaces.get(space.slug) is space and space.name == name
@@ -201,12 +201,12 @@ def test_truncation_applies_where_the_authors_apply_it(tiny_generator):
     for name in spaces.names():
         space = spaces.get(name)
         pn = dict(pn_stats=stats) if getattr(space, "pn_regularised", False) else {}
-        codes = space.init_codes(x, ctx_for(G, space, **pn), image_seeds=[5])
+        codes = space.init_codes(x, ctx_for(G, space, **pn), image_seeds=[5], encoder=encoder_for(space, G))
         key = "s" if "s" in codes else ("z" if "z" in codes else "w")
         codes[key] = codes[key] + 0.5 * torch.randn_like(codes[key])  # move off w_avg, where psi has no effect
         plain = space.render(codes, ctx_for(G, space, **pn))
         truncated = space.render(codes, ctx_for(G, space, truncation_psi=0.7, truncation_cutoff=8, **pn))
-        assert space.applies_truncation == (name in Z_TYPE or name in ("W", "F/W") or name in METHODS), name  # PTI's pivots W, Z+
+        assert space.applies_truncation == (name in Z_TYPE or name in ("W", "F/W", "PTI", "PTI w/ Z+")), name  # PTI's pivots W, Z+
         assert torch.equal(plain, truncated) != space.applies_truncation, name
 
 

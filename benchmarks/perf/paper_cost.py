@@ -14,7 +14,7 @@ Every (stage, batch) runs in its own process, so its peak resident memory (CPU) 
                      the batch at once (float16 deltas, vmap over per-image weights; spaces/_tuning.py)
   edit render        one edited image rendered (forward only), as the edit sweep does
   identity           facenet embedding of a 160 px face crop
-The estimate multiplies the per-image costs by the paper run's counts (50 images x 14 spaces and methods x
+The estimate multiplies the per-image costs by the paper run's counts (50 images x 15 spaces and methods x
 1200 steps, 2 x 350 tuning steps; the sweep's 13 directions x 11 alphas per image and space) and divides the measured CPU work by the ratio
 of a GPU's sustained FLOP rate (--gpu-tflops, an assumption this script cannot measure) to the FLOP rate
 measured here (torch's FLOP counter over the same step).
@@ -33,9 +33,11 @@ import torch
 
 import fzplus  # noqa: F401
 
-# 14 compared plugins: 8 invert through the whole generator (Z, Z+, W, W+, W+(P_N), S and the pivots of PTI and
-# PTI w/ Z+), 6 from the 16x16 split (the F spaces); 2 of them tune the synthesis weights (at most 350 steps).
-PAPER = dict(images=50, full_spaces=8, split_spaces=6, steps=1200, tuning_methods=2, tuning_steps=350, directions=13, alphas=11)
+# 15 compared plugins: 9 invert through the whole generator (Z, Z+, W, W+, W+(P_N), S, IDInvert and the pivots of
+# PTI and PTI w/ Z+), 6 from the 16x16 split (the F spaces); 2 of them tune the synthesis weights (at most 350 steps).
+# IDInvert's step also renders G(w) and encodes it for its domain term: counted here as one W+ step, an underestimate
+# (about 2x on the mini generator), and its encoder's training is not counted.
+PAPER = dict(images=50, full_spaces=9, split_spaces=6, steps=1200, tuning_methods=2, tuning_steps=350, directions=13, alphas=11)
 STAGES = ("invert W+", "invert F/Z+", "tune PTI", "edit render", "identity")
 
 
@@ -189,7 +191,7 @@ def main(argv=None) -> None:
             r = json.loads(done.stdout.strip().splitlines()[-1])
             rows.append(r)
             print(f"{stage:<13}{batch:>6}{r['seconds_per_image']:>10.3f}{r['gflop_per_image']:>13.1f}{r['peak_mb']:>10.0f}", flush=True)
-    print("\nfull paper run (50 images x 14 spaces and methods x 1200 steps, 2 x 350 tuning steps; 13 directions x 11 alphas per image and space):")
+    print("\nfull paper run (50 images x 15 spaces and methods x 1200 steps, 2 x 350 tuning steps; 13 directions x 11 alphas per image and space):")
     for line in estimate(rows, gpu_tflops=args.gpu_tflops):
         print(line)
 

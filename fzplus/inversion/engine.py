@@ -116,6 +116,7 @@ def invert(
     truncation_cutoff: int | None = None,
     pn_stats=None,
     lambda_pn: float = 0.01,
+    lambda_domain: float = 2.0,
     batch_size: int | None = None,
     tuning: dict | None = None,
     progress: bool = True,
@@ -125,7 +126,9 @@ def invert(
     Defaults are the paper's (Adam lr 0.01, 1200 steps, lambda_per = lambda_reg = 10, perceptual at 256)
     except the perceptual backend: 'stlpips-vgg' works offline; the paper profile passes 'lpips-vgg'. A name
     builds the network on every call: pass a built PerceptualDistance (fzplus.perceptual) to reuse one.
-    perceptual=None drops the perceptual term. base_size is used by F spaces only. image_keys (default
+    perceptual=None drops the perceptual term. base_size is used by F spaces only. encoder: the one the
+    space's `encoder_kind` names (F spaces: the base-code encoder, optional; IDInvert: its W+ encoder,
+    required), with lambda_domain the weight of IDInvert's domain term. image_keys (default
     '0', '1', ...) name the images and seed their random starts. Images are optimised `batch_size` at a
     time (default: all at once); the results do not depend on it. pn_stats: P_N statistics
     (fzplus.pn_stats), required by the P_N spaces. truncation (psi, cutoff) is applied by the spaces the
@@ -145,12 +148,14 @@ def invert(
         pn_stats.check_generator(generator)
         pn_stats = pn_stats.to(device)
     ctx = SpaceContext(generator=generator, base_size=base_size if space.uses_base_code else None,
-                       truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, pn_stats=pn_stats, lambda_pn=lambda_pn)
+                       truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, pn_stats=pn_stats, lambda_pn=lambda_pn,
+                       encoder=encoder, lambda_domain=lambda_domain)
     distance_net = _resolve_perceptual(perceptual, device)
     settings = dict(space=space.name, steps=steps, lr=lr, lambda_per=lambda_per, lambda_reg=lambda_reg,
                     perceptual=getattr(distance_net, "name", None), perceptual_size=perceptual_size,
                     base_size=ctx.base_size, seed=seed, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff,
-                    lambda_pn=lambda_pn, encoder=type(encoder).__name__ if encoder is not None else None,
+                    lambda_pn=lambda_pn, lambda_domain=lambda_domain if space.encoder_kind == "w-plus" else None,
+                    encoder=type(encoder).__name__ if encoder is not None else None,
                     tuning=dict(tuning or {}) if space.refined_variables else None)
 
     chunk = batch_size or n

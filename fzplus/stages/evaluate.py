@@ -29,8 +29,8 @@ def invert_stage(cfg: Mapping[str, Any], *, space_name: str, generator_path, tar
                  encoder_path=None, pn_stats_path=None) -> None:
     """Invert every target into one space; write codes.pt, recon/<id>.png, losses.csv, metrics.csv."""
     from benchmarks.reconstruction import reconstruction_metrics
-    from fzplus.encoder import load_encoder
     from fzplus.inversion import invert
+    from fzplus.stages.prepare import encoder_kind
     from fzplus.pn_stats import PNStats
     from fzplus.targets import read_prepared_targets
 
@@ -39,12 +39,12 @@ def invert_stage(cfg: Mapping[str, Any], *, space_name: str, generator_path, tar
     space = spaces.get(space_name)
     ids, targets = read_prepared_targets(targets_dir)
     inv = cfg["inversion"]
-    encoder = load_encoder(encoder_path, generator=G, base_size=inv["base_size"]) if space.uses_base_code and encoder_path else None
+    encoder = encoder_kind(space.encoder_kind).load(encoder_path, G, cfg) if space.encoder_kind and encoder_path else None
     pn = PNStats.load(pn_stats_path) if getattr(space, "pn_regularised", False) else None
     net = perceptual_distance(cfg, device=device)
     result = invert(targets.to(device), G, space, steps=inv["steps"], lr=inv["lr"], lambda_per=inv["lambda_per"], lambda_reg=inv["lambda_reg"],
                     perceptual=net, perceptual_size=cfg["perceptual"]["size"], encoder=encoder, base_size=inv["base_size"],
-                    seed=cfg["seed"], image_keys=ids, pn_stats=pn, lambda_pn=inv["lambda_pn"], batch_size=inv["batch_size"],
+                    seed=cfg["seed"], image_keys=ids, pn_stats=pn, lambda_pn=inv["lambda_pn"], lambda_domain=inv["lambda_domain"], batch_size=inv["batch_size"],
                     tuning=inv["tuning"], progress=cfg["progress"], **truncation(cfg))
     out = pathlib.Path(out_dir)
     (out / "recon").mkdir(parents=True, exist_ok=True)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, NamedTuple
 
 import numpy as np
 import torch
@@ -16,6 +16,8 @@ MINI_BOOTSTRAP_HINT = ("the mini generator is trained by this project's bootstra
                        "`snakemake --cores 2 train_mini_generator` (hours on a CPU; see models/mini/MODEL_CARD.md)")
 MINI_ENCODER_HINT = ("the mini profile's encoder: `snakemake --cores 2 train_mini_encoder`, about an hour on a CPU, then copy "
                      "resources/mini-encoder/encoder.pt to models/mini/")
+MINI_IDINVERT_HINT = ("the mini profile's IDInvert encoder: `snakemake --cores 2 train_mini_idinvert_encoder`, about half an hour on a CPU, "
+                      "then copy resources/mini-idinvert/idinvert_encoder.pt to models/mini/")
 
 
 def random_stand_in_generator(spec: Mapping[str, Any]) -> Generator:
@@ -76,77 +78,136 @@ def pn_stats_stage(cfg: Mapping[str, Any], *, generator_path, out_path, summary_
     atomic_write_text(ensure_parent(summary_path), json.dumps(summary, indent=2) + "\n")
 
 
-def encoder_stage(cfg: Mapping[str, Any], *, generator_path, out_path) -> None:
-    """The run's F encoder: the profile's pretrained file (`encoder.pretrained`), checked against the run's
-    generator, or one trained here with the profile's recipe (checkpoint beside out_path)."""
-    import pathlib
+class EncoderKind(NamedTuple):
+    """What differs between the run's encoders (spaces.base.ENCODER_KINDS): the config section of its recipe,
+    how a file is loaded / saved, how it is trained, the held-out figures and preview of its card."""
 
-    from fzplus.encoder import EncoderFileError, load_encoder, save_encoder
-
-    G = pipeline_generator(generator_path, cfg)
-    pretrained = cfg["encoder"]["pretrained"]
-    if not pretrained:
-        train_encoder_from_config(cfg, G, out_path=out_path, checkpoint_path=pathlib.Path(str(out_path) + ".training"))
-        return
-    path = resolve_path(pretrained)
-    try:
-        encoder = load_encoder(path, generator=G, base_size=cfg["inversion"]["base_size"])
-    except (FileNotFoundError, EncoderFileError) as error:
-        raise StageError(f"encoder.pretrained: {error}. Retrain it for this generator ({MINI_ENCODER_HINT}), or set "
-                         "encoder.pretrained: null to train one inside the run with the profile's encoder recipe") from error
-    save_encoder(encoder, ensure_parent(out_path), generator=G)
+    section: str
+    hint: str
+    load: Callable  # (path, G, cfg) -> encoder in eval mode
+    save: Callable  # (encoder, path, G)
+    train: Callable  # (cfg, G, checkpoint_path) -> (encoder, history)
+    evaluate: Callable  # (G, encoder, cfg, samples) -> {figure: [samples]}
+    preview: Callable  # (G, encoder, cfg) -> images for a grid
 
 
-def train_encoder_from_config(cfg: Mapping[str, Any], G: Generator, *, out_path, checkpoint_path) -> tuple[Any, dict]:
-    """Train E for the pipeline generator G with the profile's `encoder:` recipe and write it to out_path:
-    (encoder in eval mode, per-step history). The checkpoint is deleted once the encoder is written, so that
-    a later run with other settings starts afresh instead of refusing to resume."""
-    import pathlib
+def _sampling(section: Mapping[str, Any]) -> dict:
+    return dict(truncation_psi=section["truncation_psi"], truncation_cutoff=section["truncation_cutoff"])
 
-    from fzplus.encoder import save_encoder
+
+def _train_base_code_encoder(cfg, G, checkpoint_path):
     from fzplus.encoder_training import train_encoder
 
-    e, checkpoint = cfg["encoder"], pathlib.Path(checkpoint_path)
+    e = cfg["encoder"]
     perceptual = resized_perceptual(cfg) if e["lambda_enc"] > 0 else None
-    encoder, history = train_encoder(
+    return train_encoder(
         G, base_size=cfg["inversion"]["base_size"], steps=e["steps"], batch_size=e["batch_size"], lr=e["lr"],
         lr_decay_every=e["lr_decay_every"], lr_decay=e["lr_decay"], lambda_enc=e["lambda_enc"], perceptual=perceptual,
-        truncation_psi=e["truncation_psi"], truncation_cutoff=e["truncation_cutoff"], stage_channels=tuple(e["stage_channels"]),
-        seed=cfg["seed"], checkpoint_path=checkpoint, checkpoint_every=e["checkpoint_every"], progress=cfg["progress"])
-    save_encoder(encoder, ensure_parent(out_path), generator=G)
+        stage_channels=tuple(e["stage_channels"]), seed=cfg["seed"], checkpoint_path=checkpoint_path,
+        checkpoint_every=e["checkpoint_every"], progress=cfg["progress"], **_sampling(e))
+
+
+def _train_domain_encoder(cfg, G, checkpoint_path):
+    from fzplus.idinvert_training import train_domain_encoder
+
+    e = cfg["idinvert"]
+    perceptual = resized_perceptual(cfg) if e["lambda_per"] > 0 else None
+    return train_domain_encoder(
+        G, steps=e["steps"], batch_size=e["batch_size"], lr=e["lr"], lambda_adv=e["lambda_adv"], r1_gamma=e["r1_gamma"],
+        r1_every=e["r1_every"], lambda_per=e["lambda_per"], perceptual=perceptual, channel_base=e["channel_base"],
+        channel_max=e["channel_max"], dense_rank=e["dense_rank"], seed=cfg["seed"], checkpoint_path=checkpoint_path,
+        checkpoint_every=e["checkpoint_every"], progress=cfg["progress"], **_sampling(e))
+
+
+def encoder_kind(kind: str) -> EncoderKind:
+    from fzplus import encoder as base_code, encoder_training, idinvert, idinvert_training
+
+    if kind == "base-code":
+        return EncoderKind(
+            section="encoder", hint=MINI_ENCODER_HINT,
+            load=lambda path, G, cfg: base_code.load_encoder(path, generator=G, base_size=cfg["inversion"]["base_size"]),
+            save=lambda encoder, path, G: base_code.save_encoder(encoder, path, generator=G),
+            train=_train_base_code_encoder,
+            evaluate=lambda G, encoder, cfg, n: encoder_training.evaluate_encoder(
+                G, encoder, base_size=cfg["inversion"]["base_size"], num_samples=n, **_sampling(cfg["encoder"])),
+            preview=lambda G, encoder, cfg: encoder_training.reconstruction_preview(
+                G, encoder, base_size=cfg["inversion"]["base_size"], **_sampling(cfg["encoder"])))
+    if kind == "w-plus":
+        return EncoderKind(
+            section="idinvert", hint=MINI_IDINVERT_HINT,
+            load=lambda path, G, cfg: idinvert.load_domain_encoder(path, generator=G),
+            save=lambda encoder, path, G: idinvert.save_domain_encoder(encoder, path, generator=G),
+            train=_train_domain_encoder,
+            evaluate=lambda G, encoder, cfg, n: idinvert_training.evaluate_domain_encoder(G, encoder, num_samples=n, **_sampling(cfg["idinvert"])),
+            preview=lambda G, encoder, cfg: idinvert_training.domain_encoder_preview(G, encoder, **_sampling(cfg["idinvert"])))
+    raise ValueError(f"unknown encoder kind {kind!r}; known: 'base-code' (F spaces), 'w-plus' (IDInvert)")
+
+
+def encoder_stage(cfg: Mapping[str, Any], *, generator_path, out_path, kind: str = "base-code") -> None:
+    """The run's encoder of `kind`: the profile's pretrained file (`<section>.pretrained`), checked against
+    the run's generator, or one trained here with the profile's recipe (checkpoint beside out_path)."""
+    import pathlib
+
+    from fzplus.encoder import EncoderFileError
+
+    k = encoder_kind(kind)
+    G = pipeline_generator(generator_path, cfg)
+    pretrained = cfg[k.section]["pretrained"]
+    if not pretrained:
+        train_encoder_from_config(cfg, G, out_path=out_path, checkpoint_path=pathlib.Path(str(out_path) + ".training"), kind=kind)
+        return
+    try:
+        encoder = k.load(resolve_path(pretrained), G, cfg)
+    except (FileNotFoundError, EncoderFileError) as error:
+        raise StageError(f"{k.section}.pretrained: {error}. Retrain it for this generator ({k.hint}), or set "
+                         f"{k.section}.pretrained: null to train one inside the run with the profile's {k.section} recipe") from error
+    k.save(encoder, ensure_parent(out_path), G)
+
+
+def train_encoder_from_config(cfg: Mapping[str, Any], G: Generator, *, out_path, checkpoint_path, kind: str = "base-code") -> tuple[Any, dict]:
+    """Train the encoder of `kind` for the pipeline generator G with the profile's recipe and write it to
+    out_path: (encoder in eval mode, per-step history). The checkpoint is deleted once the encoder is
+    written, so that a later run with other settings starts afresh instead of refusing to resume."""
+    import pathlib
+
+    k, checkpoint = encoder_kind(kind), pathlib.Path(checkpoint_path)
+    encoder, history = k.train(cfg, G, checkpoint)
+    k.save(encoder, ensure_parent(out_path), G)
     checkpoint.unlink(missing_ok=True)
     return encoder, history
 
 
 def train_pretrained_encoder_stage(cfg: Mapping[str, Any], *, generator_path, out_path, card_path, preview_path, checkpoint_path,
-                                   held_out_samples: int = 256) -> None:
-    """Bootstrap: train the profile's pretrained encoder and write its card (recipe, cost, held-out figures)
-    and a preview grid (rows: held-out generated images, G(f0, true ws), G(mean feature map, true ws))."""
+                                   kind: str = "base-code", held_out_samples: int = 256) -> None:
+    """Bootstrap: train the profile's pretrained encoder of `kind` and write its card (recipe, cost, held-out
+    figures) and a preview grid (base-code: held-out generated images, G(f0, true ws), G(mean feature map,
+    true ws); w-plus: held-out generated images, G(E(x)))."""
     import json
     import time
 
     from fzplus.assets import file_sha256
-    from fzplus.encoder_training import evaluate_encoder, reconstruction_preview
     from fzplus.io import atomic_write_text
     from fzplus.provenance import cpu_model
     from fzplus.training.mini_generator import save_grid
 
+    k = encoder_kind(kind)
     G = pipeline_generator(generator_path, cfg)
     started = time.perf_counter()
-    encoder, history = train_encoder_from_config(cfg, G, out_path=out_path, checkpoint_path=checkpoint_path)
+    encoder, history = train_encoder_from_config(cfg, G, out_path=out_path, checkpoint_path=checkpoint_path, kind=kind)
     seconds = time.perf_counter() - started  # of this call: a resumed run counts only its own part
-    e, base_size = cfg["encoder"], cfg["inversion"]["base_size"]
-    sampling = dict(truncation_psi=e["truncation_psi"], truncation_cutoff=e["truncation_cutoff"])
-    figures = evaluate_encoder(G, encoder, base_size=base_size, num_samples=held_out_samples, **sampling)
-    save_grid(reconstruction_preview(G, encoder, base_size=base_size, **sampling), ensure_parent(preview_path))
+    figures = k.evaluate(G, encoder, cfg, held_out_samples)
+    save_grid(k.preview(G, encoder, cfg), ensure_parent(preview_path))
     tail = max(1, len(history["loss"]) // 20)
+    recipe = {key: v for key, v in cfg[k.section].items() if key != "pretrained"} | dict(seed=cfg["seed"])
+    if kind == "base-code":
+        recipe["base_size"] = cfg["inversion"]["base_size"]
     card = dict(
         generator=dict(path=str(generator_path), sha256=file_sha256(generator_path)),
-        recipe={k: v for k, v in e.items() if k != "pretrained"} | dict(base_size=base_size, seed=cfg["seed"]),
+        recipe=recipe,
         training=dict(steps=len(history["loss"]), wall_seconds_this_call=round(seconds, 1), threads=torch.get_num_threads(),
                       machine=f"{cpu_model()}, {os.cpu_count()} cores",
                       loss_first_5pct=float(np.mean(history["loss"][:tail])), loss_last_5pct=float(np.mean(history["loss"][-tail:]))),
-        held_out=dict(samples=held_out_samples, **{f"{k}_mean": round(float(v.mean()), 5) for k, v in figures.items()}),
+        held_out=dict(samples=held_out_samples, **{f"{key}_mean": round(float(v.mean()), 5) for key, v in figures.items()}),
     )
     atomic_write_text(card_path, json.dumps(card, indent=2) + "\n")
 

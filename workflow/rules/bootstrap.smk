@@ -1,5 +1,5 @@
 # Bootstrap (not part of `all`): train the mini generator from scratch (hours on a CPU), then its F encoder
-# (about an hour). The results are reviewed, then committed to models/mini/ with their cards.
+# (about an hour) and IDInvert's encoder (about half an hour). The results are reviewed, then committed to models/mini/ with their cards.
 
 
 rule train_mini_generator:
@@ -53,3 +53,16 @@ rule train_mini_encoder:
     threads: THREADS
     script:
         STAGE_SCRIPT
+
+
+use rule train_mini_encoder as train_mini_idinvert_encoder with:
+    """The mini profile's IDInvert encoder (fzplus.idinvert_training, the profile's `idinvert:` recipe);
+    review resources/mini-idinvert/ and copy the three files into models/mini/ after every generator change."""
+    output:
+        encoder="resources/mini-idinvert/idinvert_encoder.pt",
+        card="resources/mini-idinvert/idinvert_encoder.json",
+        preview="resources/mini-idinvert/idinvert_preview.png",
+    params:
+        stage="prepare.train_pretrained_encoder_stage",
+        kwargs=lambda wc, input, output: dict(generator_path=input[0], out_path=output.encoder, card_path=output.card, preview_path=output.preview,
+                                              checkpoint_path="resources/mini-idinvert/checkpoint.pt", kind="w-plus"),

@@ -1,11 +1,13 @@
 # Stage 2: invert every target into each space plugin (one job per space, batched over images).
 
+ENCODER_FILES = {"base-code": f"{OUT}/encoder.pt", "w-plus": f"{OUT}/idinvert_encoder.pt"}  # spaces.base.ENCODER_KINDS
+
 
 def inversion_inputs(wildcards, *, targets=f"{OUT}/targets/targets.csv"):
     space = SPACES[wildcards.slug]
     inputs = dict(generator=f"{OUT}/generator.pt", targets=targets)
-    if space.uses_base_code:
-        inputs["encoder"] = f"{OUT}/encoder.pt"
+    if space.encoder_kind is not None:
+        inputs["encoder"] = ENCODER_FILES[space.encoder_kind]
     if getattr(space, "pn_regularised", False):
         inputs["pn_stats"] = f"{OUT}/pn_stats.npz"
     return inputs

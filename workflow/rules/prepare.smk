@@ -1,4 +1,5 @@
-# Stage 1: the run's generator (normalised to the suite's format), targets, P_N statistics, F encoder.
+# Stage 1: the run's generator (normalised to the suite's format), targets, P_N statistics, the encoders
+# (F spaces' base-code encoder, IDInvert's W+ encoder).
 
 
 def generator_source(wildcards):
@@ -57,14 +58,14 @@ rule pn_stats:
         STAGE_SCRIPT
 
 
-def pretrained_encoder(wildcards):
-    path = config["encoder"]["pretrained"]
+def pretrained_file(section):
+    path = config[section]["pretrained"]
     return {"pretrained": path} if path else {}
 
 
 rule encoder:
     input:
-        unpack(pretrained_encoder),
+        unpack(lambda wc: pretrained_file("encoder")),
         generator=f"{OUT}/generator.pt",
     output:
         f"{OUT}/encoder.pt",
@@ -83,3 +84,18 @@ rule encoder:
         f"{OUT}/benchmarks/encoder.tsv"
     script:
         STAGE_SCRIPT
+
+
+# IDInvert's domain-guided W+ encoder (fzplus.idinvert), run only when the IDInvert plugin is compared.
+use rule encoder as idinvert_encoder with:
+    input:
+        unpack(lambda wc: pretrained_file("idinvert")),
+        generator=f"{OUT}/generator.pt",
+    output:
+        f"{OUT}/idinvert_encoder.pt",
+    params:
+        stage="prepare.encoder_stage",
+        kwargs=lambda wc, input, output: dict(generator_path=input.generator, out_path=output[0], kind="w-plus"),
+        settings=settings("seed", "device", "generator.noise_mode", "perceptual", "idinvert"),
+    benchmark:
+        f"{OUT}/benchmarks/idinvert_encoder.tsv"

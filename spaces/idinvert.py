@@ -1,0 +1,36 @@
+"""IDInvert (Zhu et al. 2020, genforce/idinvert): W+ codes that start at the domain-guided encoder's E(x) and
+pay the domain term lambda_domain * mean((w - E(G(w)))^2) (fzplus.idinvert; IDInvert: 2.0) during the
+optimisation. The image loss, steps and learning rate are the run's, as for every space, so that the row
+differs from W+ only by IDInvert's two ingredients (IDInvert itself: 100 steps of Adam 0.01 on MSE +
+5e-5 x VGG16 conv4_3 feature MSE). Edits, truncation (none) and generated samples' codes are W+'s.
+"""
+from ._families import WSpace
+
+
+class DomainRegularisedSpace(WSpace):
+    """W+ started by an encoder of W+ and regularised to stay where that encoder maps its own images."""
+
+    encoder_kind = "w-plus"
+
+    def init_codes(self, targets, ctx, *, image_seeds, encoder=None):
+        from fzplus.idinvert import encode_ws  # plugins stay importable without the encoder module
+
+        if encoder is None:
+            raise ValueError(f"{self.name} starts from its W+ encoder: pass encoder= (fzplus.idinvert.load_domain_encoder; "
+                             "the pipeline's rule idinvert_encoder)")
+        w = encode_ws(encoder, targets).to(targets.dtype)
+        expected = (targets.shape[0], *self.code_shape(ctx))
+        if tuple(w.shape) != expected:
+            raise ValueError(f"{self.name}: the encoder returned codes {tuple(w.shape)}; this generator needs {list(expected)}")
+        return {"w": w}
+
+    def regularizer(self, codes, ctx):
+        from fzplus.idinvert import domain_distance
+
+        if ctx.encoder is None:
+            raise ValueError(f"{self.name}'s domain term needs the encoder in the context (SpaceContext(encoder=...))")
+        return ctx.lambda_domain * domain_distance(ctx.encoder, ctx.generator, codes["w"])
+
+
+SPACE = DomainRegularisedSpace(name="IDInvert", slug="idinvert", per_layer=True, uses_base_code=False,
+                               description="W+ from the domain-guided encoder E(x), regularised by mean((w - E(G(w)))^2) (IDInvert)")
