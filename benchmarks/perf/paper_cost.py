@@ -36,7 +36,7 @@ import fzplus  # noqa: F401
 # 15 compared plugins: 9 invert through the whole generator (Z, Z+, W, W+, W+(P_N), S, IDInvert and the pivots of
 # PTI and PTI w/ Z+), 6 from the 16x16 split (the F spaces); 2 of them tune the synthesis weights (at most 350 steps).
 # IDInvert's step also renders G(w) and encodes it for its domain term: counted here as one W+ step, an underestimate
-# (about 2x on the mini generator), and its encoder's training is not counted.
+# (its mini invert job took 1.5x the CPU time of W+'s: 107 s vs 70 s), and its encoder's training is not counted.
 PAPER = dict(images=50, full_spaces=9, split_spaces=6, steps=1200, tuning_methods=2, tuning_steps=350, directions=13, alphas=11)
 STAGES = ("invert W+", "invert F/Z+", "tune PTI", "edit render", "identity")
 
