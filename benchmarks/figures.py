@@ -225,3 +225,28 @@ def loss_curves(losses: pd.DataFrame, *, path: str | os.PathLike, columns: Seque
 
 __all__ = ["DPI", "LIGHT_LINEWIDTH", "DEEP_LINEWIDTH", "PAPER_COLOURS", "space_colours", "save_png",
            "identity_vs_step_plot", "reconstruction_grid", "editing_grid", "loss_curves"]
+
+
+LATENT_COLOURS = ("#d62728", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#1f77b4")  # finest residual ... pivot (last)
+
+
+def latent_map_grid(targets, recons, latent_maps, *, candidates: Sequence[str], image_ids: Sequence[str],
+                    path: str | os.PathLike, cell_inches: float = 1.2, dpi: int = DPI) -> Figure:
+    """SAM's chosen latents: rows = target, reconstruction, the target tinted by the latent each pixel chose.
+    latent_maps [N, R, R] index `candidates` (finest residual first, the pivot last, which takes the last
+    colour); the map's captions give each latent's share of the image."""
+    maps = np.asarray(latent_maps).astype(np.int64)
+    if maps.max(initial=0) >= len(candidates):
+        raise ValueError(f"latent_map_grid: map values up to {maps.max()} for {len(candidates)} candidates {list(candidates)}")
+    palette = [LATENT_COLOURS[k] for k in range(len(candidates) - 1)] + [LATENT_COLOURS[-1]]
+    rgb = (np.array([mcolors.to_rgb(c) for c in palette]) * 255)[maps]
+    base = to_uint8(targets, name="targets").astype(np.float64)
+    tinted = (0.35 * base + 0.65 * rgb).round().astype(np.uint8)
+    captions = [[""] * len(image_ids), [""] * len(image_ids),
+                ["  ".join(f"{name} {np.mean(m == k):.0%}" for k, name in enumerate(candidates) if (m == k).any()) for m in maps]]
+    legend = "chosen: " + ", ".join(f"{name} {colour}" for name, colour in zip(candidates, palette))
+    figure = _image_grid([list(to_uint8(targets, name="targets")), list(to_uint8(recons, name="reconstructions")), list(tinted)],
+                         row_labels=["target", "reconstruction", "chosen latent"], column_labels=list(image_ids),
+                         captions=captions, cell_inches=cell_inches)
+    figure.text(0.01, 0.005, legend, fontsize=GRID_CAPTION_FONTSIZE, ha="left", va="bottom")
+    return save_png(figure, path, dpi=dpi)

@@ -65,9 +65,11 @@ details { margin: .4em 0; } summary { cursor: pointer; font-weight: 600; }
 <table><tbody>{% for key, value in summary %}<tr><th>{{ key }}</th><td>{{ value }}</td></tr>{% endfor %}</tbody></table>
 <h2>Table 1: reconstruction (mean ± sd over images)</h2>
 {{ block(table1) }}
-{% if tuning %}<h2>Tuning methods (the paper's Fig. 9): per image, each method and its pivot space alone</h2>
+{% if tuning %}<h2>Methods on a pivot (the paper's Fig. 9): per image, each method and its pivot space alone</h2>
 <p class="caption">PTI tunes the synthesis weights per image around the W inversion, PTI w/ Z+ around the Z+
-inversion (spaces/_tuning.py); the edits of these rows are rendered with each image's tuned weights.</p>
+inversion (spaces/_tuning.py); the edits of these rows are rendered with each image's tuned weights. SAM adds
+feature residuals to the W+ inversion, SAM w/ Z+ to the Z+ one, each residual only on the face segments that
+chose it (spaces/_sam.py; the chosen latents are the figures latent_maps_*).</p>
 {{ tuning }}{% endif %}
 <h2>Non-inferiority</h2>
 {% if noninferiority_caption %}<p class="caption">{{ noninferiority_caption }}</p>{% endif %}

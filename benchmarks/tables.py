@@ -22,7 +22,7 @@ from fzplus.io import atomic_write
 
 # Row order of the paper (Table 1 and Fig. 2), extended to every required space, then the methods built on a
 # space; plugins outside this list (new ones) follow in alphabetical order.
-PAPER_SPACE_ORDER = ("Z", "Z+", "W", "W+", "W+(P_N)", "S", "F/Z", "F/Z+", "F/W", "F/W+", "F/W+(P_N)", "F/S", "IDInvert", "PTI", "PTI w/ Z+")
+PAPER_SPACE_ORDER = ("Z", "Z+", "W", "W+", "W+(P_N)", "S", "F/Z", "F/Z+", "F/W", "F/W+", "F/W+(P_N)", "F/S", "IDInvert", "PTI", "PTI w/ Z+", "SAM", "SAM w/ Z+")
 RECONSTRUCTION_METRICS = ("mse", "ssim", "perceptual")
 ALL_FAMILIES = "all"
 TEST_DESCRIPTIONS = {  # what each test of benchmarks.statistics.TESTS is, for table captions

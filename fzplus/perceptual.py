@@ -73,6 +73,16 @@ class PerceptualDistance(nn.Module):
             total = total + lin((fx - fy).square()).mean(dim=[2, 3])
         return total.reshape(x.shape[0])
 
+    def distance_map(self, x: torch.Tensor, target_features: list[torch.Tensor]) -> torch.Tensor:
+        """Where the distance comes from: each layer's head output [N, 1, h, w] upsampled (bilinear) to the
+        input's size and summed over layers, as LPIPS's spatial=True. x [N, 3, H, W] -> [N, H, W]; its
+        spatial mean is about `distance_to_features` (equal up to the upsampling's edge weights)."""
+        total = 0
+        for lin, fx, fy in zip(self.model.lins, self.features(x), target_features):
+            layer = lin((fx - fy).square())
+            total = total + torch.nn.functional.interpolate(layer, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return total[:, 0]
+
     def distance(self, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 16) -> torch.Tensor:
         """Fast path of `forward` for scoring without gradients: both images through the channels-last trunk
         (`features`), `batch_size` pairs at a time (16 ran 15 % faster than 64 here). Same math as forward

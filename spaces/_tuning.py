@@ -27,12 +27,12 @@ image, torch.optim.Adam, PTI's loop) that the batched tuning is tested against.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
-from .base import LatentSpace, SpaceContext
+from .base import LatentSpace, SpaceContext, stage_settings_from
 
 STORED_DTYPE = torch.float16
 ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8  # torch's defaults, which PTI uses
@@ -53,11 +53,7 @@ class TuningSettings:
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any] | None) -> "TuningSettings":
-        values = dict(values or {})
-        unknown = sorted(set(values) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ValueError(f"unknown tuning setting(s) {unknown}; known: {[f.name for f in fields(cls)]}")
-        return cls(**values)
+        return stage_settings_from(cls, values, what="tuning")
 
 
 def synthesis_parameters(generator) -> dict[str, torch.Tensor]:
@@ -93,6 +89,7 @@ class TunedSpace(LatentSpace):
     """A pivot space plus per-image synthesis weights tuned around its inverted codes (see the module doc)."""
 
     refined_variables = ("delta",)
+    settings_key = "tuning"
 
     def __init__(self, *, name: str, slug: str, pivot: LatentSpace, description: str, render_batch: int = 8,
                  stored_dtype: torch.dtype = STORED_DTYPE):

@@ -27,8 +27,8 @@ from __future__ import annotations
 import abc
 import math
 import re
-from dataclasses import dataclass
-from typing import Any, Callable, NamedTuple, Sequence
+from dataclasses import dataclass, fields
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import torch
 
@@ -40,6 +40,17 @@ REQUIRED_FIELDS = ("name", "slug", "domain", "variables", "uses_base_code", "app
 
 # images [N, 3, R, R] in [-1, 1] at the generator's resolution -> base code f [N, C, s, s]
 Encoder = Callable[[torch.Tensor], torch.Tensor]
+
+
+def stage_settings_from(cls, values: Mapping[str, Any] | None, *, what: str):
+    """A second stage's settings dataclass `cls` from a config mapping (None = its defaults); unknown keys are
+    refused by name (the schema checks the pipeline's config, this a direct caller's)."""
+    values = dict(values or {})
+    known = [f.name for f in fields(cls)]
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ValueError(f"unknown {what} setting(s) {unknown}; known: {known}")
+    return cls(**values)
 
 
 class RegistrationError(ValueError):
@@ -105,6 +116,7 @@ class LatentSpace(abc.ABC):
     applies_truncation: bool | None = None  # follows the authors' scripts (see each family)
     description: str = ""
     refined_variables: tuple[str, ...] = ()  # codes added by `refine` (methods with a second stage)
+    settings_key: str | None = None  # the config section inversion.<key> holding the second stage's settings
 
     @property
     def encoder_kind(self) -> str | None:
@@ -146,7 +158,8 @@ class LatentSpace(abc.ABC):
         """A method's second stage, run by the engine after the last inversion step when `refined_variables`
         is not empty: (codes with the refined variables added, loss traces {total, mse, perceptual, reg: [N, steps]}).
         image_losses(images [n, 3, R, R], index [n]) gives the MSE and perceptual distance [n] of the images
-        of targets[index]."""
+        of targets[index] (fzplus.inversion.engine.ImageLosses: also `.targets` and per-pixel `.maps`);
+        settings: the run's inversion.<settings_key> section."""
         raise NotImplementedError(f"space {self.name!r} declares refined_variables {self.refined_variables} but no refine")
 
     def edited_layers(self, ctx: SpaceContext) -> range:

@@ -42,8 +42,8 @@ def test_profiles_follow_the_paper_where_they_should():
     assert (paper["inversion"]["steps"], paper["inversion"]["base_size"]) == (1200, 16)
     for config in (mini, paper, ci):
         assert sorted(config["inversion"]["spaces"]) == sorted(spaces.names())  # null: every registered plugin
-        assert config["inversion"]["spaces"][:2] == ["Z", "Z+"] and config["inversion"]["spaces"][-2:] == ["PTI", "PTI w/ Z+"]
-        assert config["statistics"]["pairs"] == [["F/Z+", "F/W+(P_N)"], ["PTI w/ Z+", "PTI"]]
+        assert config["inversion"]["spaces"][:2] == ["Z", "Z+"] and config["inversion"]["spaces"][-4:] == ["PTI", "PTI w/ Z+", "SAM", "SAM w/ Z+"]
+        assert config["statistics"]["pairs"] == [["F/Z+", "F/W+(P_N)"], ["PTI w/ Z+", "PTI"], ["SAM w/ Z+", "SAM"]]
     alphas = paper["editing"]["alphas"]
     assert len(alphas) == 11 and min(alphas) == -2 and max(alphas) == 2
 

@@ -18,7 +18,7 @@ from fzplus.pn_stats import PNStats, activate_p, compute_pn_stats, deactivate_w,
 from spaces.base import LatentSpace, RegistrationError, SpaceContext, retract_to_sphere
 
 PAPER_SPACES = {"Z", "Z+", "W", "W+", "W+(P_N)", "S", "F/Z", "F/Z+", "F/W", "F/W+", "F/W+(P_N)", "F/S"}
-METHODS = {"PTI", "PTI w/ Z+", "IDInvert"}  # methods built on a space (spaces/_tuning.py, spaces/idinvert.py)
+METHODS = {"PTI", "PTI w/ Z+", "IDInvert", "SAM", "SAM w/ Z+"}  # methods built on a space (spaces/_tuning.py, spaces/idinvert.py, spaces/_sam.py)
 Z_TYPE = ("Z", "Z+", "F/Z", "F/Z+")
 BASE = 16
 
@@ -29,9 +29,9 @@ def ctx_for(G, space, **kwargs) -> SpaceContext:
 
 # ---- registry ----------------------------------------------------------------------------------------
 def test_registry_lists_the_twelve_paper_spaces_and_the_methods():
-    assert set(spaces.names()) == PAPER_SPACES | METHODS and len(spaces.names()) == 15
+    assert set(spaces.names()) == PAPER_SPACES | METHODS and len(spaces.names()) == 17
     slugs = {spaces.get(n).slug for n in spaces.names()}
-    assert len(slugs) == 15
+    assert len(slugs) == 17
     for name in spaces.names():
         space = spaces.get(name)
         assert spaces.get(space.slug) is space and space.name == name
@@ -132,7 +132,7 @@ def test_edited_layers_all_for_standalone_and_detail_layers_for_f_spaces(tiny_ge
         expected = range(M, G.num_ws) if name.startswith("F/") else range(G.num_ws)
         assert space.edited_layers(ctx_for(G, space)) == expected, name
         assert space.uses_base_code == name.startswith("F/")
-        assert space.domain == ("Z" if name in (*Z_TYPE, "PTI w/ Z+") else "W")
+        assert space.domain == ("Z" if name in (*Z_TYPE, "PTI w/ Z+", "SAM w/ Z+") else "W")
 
 
 def test_retract_to_sphere_keeps_direction_and_sets_radius():
@@ -206,7 +206,7 @@ def test_truncation_applies_where_the_authors_apply_it(tiny_generator):
         codes[key] = codes[key] + 0.5 * torch.randn_like(codes[key])  # move off w_avg, where psi has no effect
         plain = space.render(codes, ctx_for(G, space, **pn))
         truncated = space.render(codes, ctx_for(G, space, truncation_psi=0.7, truncation_cutoff=8, **pn))
-        assert space.applies_truncation == (name in Z_TYPE or name in ("W", "F/W", "PTI", "PTI w/ Z+")), name  # PTI's pivots W, Z+
+        assert space.applies_truncation == (name in Z_TYPE or name in ("W", "F/W", "PTI", "PTI w/ Z+", "SAM w/ Z+")), name  # the pivots W, Z+
         assert torch.equal(plain, truncated) != space.applies_truncation, name
 
 

@@ -81,7 +81,7 @@ def test_batched_tuning_equals_ptis_loop_for_each_image_alone(targets, pivot):
 def test_tuning_lowers_mse_below_the_pivots_on_every_image(generator, targets, stlpips, name, pivot):
     base = pivots(targets, generator, stlpips, pivot)
     tuned = invert(targets, generator, name, steps=3, perceptual=stlpips, perceptual_size=SIZE, progress=False,
-                   tuning=dict(steps=10, lr=1e-3, stop_at=0.0))
+                   stage_settings=dict(steps=10, lr=1e-3, stop_at=0.0))
     for var in base.codes:  # the pivot is the pivot space's own inversion
         assert torch.equal(tuned.codes[var], base.codes[var])
     mse = lambda r: (r.reconstructions - targets).square().flatten(1).mean(1)  # noqa: E731
@@ -93,7 +93,7 @@ def test_tuning_lowers_mse_below_the_pivots_on_every_image(generator, targets, s
 
 def test_edits_move_the_pivot_and_keep_the_tuned_weights(generator, targets, stlpips):
     result = invert(targets[:2], generator, "PTI", steps=2, perceptual=stlpips, perceptual_size=SIZE, progress=False,
-                    tuning=dict(steps=3, lr=1e-3, stop_at=0.0))
+                    stage_settings=dict(steps=3, lr=1e-3, stop_at=0.0))
     direction = torch.randn(512, generator=torch.Generator().manual_seed(3))
     unchanged = edit(result.codes, "PTI", generator, direction, 0.0)
     assert torch.equal(render(unchanged, generator, "PTI"), result.reconstructions)
@@ -116,15 +116,15 @@ def test_a_generated_samples_true_codes_have_no_delta_and_render_it(generator):
 
 def test_unknown_tuning_settings_and_f_pivots_are_refused(generator, targets):
     with pytest.raises(ValueError, match=r"unknown tuning setting\(s\) \['step'\]"):
-        invert(targets[:1], generator, "PTI", steps=1, perceptual=None, progress=False, tuning=dict(step=3))
+        invert(targets[:1], generator, "PTI", steps=1, perceptual=None, progress=False, stage_settings=dict(step=3))
     with pytest.raises(ValueError, match="F space"):
         TunedSpace(name="x", slug="x", pivot=spaces.get("F/W+"), description="x")
 
 
 def test_the_engines_image_losses_on_a_subset_equal_those_rows_of_the_whole_batch(generator, targets, stlpips):
-    from fzplus.inversion.engine import _image_losses
+    from fzplus.inversion.engine import ImageLosses
 
-    losses = _image_losses(targets, stlpips, SIZE)
+    losses = ImageLosses(targets, stlpips, SIZE)
     with torch.no_grad():
         images = generator(torch.randn(3, 512, generator=torch.Generator().manual_seed(6)))
         mse, per = losses(images, torch.arange(3))

@@ -14,8 +14,8 @@ Every (stage, batch) runs in its own process, so its peak resident memory (CPU) 
                      the batch at once (float16 deltas, vmap over per-image weights; spaces/_tuning.py)
   edit render        one edited image rendered (forward only), as the edit sweep does
   identity           facenet embedding of a 160 px face crop
-The estimate multiplies the per-image costs by the paper run's counts (50 images x 15 spaces and methods x
-1200 steps, 2 x 350 tuning steps; the sweep's 13 directions x 11 alphas per image and space) and divides the measured CPU work by the ratio
+The estimate multiplies the per-image costs by the paper run's counts (50 images x 17 spaces and methods x
+1200 steps, 2 x 350 tuning steps, 2 x 5 x 1001 SAM steps; the sweep's 13 directions x 11 alphas per image and space) and divides the measured CPU work by the ratio
 of a GPU's sustained FLOP rate (--gpu-tflops, an assumption this script cannot measure) to the FLOP rate
 measured here (torch's FLOP counter over the same step).
 """
@@ -33,11 +33,14 @@ import torch
 
 import fzplus  # noqa: F401
 
-# 15 compared plugins: 9 invert through the whole generator (Z, Z+, W, W+, W+(P_N), S, IDInvert and the pivots of
-# PTI and PTI w/ Z+), 6 from the 16x16 split (the F spaces); 2 of them tune the synthesis weights (at most 350 steps).
+# 17 compared plugins: 11 invert through the whole generator (Z, Z+, W, W+, W+(P_N), S, IDInvert and the pivots of
+# PTI, PTI w/ Z+, SAM and SAM w/ Z+), 6 from the 16x16 split (the F spaces); 2 of them tune the synthesis weights (at
+# most 350 steps); SAM and SAM w/ Z+ then run 4 single-latent inversions (one per residual size) and the joint one,
+# 1001 steps each, counted as W+ steps (a residual add is negligible beside the generator and LPIPS).
 # IDInvert's step also renders G(w) and encodes it for its domain term: counted here as one W+ step, an underestimate
 # (its mini invert job took 1.5x the CPU time of W+'s: 107 s vs 70 s), and its encoder's training is not counted.
-PAPER = dict(images=50, full_spaces=9, split_spaces=6, steps=1200, tuning_methods=2, tuning_steps=350, directions=13, alphas=11)
+PAPER = dict(images=50, full_spaces=11, split_spaces=6, steps=1200, tuning_methods=2, tuning_steps=350,
+             sam_methods=2, sam_steps=5 * 1001, directions=13, alphas=11)
 STAGES = ("invert W+", "invert F/Z+", "tune PTI", "edit render", "identity")
 
 
@@ -91,7 +94,7 @@ def measure(stage: str, batch: int, device: str) -> dict:
         work = 3 * forward / batch
     elif stage == "tune PTI":
         import spaces
-        from fzplus.inversion.engine import _image_losses
+        from fzplus.inversion.engine import ImageLosses
         from spaces.base import SpaceContext
 
         with tempfile.TemporaryDirectory() as tmp:
@@ -101,7 +104,7 @@ def measure(stage: str, batch: int, device: str) -> dict:
             targets = G(torch.randn(batch, G.z_dim, device=dev)).clamp(-1, 1)
         pti, ctx = spaces.get("PTI"), SpaceContext(generator=G)
         pivot = {"w": G.w_avg[None].repeat(batch, 1)}
-        losses = _image_losses(targets, lpips, 256)
+        losses = ImageLosses(targets, lpips, 256)
         run = lambda steps: pti.refine(pivot, ctx, image_losses=losses, settings=dict(steps=steps, stop_at=0.0))  # noqa: E731
         run(1)
         seconds = (timed(lambda: run(2)) - timed(lambda: run(1))) / batch
@@ -140,7 +143,7 @@ def estimate(rows: list[dict], *, gpu_tflops: float) -> list[str]:
         if r["stage"] not in best or r["seconds_per_image"] < best[r["stage"]]["seconds_per_image"]:
             best[r["stage"]] = r
     spaces = PAPER["full_spaces"] + PAPER["split_spaces"]
-    counts = {"invert W+": PAPER["images"] * PAPER["full_spaces"] * PAPER["steps"],
+    counts = {"invert W+": PAPER["images"] * (PAPER["full_spaces"] * PAPER["steps"] + PAPER["sam_methods"] * PAPER["sam_steps"]),
               "invert F/Z+": PAPER["images"] * PAPER["split_spaces"] * PAPER["steps"],
               "tune PTI": PAPER["images"] * PAPER["tuning_methods"] * PAPER["tuning_steps"],
               "edit render": PAPER["images"] * spaces * PAPER["directions"] * PAPER["alphas"],
@@ -191,7 +194,8 @@ def main(argv=None) -> None:
             r = json.loads(done.stdout.strip().splitlines()[-1])
             rows.append(r)
             print(f"{stage:<13}{batch:>6}{r['seconds_per_image']:>10.3f}{r['gflop_per_image']:>13.1f}{r['peak_mb']:>10.0f}", flush=True)
-    print("\nfull paper run (50 images x 15 spaces and methods x 1200 steps, 2 x 350 tuning steps; 13 directions x 11 alphas per image and space):")
+    print("\nfull paper run (50 images x 17 spaces and methods x 1200 steps, 2 x 350 tuning steps, 2 x 5 x 1001 SAM steps; "
+          "13 directions x 11 alphas per image and space):")
     for line in estimate(rows, gpu_tflops=args.gpu_tflops):
         print(line)
 

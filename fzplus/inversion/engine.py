@@ -118,7 +118,7 @@ def invert(
     lambda_pn: float = 0.01,
     lambda_domain: float = 2.0,
     batch_size: int | None = None,
-    tuning: dict | None = None,
+    stage_settings: dict | None = None,
     progress: bool = True,
 ) -> InversionResult:
     """Invert targets [N, 3, R, R] (in [-1, 1], at the generator's resolution) into `space`.
@@ -132,8 +132,9 @@ def invert(
     '0', '1', ...) name the images and seed their random starts. Images are optimised `batch_size` at a
     time (default: all at once); the results do not depend on it. pn_stats: P_N statistics
     (fzplus.pn_stats), required by the P_N spaces. truncation (psi, cutoff) is applied by the spaces the
-    authors' scripts truncate (Z-type and single-w spaces); psi = 1 (default) turns it off. tuning: settings
-    of a method's second stage (spaces/_tuning.py TuningSettings; None = the method's defaults).
+    authors' scripts truncate (Z-type and single-w spaces); psi = 1 (default) turns it off. stage_settings:
+    settings of a method's second stage (the config's inversion.<space.settings_key>, e.g. PTI's
+    spaces/_tuning.py TuningSettings; None = the method's defaults).
     """
     space = spaces.get(space)
     _check_targets(targets, generator)
@@ -156,7 +157,7 @@ def invert(
                     base_size=ctx.base_size, seed=seed, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff,
                     lambda_pn=lambda_pn, lambda_domain=lambda_domain if space.encoder_kind == "w-plus" else None,
                     encoder=type(encoder).__name__ if encoder is not None else None,
-                    tuning=dict(tuning or {}) if space.refined_variables else None)
+                    stage_settings=dict(stage_settings or {}) if space.refined_variables else None)
 
     chunk = batch_size or n
     parts = []
@@ -166,7 +167,7 @@ def invert(
             parts.append(_invert_batch(
                 targets[start:stop].to(device), keys[start:stop], space, ctx, steps=steps, lr=lr, lambda_per=lambda_per,
                 lambda_reg=lambda_reg, distance_net=distance_net, perceptual_size=perceptual_size, encoder=encoder,
-                seed=seed, tuning=tuning, progress=progress, desc=f"invert {space.name} [{start}:{stop}]"))
+                seed=seed, stage_settings=stage_settings, progress=progress, desc=f"invert {space.name} [{start}:{stop}]"))
     def joined(name: str) -> torch.Tensor | None:
         return torch.cat([p[name] for p in parts]) if parts[0][name] is not None else None
 
@@ -178,14 +179,14 @@ def invert(
 
 
 def _invert_batch(targets, keys, space: LatentSpace, ctx: SpaceContext, *, steps, lr, lambda_per, lambda_reg, distance_net,
-                  perceptual_size, encoder, seed, tuning, progress, desc) -> dict:
+                  perceptual_size, encoder, seed, stage_settings, progress, desc) -> dict:
     seeds = [derive_image_seed(seed, k) for k in keys]
     init = space.init_codes(targets, ctx, image_seeds=seeds, encoder=encoder)
     if set(init) != set(space.variables):
         raise RuntimeError(f"space {space.name!r} initialised {sorted(init)} but declares variables {list(space.variables)}")
     codes = {k: v.detach().clone().requires_grad_(True) for k, v in init.items()}
     f0 = codes["f"].detach().clone() if "f" in codes else None
-    image_losses = _image_losses(targets, distance_net, perceptual_size)  # the loop's and a second stage's
+    image_losses = ImageLosses(targets, distance_net, perceptual_size)  # the loop's and a second stage's
     everyone = torch.arange(targets.shape[0], device=targets.device)
     optimizer = torch.optim.Adam(list(codes.values()), lr=lr)
     trace = {t: [] for t in LOSS_TERMS}
@@ -207,7 +208,7 @@ def _invert_batch(targets, keys, space: LatentSpace, ctx: SpaceContext, *, steps
         if progress and step % 10 == 0:
             bar.set_postfix(loss=f"{total.mean().item():.5f}", mse=f"{mse.mean().item():.5f}")
     if space.refined_variables:
-        codes, traces = space.refine({k: v.detach() for k, v in codes.items()}, ctx, settings=tuning, progress=progress, desc=desc + " tune",
+        codes, traces = space.refine({k: v.detach() for k, v in codes.items()}, ctx, settings=stage_settings, progress=progress, desc=f"{desc} {space.settings_key or 'refine'}",
                                      image_losses=image_losses)
         if set(codes) != {*space.variables, *space.refined_variables}:
             raise RuntimeError(f"space {space.name!r} refined to {sorted(codes)}; expected {[*space.variables, *space.refined_variables]}")
@@ -222,20 +223,34 @@ def _invert_batch(targets, keys, space: LatentSpace, ctx: SpaceContext, *, steps
         f0=f0.cpu() if f0 is not None else None)
 
 
-def _image_losses(targets: torch.Tensor, distance_net: PerceptualDistance | None, perceptual_size: int):
-    """(images of the targets at `index`, index) -> (MSE [n], perceptual distance [n]), as the inversion loss."""
-    small = resize_lanczos(targets, perceptual_size) if distance_net is not None else None
-    everyone = distance_net.prepare(small) if distance_net is not None else None
+class ImageLosses:
+    """The inversion loss's image terms against fixed targets [N, 3, R, R]; shared by the loop and a method's
+    second stage. `targets` is public: a second stage may need the images themselves (SAM's face parser)."""
 
-    def losses(images: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mse = (images - targets[index]).square().flatten(1).mean(dim=1)
-        if distance_net is None:
+    def __init__(self, targets: torch.Tensor, distance_net: PerceptualDistance | None, perceptual_size: int):
+        self.targets, self.distance_net, self.perceptual_size = targets, distance_net, perceptual_size
+        self._small = resize_lanczos(targets, perceptual_size) if distance_net is not None else None
+        self._everyone = distance_net.prepare(self._small) if distance_net is not None else None
+
+    def __call__(self, images: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(images of the targets at `index`, index) -> (MSE [n], perceptual distance [n])."""
+        mse = (images - self.targets[index]).square().flatten(1).mean(dim=1)
+        if self.distance_net is None:
             return mse, torch.zeros_like(mse)
-        resized = resize_bicubic(images, perceptual_size)
-        per = everyone(resized) if len(index) == len(targets) else distance_net(resized, small[index])
+        resized = resize_bicubic(images, self.perceptual_size)
+        per = self._everyone(resized) if len(index) == len(self.targets) else self.distance_net(resized, self._small[index])
         return mse, per
 
-    return losses
+    def maps(self, images: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """Per-pixel perceptual distance [n, R, R] of images [n, 3, R, R] to their targets (LPIPS's spatial
+        map, computed at the loss's size and area-resized to R); the squared error, channel mean, without a
+        perceptual network."""
+        if self.distance_net is None:
+            return (images - self.targets[index]).square().mean(dim=1)
+        with torch.no_grad():
+            resized = resize_bicubic(images, self.perceptual_size)
+            distance = self.distance_net.distance_map(resized, self.distance_net.features(self._small[index]))
+        return torch.nn.functional.interpolate(distance[:, None], size=images.shape[-2:], mode="area")[:, 0]
 
 
 def render(codes: dict[str, torch.Tensor], generator, space: str | LatentSpace, *, truncation_psi: float = 1.0,

@@ -45,7 +45,7 @@ def invert_stage(cfg: Mapping[str, Any], *, space_name: str, generator_path, tar
     result = invert(targets.to(device), G, space, steps=inv["steps"], lr=inv["lr"], lambda_per=inv["lambda_per"], lambda_reg=inv["lambda_reg"],
                     perceptual=net, perceptual_size=cfg["perceptual"]["size"], encoder=encoder, base_size=inv["base_size"],
                     seed=cfg["seed"], image_keys=ids, pn_stats=pn, lambda_pn=inv["lambda_pn"], lambda_domain=inv["lambda_domain"], batch_size=inv["batch_size"],
-                    tuning=inv["tuning"], progress=cfg["progress"], **truncation(cfg))
+                    stage_settings=inv[space.settings_key] if space.settings_key else None, progress=cfg["progress"], **truncation(cfg))
     out = pathlib.Path(out_dir)
     (out / "recon").mkdir(parents=True, exist_ok=True)
     recons = result.reconstructions.clamp(-1, 1)  # as the authors' postprocessing: scored images are valid images
@@ -105,8 +105,8 @@ def tables_stage(cfg: Mapping[str, Any], *, metrics_paths: Sequence[str], identi
 
 
 def figures_stage(cfg: Mapping[str, Any], *, results_dir, figures_dir) -> None:
-    """Fig. 6 identity curves, the Fig. 2-style reconstruction grid, loss curves."""
-    from benchmarks.figures import loss_curves, reconstruction_grid
+    """Fig. 6 identity curves, the Fig. 2-style reconstruction grid, loss curves, SAM's chosen-latent maps."""
+    from benchmarks.figures import latent_map_grid, loss_curves, reconstruction_grid
     from benchmarks.reconstruction import read_images
 
     res, out = pathlib.Path(results_dir), pathlib.Path(figures_dir)
@@ -129,6 +129,13 @@ def figures_stage(cfg: Mapping[str, Any], *, results_dir, figures_dir) -> None:
     losses = pd.concat([pd.read_csv(res / "inversion" / slugs[n] / "losses.csv", dtype={"image_id": str}).assign(space=n) for n in names],
                        ignore_index=True)
     loss_curves(losses, path=out / "loss_curves.png", dpi=dpi)
+    for name in names:  # methods that choose a latent per segment (SAM): the map of each grid target
+        space = spaces.get(name)
+        if hasattr(space, "candidate_names"):
+            codes = torch.load(res / "inversion" / space.slug / "codes.pt", weights_only=True)
+            latent_map_grid(target_images, recons[name], torch.cat([codes[i]["latent_map"] for i in grid_ids]),
+                            candidates=space.candidate_names(codes[grid_ids[0]]["residual_sizes"][0].tolist()), image_ids=grid_ids,
+                            path=out / f"latent_maps_{space.slug}.png", dpi=dpi)
 
 
 def editing_figures(cfg: Mapping[str, Any], res: pathlib.Path, out: pathlib.Path, identity: pd.DataFrame, *, names: Sequence[str]) -> None:

@@ -1,5 +1,7 @@
 # Stage 2: invert every target into each space plugin (one job per space, batched over images).
 
+# the config sections of the methods' second stages (spaces.base.LatentSpace.settings_key)
+STAGE_SETTINGS = sorted({s.settings_key for s in SPACES.values() if s.settings_key})
 ENCODER_FILES = {"base-code": f"{OUT}/encoder.pt", "w-plus": f"{OUT}/idinvert_encoder.pt"}  # spaces.base.ENCODER_KINDS
 
 
@@ -25,9 +27,9 @@ rule invert:
         kwargs=lambda wc, input, output: dict(
             space_name=SPACES[wc.slug].name, generator_path=input.generator, targets_dir=os.path.dirname(input.targets),
             out_dir=os.path.dirname(output.codes), encoder_path=input.get("encoder"), pn_stats_path=input.get("pn_stats")),
-        # a space without a second stage does not rerun when only the tuning settings change
+        # a space reruns when the settings of its own second stage change, not those of another method's
         settings=lambda wc: settings("seed", *RENDERING, "perceptual", "inversion",
-                                     omit=["inversion.spaces", *([] if SPACES[wc.slug].refined_variables else ["inversion.tuning"])]),
+                                     omit=["inversion.spaces", *(f"inversion.{key}" for key in STAGE_SETTINGS if key != SPACES[wc.slug].settings_key)]),
     threads: 1
     resources:
         gpu=GPU,

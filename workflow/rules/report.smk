@@ -31,6 +31,8 @@ rule figures:
         metrics=expand(f"{OUT}/inversion/{{slug}}/metrics.csv", slug=SPACES),
         identity=expand(f"{OUT}/edits/{{slug}}/identity.csv", slug=SPACES),
         editing=rules.editing_tables.output,
+        # the methods that choose a latent per segment (SAM): their maps are drawn from the codes
+        latent_maps=[f"{OUT}/inversion/{slug}/codes.pt" for slug, s in SPACES.items() if hasattr(s, "candidate_names")],
     output:
         directory(f"{OUT}/figures"),
     params:
