@@ -92,9 +92,9 @@ def table1_display(table: pd.DataFrame, *, float_format: str = "{:.5f}", percept
 
 
 def tuning_table(metrics, *, pivots: Mapping[str, str]) -> pd.DataFrame:
-    """The paper's Fig. 9 as a table: per image, MSE and perceptual distance of each tuning method (PTI, PTI
-    w/ Z+) and of its pivot space alone (W, Z+), then their means. pivots: method -> pivot space; a pivot
-    that was not inverted in the run is left out."""
+    """The paper's Fig. 9 as a table: per image, MSE and perceptual distance of each method on a pivot (PTI,
+    SAM and their Z+ variants) and of its pivot space alone (W, W+, Z+; each once, before its first method),
+    then their means. pivots: method -> pivot space; a pivot that was not inverted in the run is left out."""
     frame = _as_long_frame(metrics, required=("space", "image_id", "mse", "perceptual"), what="tuning_table")
     columns = [name for method, pivot in pivots.items() for name in (pivot, method) if name in set(frame.space)]
     wide = frame[frame.space.isin(columns)].pivot(index="image_id", columns="space", values=["mse", "perceptual"])

@@ -59,10 +59,16 @@ def test_ci_profile_produces_every_output(ci_run):
         assert (out / "figures" / figure).stat().st_size > 1000
     # the tuning methods: the Fig. 9 table beside their pivots, float16 tuned weights for each image
     tuning = pd.read_csv(out / "tables" / "tuning.csv", dtype={"image_id": str})
-    assert list(tuning.columns) == ["image_id"] + [f"{s} {m}" for s in ("W", "PTI", "Z+", "PTI w/ Z+") for m in ("MSE", "perceptual")]
+    beside_pivots = ("W", "PTI", "Z+", "PTI w/ Z+", "W+", "SAM", "SAM w/ Z+")  # each pivot once, before its first method
+    assert list(tuning.columns) == ["image_id"] + [f"{s} {m}" for s in beside_pivots for m in ("MSE", "perceptual")]
     assert list(tuning.image_id)[-1] == "mean" and len(tuning) == 5 and tuning.notna().all().all()
     codes = torch.load(out / "inversion" / "pti" / "codes.pt", weights_only=True)
     assert len(codes) == 4 and all(c["delta"].dtype == torch.float16 and c["delta"].abs().max() > 0 for c in codes.values())
+    # SAM: a latent chosen per pixel among the residuals (8, 16 px) and the pivot, its map drawn for the report
+    for slug in ("sam", "sam_z_plus"):
+        codes = torch.load(out / "inversion" / slug / "codes.pt", weights_only=True)
+        assert all(c["residual_sizes"].tolist() == [[8, 16]] and int(c["latent_map"].max()) <= 2 for c in codes.values())
+        assert (out / "figures" / f"latent_maps_{slug}.png").stat().st_size > 1000
     report = (out / "report.html").read_text()
     assert "Tuning methods" in report
     assert "F/Z+" in report and "data:image/png;base64," in report and "validation_accuracy" in report and "Editing: verdicts" in report
