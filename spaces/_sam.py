@@ -5,7 +5,8 @@ synthesis blocks, each residual acting only on the segments that chose it.
 Facts from SAM's code and the choices made here (each a deviation only where it must be):
 - Latents. SAM: W+ and residuals after the 16, 32, 64 and 128 px blocks of a 1024 generator, added to the
   block's features after its toRGB. Here the pivot is W+ (SAM) or Z+ on the sphere (SAM w/ Z+), and the
-  residual sizes are `residual_sizes` (config inversion.sam; the mini profile: 8, 16 and 32 px).
+  residual sizes are `residual_sizes` (config inversion.sam; default SAM's where the generator has them,
+  SAMSettings.sizes_for; the mini profile: 8, 16 and 32 px).
 - Start. SAM starts W+ at e4e's output and the residuals at zero. Here the pivot IS the suite's W+ (Z+)
   inversion, bitwise that row of Table 1 (as PTI's pivot), playing e4e's part.
 - Segments. SAM: a BiSeNet face parser. Here fzplus.face_parsing (dlib landmarks; see there).
@@ -57,7 +58,7 @@ class SAMSettings:
     """SAM's defaults (sam_inv_optimization.py), for a 1024 generator."""
 
     tau: float = 0.225
-    residual_sizes: tuple[int, ...] = (16, 32, 64, 128)
+    residual_sizes: tuple[int, ...] | None = None  # None: `default_sizes`
     steps: int = 1001
     lr: float = 0.05
     lr_rampdown: float = 0.25
@@ -71,9 +72,17 @@ class SAMSettings:
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any] | None) -> "SAMSettings":
         values = dict(values or {})
-        if "residual_sizes" in values:
+        if values.get("residual_sizes") is not None:
             values["residual_sizes"] = tuple(sorted(int(r) for r in values["residual_sizes"]))
         return stage_settings_from(cls, values, what="SAM")
+
+    def sizes_for(self, generator) -> tuple[int, ...]:
+        """The residual sizes: as set, else SAM's 16..128 px where the generator has them below its output
+        size (all four at 1024), else every inner block above 4 px (a small generator)."""
+        if self.residual_sizes is not None:
+            return self.residual_sizes
+        inner = [r for r in generator.synthesis.block_resolutions if 4 < r < generator.resolution]
+        return tuple(r for r in inner if 16 <= r <= 128) or tuple(inner)
 
     def learning_rate(self, step: int) -> float:
         t = step / self.steps
@@ -242,7 +251,7 @@ class SAMSpace(LatentSpace):
         s = SAMSettings.from_mapping(settings)
         G, pivot = ctx.generator, codes[self.code_key].detach()
         n, size = pivot.shape[0], G.resolution
-        shapes = self.residual_shapes(G, s.residual_sizes)
+        shapes = self.residual_shapes(G, s.sizes_for(G))
         finest_first = sorted(shapes, reverse=True)
         everyone = torch.arange(n, device=pivot.device)
         segments = parse_faces(image_losses.targets, parser=s.parser).labels.to(pivot.device)

@@ -70,7 +70,7 @@ def test_ci_profile_produces_every_output(ci_run):
         assert all(c["residual_sizes"].tolist() == [[8, 16]] and int(c["latent_map"].max()) <= 2 for c in codes.values())
         assert (out / "figures" / f"latent_maps_{slug}.png").stat().st_size > 1000
     report = (out / "report.html").read_text()
-    assert "Tuning methods" in report
+    assert "Methods on a pivot" in report
     assert "F/Z+" in report and "data:image/png;base64," in report and "validation_accuracy" in report and "Editing: verdicts" in report
     assert '"git"' in (out / "provenance.json").read_text() or "git" in (out / "provenance.json").read_text()
 

@@ -135,6 +135,19 @@ def test_alpha_zero_edit_is_the_inversion_and_edits_keep_the_chosen_regions_feat
     assert not torch.allclose(render(moved, generator, space), same)
 
 
+def test_default_residual_sizes_are_sams_where_the_generator_has_them():
+    from types import SimpleNamespace
+
+    def fake(resolution):
+        blocks = [2**i for i in range(2, resolution.bit_length())]
+        return SimpleNamespace(resolution=resolution, synthesis=SimpleNamespace(block_resolutions=blocks))
+
+    defaults = SAMSettings()
+    assert defaults.sizes_for(fake(1024)) == (16, 32, 64, 128)  # SAM's own
+    assert defaults.sizes_for(fake(64)) == (16, 32) and defaults.sizes_for(fake(16)) == (8,)
+    assert SAMSettings.from_mapping({"residual_sizes": [32, 8]}).sizes_for(fake(64)) == (8, 32)
+
+
 def test_unknown_settings_and_bad_sizes_are_refused(generator, targets):
     with pytest.raises(ValueError, match="unknown SAM setting"):
         SAMSettings.from_mapping({"taux": 1})
