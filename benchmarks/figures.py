@@ -36,6 +36,8 @@ PAPER_COLOURS = {  # fixed per space so that every figure agrees; the method and
     "F/Z+": "#d62728", "F/W+(P_N)": "#1f77b4", "F/W+": "#2ca02c", "F/Z": "#ff7f0e", "F/W": "#9467bd",
     "F/S": "#8c564b", "Z": "#7f7f7f", "Z+": "#bcbd22", "W": "#17becf", "W+": "#e377c2", "W+(P_N)": "#393b79",
     "S": "#637939",
+    # the methods built on a space: away from the hues above (Dark2, the fallback, repeats several of them)
+    "IDInvert": "#000000", "PTI": "#bd9e39", "PTI w/ Z+": "#843c39", "SAM": "#7b4173", "SAM w/ Z+": "#00a087",
 }
 
 

@@ -8,7 +8,7 @@ Facts from SAM's code and the choices made here (each a deviation only where it 
   residual sizes are `residual_sizes` (config inversion.sam; default SAM's where the generator has them,
   SAMSettings.sizes_for; the mini profile: 8, 16 and 32 px).
 - Start. SAM starts W+ at e4e's output and the residuals at zero. Here the pivot IS the suite's W+ (Z+)
-  inversion, bitwise that row of Table 1 (as PTI's pivot), playing e4e's part.
+  inversion, bitwise that row of Table 1 and taken from its job (as PTI's pivot), playing e4e's part.
 - Segments. SAM: a BiSeNet face parser. Here fzplus.face_parsing (dlib landmarks; see there).
 - Invertibility. SAM predicts, per candidate latent, the spatial LPIPS map between that single latent's
   reconstruction and the target, with a DeepLab network trained on single-latent inversions. Here it is
@@ -169,8 +169,6 @@ class SAMSpace(LatentSpace):
 
     def apply_direction(self, codes, direction, alpha, ctx):
         moved = self.pivot.apply_direction({self.code_key: codes[self.code_key]}, direction, alpha, ctx)
-        if "residuals" not in codes:
-            return moved
         return {**codes, **moved, self.unedited_key: codes.get(self.unedited_key, codes[self.code_key])}
 
     def codes_for_sample(self, z, ctx):

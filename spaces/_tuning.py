@@ -5,8 +5,9 @@ Facts from the sources and the choices made here:
 - Pivot. PTI inverts one w (450 steps, LPIPS + noise regularisation, noise added to w early on); the
   authors' "PTI w/ Z+" (raven38/hypershpere-gan-inversion, HFGI3D, first_inv_type='z+') one z per layer.
   Here the pivot IS the suite's inversion into W (resp. Z+), with the suite's loss, steps and truncation,
-  so that the tuning gain is measured on top of a row of Table 1 and both variants start alike. The
-  noise regulariser is moot: the suite's generator renders with fixed noise buffers.
+  so that the tuning gain is measured on top of a row of Table 1 and both variants start alike; the run
+  takes it from that row's job (engine.invert pivot=) rather than inverting again. The noise regulariser is
+  moot: the suite's generator renders with fixed noise buffers.
 - Tuning. PTI: Adam (lr 3e-4, default betas) on the synthesis weights, MSE + LPIPS (both weight 1), at
   most 350 steps, an image stops once its LPIPS is <= 0.06. Here the perceptual term is the suite's own
   distance (the profile's backend and size, as every inversion), so `stop_at` is in its units.

@@ -117,6 +117,8 @@ class LatentSpace(abc.ABC):
     description: str = ""
     refined_variables: tuple[str, ...] = ()  # codes added by `refine` (methods with a second stage)
     settings_key: str | None = None  # the config section inversion.<key> holding the second stage's settings
+    # a method whose first stage IS this space's inversion (PTI, SAM): the engine can take that inversion as given
+    pivot: "LatentSpace | None" = None
 
     @property
     def encoder_kind(self) -> str | None:

@@ -64,6 +64,8 @@ def test_ci_profile_produces_every_output(ci_run):
     assert list(tuning.image_id)[-1] == "mean" and len(tuning) == 5 and tuning.notna().all().all()
     codes = torch.load(out / "inversion" / "pti" / "codes.pt", weights_only=True)
     assert len(codes) == 4 and all(c["delta"].dtype == torch.float16 and c["delta"].abs().max() > 0 for c in codes.values())
+    pivot = torch.load(out / "inversion" / "w" / "codes.pt", weights_only=True)  # the W job's codes, reused
+    assert all(torch.equal(codes[i]["w"], pivot[i]["w"]) for i in codes)
     # SAM: a latent chosen per pixel among the residuals (8, 16 px) and the pivot, its map drawn for the report
     for slug in ("sam", "sam_z_plus"):
         codes = torch.load(out / "inversion" / slug / "codes.pt", weights_only=True)

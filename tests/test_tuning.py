@@ -130,3 +130,33 @@ def test_the_engines_image_losses_on_a_subset_equal_those_rows_of_the_whole_batc
         mse, per = losses(images, torch.arange(3))
         sub_mse, sub_per = losses(images[[0, 2]], torch.tensor([0, 2]))  # once image 1 has stopped
     assert torch.allclose(sub_mse, mse[[0, 2]]) and torch.allclose(sub_per, per[[0, 2]], atol=1e-6)
+
+
+def test_a_method_given_its_pivots_inversion_from_disk_equals_the_method_run_whole(generator, targets, tmp_path):
+    from fzplus.stages.evaluate import read_inversion, write_inversion
+
+    run = dict(steps=2, perceptual=None, progress=False, stage_settings=dict(steps=2, lr=1e-3, stop_at=0.0))
+    whole = invert(targets, generator, "PTI", **run)
+    write_inversion(invert(targets, generator, "W", steps=2, perceptual=None, progress=False), tmp_path)  # the pipeline's W job
+    reused = invert(targets, generator, "PTI", pivot=read_inversion(tmp_path, space_name="W"), **run)
+    assert set(reused.codes) == set(whole.codes)
+    for name in whole.codes:
+        assert torch.equal(reused.codes[name], whole.codes[name]), name
+    for term in whole.losses:
+        assert torch.equal(reused.losses[term], whole.losses[term]), term
+    assert torch.equal(reused.reconstructions, whole.reconstructions)
+
+
+def test_a_pivot_inversion_of_another_space_images_steps_or_settings_is_refused(generator, targets):
+    w = invert(targets[:2], generator, "W", steps=2, perceptual=None, progress=False)
+    run = dict(steps=2, perceptual=None, progress=False, stage_settings=dict(steps=1))
+    with pytest.raises(ValueError, match="pivots on 'Z\\+'"):
+        invert(targets[:2], generator, "PTI w/ Z+", pivot=w, **run)
+    with pytest.raises(ValueError, match="has no pivot space"):
+        invert(targets[:2], generator, "W+", pivot=w, steps=2, perceptual=None, progress=False)
+    with pytest.raises(ValueError, match="same targets"):
+        invert(targets[:2], generator, "PTI", pivot=w, image_keys=["a", "b"], **run)
+    with pytest.raises(ValueError, match=r"ran \[2\] steps"):
+        invert(targets[:2], generator, "PTI", pivot=w, **{**run, "steps": 3})
+    with pytest.raises(ValueError, match="other settings.*'lr': \\(0.01, 0.02\\)"):
+        invert(targets[:2], generator, "PTI", pivot=w, lr=0.02, **run)

@@ -119,6 +119,7 @@ def invert(
     lambda_domain: float = 2.0,
     batch_size: int | None = None,
     stage_settings: dict | None = None,
+    pivot: InversionResult | None = None,
     progress: bool = True,
 ) -> InversionResult:
     """Invert targets [N, 3, R, R] (in [-1, 1], at the generator's resolution) into `space`.
@@ -134,7 +135,10 @@ def invert(
     (fzplus.pn_stats), required by the P_N spaces. truncation (psi, cutoff) is applied by the spaces the
     authors' scripts truncate (Z-type and single-w spaces); psi = 1 (default) turns it off. stage_settings:
     settings of a method's second stage (the config's inversion.<space.settings_key>, e.g. PTI's
-    spaces/_tuning.py TuningSettings; None = the method's defaults).
+    spaces/_tuning.py TuningSettings; None = the method's defaults). pivot: for a method built on a pivot
+    space (`space.pivot`: PTI, SAM), that space's inversion of the same targets with the same settings; its
+    codes and loss traces stand in for the method's first stage, which is that inversion bitwise (the loop is
+    deterministic and does not depend on the batching), so only the second stage is computed.
     """
     space = spaces.get(space)
     _check_targets(targets, generator)
@@ -159,6 +163,9 @@ def invert(
                     encoder=type(encoder).__name__ if encoder is not None else None,
                     stage_settings=dict(stage_settings or {}) if space.refined_variables else None)
 
+    if pivot is not None:
+        _check_pivot(pivot, space, keys=keys, steps=steps, settings=settings)
+
     chunk = batch_size or n
     parts = []
     with frozen(generator):
@@ -167,7 +174,8 @@ def invert(
             parts.append(_invert_batch(
                 targets[start:stop].to(device), keys[start:stop], space, ctx, steps=steps, lr=lr, lambda_per=lambda_per,
                 lambda_reg=lambda_reg, distance_net=distance_net, perceptual_size=perceptual_size, encoder=encoder,
-                seed=seed, stage_settings=stage_settings, progress=progress, desc=f"invert {space.name} [{start}:{stop}]"))
+                seed=seed, stage_settings=stage_settings, progress=progress, desc=f"invert {space.name} [{start}:{stop}]",
+                pivot=_pivot_slice(pivot, start, stop) if pivot is not None else None))
     def joined(name: str) -> torch.Tensor | None:
         return torch.cat([p[name] for p in parts]) if parts[0][name] is not None else None
 
@@ -178,19 +186,48 @@ def invert(
         initial_base_code=joined("f0"), settings=settings)
 
 
+# the settings a method's first stage shares with its pivot's inversion (the rest name the method or its second stage)
+PIVOT_SETTINGS = ("steps", "lr", "lambda_per", "lambda_reg", "perceptual", "perceptual_size", "seed", "truncation_psi",
+                  "truncation_cutoff", "lambda_pn")
+
+
+def _check_pivot(pivot: InversionResult, space: LatentSpace, *, keys: Sequence[str], steps: int, settings: dict) -> None:
+    if space.pivot is None:
+        raise ValueError(f"space {space.name!r} has no pivot space; pass pivot=None")
+    if pivot.space != space.pivot.name:
+        raise ValueError(f"{space.name} pivots on {space.pivot.name!r}, but the given pivot inversion is of {pivot.space!r}")
+    if list(pivot.keys) != list(keys):
+        raise ValueError(f"the pivot inversion holds images {list(pivot.keys)[:4]}..., not the targets' {list(keys)[:4]}...: "
+                         "invert the same targets, in the same order")
+    if set(pivot.codes) != set(space.pivot.variables):
+        raise ValueError(f"the pivot inversion's codes are {sorted(pivot.codes)}; {space.pivot.name} has {list(space.pivot.variables)}")
+    lengths = {t: v.shape[1] for t, v in pivot.losses.items()}
+    if set(lengths) != set(LOSS_TERMS) or set(lengths.values()) != {steps}:
+        raise ValueError(f"the pivot inversion ran {sorted(set(lengths.values()))} steps of {sorted(lengths)}; this run has {steps} of {list(LOSS_TERMS)}")
+    differ = {k: (pivot.settings[k], settings[k]) for k in PIVOT_SETTINGS if k in pivot.settings and pivot.settings[k] != settings[k]}
+    if differ:
+        raise ValueError(f"the pivot inversion ran with other settings (pivot, this run): {differ}")
+
+
+def _pivot_slice(pivot: InversionResult, start: int, stop: int) -> dict:
+    return dict(codes={k: v[start:stop] for k, v in pivot.codes.items()}, losses={t: v[start:stop] for t, v in pivot.losses.items()})
+
+
 def _invert_batch(targets, keys, space: LatentSpace, ctx: SpaceContext, *, steps, lr, lambda_per, lambda_reg, distance_net,
-                  perceptual_size, encoder, seed, stage_settings, progress, desc) -> dict:
+                  perceptual_size, encoder, seed, stage_settings, progress, desc, pivot=None) -> dict:
     seeds = [derive_image_seed(seed, k) for k in keys]
-    init = space.init_codes(targets, ctx, image_seeds=seeds, encoder=encoder)
+    init = space.init_codes(targets, ctx, image_seeds=seeds, encoder=encoder) if pivot is None else pivot["codes"]
     if set(init) != set(space.variables):
         raise RuntimeError(f"space {space.name!r} initialised {sorted(init)} but declares variables {list(space.variables)}")
-    codes = {k: v.detach().clone().requires_grad_(True) for k, v in init.items()}
+    device = targets.device
+    codes = {k: v.detach().to(device).clone().requires_grad_(True) for k, v in init.items()}
     f0 = codes["f"].detach().clone() if "f" in codes else None
     image_losses = ImageLosses(targets, distance_net, perceptual_size)  # the loop's and a second stage's
     everyone = torch.arange(targets.shape[0], device=targets.device)
     optimizer = torch.optim.Adam(list(codes.values()), lr=lr)
-    trace = {t: [] for t in LOSS_TERMS}
-    bar = tqdm(range(steps), desc=desc, disable=not progress, leave=False)
+    # with a pivot given, its traces are the first stage's and the loop runs no step
+    trace = {t: [] for t in LOSS_TERMS} if pivot is None else {t: list(pivot["losses"][t].to(device).unbind(1)) for t in LOSS_TERMS}
+    bar = tqdm(range(steps if pivot is None else 0), desc=desc, disable=not progress, leave=False)
     for step in bar:
         images = space.render(codes, ctx)
         mse, per = image_losses(images, everyone)

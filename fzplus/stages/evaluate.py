@@ -6,6 +6,7 @@ import os
 import pathlib
 from typing import Any, Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -26,8 +27,10 @@ def save_png(image: torch.Tensor, path: pathlib.Path) -> None:
 
 
 def invert_stage(cfg: Mapping[str, Any], *, space_name: str, generator_path, targets_dir, out_dir,
-                 encoder_path=None, pn_stats_path=None) -> None:
-    """Invert every target into one space; write codes.pt, recon/<id>.png, losses.csv, metrics.csv."""
+                 encoder_path=None, pn_stats_path=None, pivot_dir=None) -> None:
+    """Invert every target into one space; write codes.pt, recon/<id>.png, losses.csv, metrics.csv.
+    pivot_dir: for a method on a pivot space (PTI, SAM), that space's inversion by this stage with the same
+    config (the run's invert job of the pivot), taken as the method's first stage instead of recomputing it."""
     from benchmarks.reconstruction import reconstruction_metrics
     from fzplus.inversion import invert
     from fzplus.stages.prepare import encoder_kind
@@ -45,21 +48,47 @@ def invert_stage(cfg: Mapping[str, Any], *, space_name: str, generator_path, tar
     result = invert(targets.to(device), G, space, steps=inv["steps"], lr=inv["lr"], lambda_per=inv["lambda_per"], lambda_reg=inv["lambda_reg"],
                     perceptual=net, perceptual_size=cfg["perceptual"]["size"], encoder=encoder, base_size=inv["base_size"],
                     seed=cfg["seed"], image_keys=ids, pn_stats=pn, lambda_pn=inv["lambda_pn"], lambda_domain=inv["lambda_domain"], batch_size=inv["batch_size"],
-                    stage_settings=inv[space.settings_key] if space.settings_key else None, progress=cfg["progress"], **truncation(cfg))
+                    stage_settings=inv[space.settings_key] if space.settings_key else None, progress=cfg["progress"],
+                    pivot=read_inversion(pivot_dir, space_name=space.pivot.name) if pivot_dir else None, **truncation(cfg))
     out = pathlib.Path(out_dir)
     (out / "recon").mkdir(parents=True, exist_ok=True)
     recons = result.reconstructions.clamp(-1, 1)  # as the authors' postprocessing: scored images are valid images
     for i, image_id in enumerate(ids):
         save_png(recons[i], out / "recon" / f"{image_id}.png")
-    torch.save({image_id: result.image_codes(i) for i, image_id in enumerate(ids)}, out / "codes.pt")
-    steps = result.losses[next(iter(result.losses))].shape[1]
-    losses = pd.concat([pd.DataFrame({"image_id": image_id, "step": range(steps),
-                                      **{term: trace[i].numpy() for term, trace in result.losses.items()}})
-                        for i, image_id in enumerate(ids)], ignore_index=True)
-    losses.to_csv(out / "losses.csv", index=False)
+    write_inversion(result, out)
     with torch.no_grad():
         metrics = reconstruction_metrics(targets, recons, image_ids=ids, space=space.name, perceptual=resized_perceptual(cfg, net=net))
     metrics.to_csv(out / "metrics.csv", index=False)
+
+
+def write_inversion(result, out_dir) -> None:
+    """codes.pt (image id -> that image's codes) and losses.csv (image_id, step, one column per loss term)."""
+    out = pathlib.Path(out_dir)
+    torch.save({image_id: result.image_codes(i) for i, image_id in enumerate(result.keys)}, out / "codes.pt")
+    steps = result.losses[next(iter(result.losses))].shape[1]
+    losses = pd.concat([pd.DataFrame({"image_id": image_id, "step": range(steps),
+                                      **{term: trace[i].numpy() for term, trace in result.losses.items()}})
+                        for i, image_id in enumerate(result.keys)], ignore_index=True)
+    losses.to_csv(out / "losses.csv", index=False)
+
+
+def read_inversion(inversion_dir, *, space_name: str):
+    """An InversionResult (codes and loss traces; no reconstructions or settings) from write_inversion's files."""
+    from fzplus.inversion import InversionResult
+    from fzplus.inversion.engine import LOSS_TERMS
+
+    folder = pathlib.Path(inversion_dir)
+    ids, codes = load_codes(folder / "codes.pt")
+    table = pd.read_csv(folder / "losses.csv", dtype={"image_id": str})
+    missing = sorted(set(ids) - set(table["image_id"]))
+    if missing or not set(LOSS_TERMS) <= set(table.columns):
+        raise ValueError(f"{folder / 'losses.csv'} does not match {folder / 'codes.pt'} (images missing: {missing[:4]}; "
+                         f"columns {list(table.columns)}): rerun that space's invert job")
+    rows = {image_id: group.sort_values("step") for image_id, group in table.groupby("image_id", sort=False)}
+    if len({len(r) for r in rows.values()}) != 1:
+        raise ValueError(f"{folder / 'losses.csv'}: the images hold different numbers of steps; rerun that space's invert job")
+    losses = {t: torch.tensor(np.stack([rows[i][t].to_numpy() for i in ids]), dtype=torch.float32) for t in LOSS_TERMS}
+    return InversionResult(space=space_name, keys=ids, image_seeds=[], codes=codes, reconstructions=None, losses=losses)
 
 
 def load_codes(path) -> tuple[list[str], dict[str, torch.Tensor]]:
@@ -85,7 +114,7 @@ def tables_stage(cfg: Mapping[str, Any], *, metrics_paths: Sequence[str], identi
     t1 = table1(metrics, spaces_order=order)
     label = PERCEPTUAL_LABELS.get(cfg["perceptual"]["backend"], "perceptual")
     write_table(t1, out / "table1.csv", markdown=to_markdown(table1_display(t1, perceptual_label=label)))
-    pivots = {name: spaces.get(name).pivot.name for name in order if getattr(spaces.get(name), "pivot", None)}
+    pivots = {name: spaces.get(name).pivot.name for name in order if spaces.get(name).pivot is not None}
     if pivots:
         tuned = tuning_table(metrics, pivots=pivots)
         write_table(tuned, out / "tuning.csv", markdown=to_markdown(tuned, float_format="{:.5f}"))

@@ -13,7 +13,7 @@ rule tables:
         directions=f"{OUT}/tables/directions.csv",
         edit_strength=f"{OUT}/tables/edit_strength.csv",
         # the Fig. 9 table, when a tuning method (one with a pivot space) is compared
-        tuning=[f"{OUT}/tables/tuning.csv"] if any(getattr(s, "pivot", None) for s in SPACES.values()) else [],
+        tuning=[f"{OUT}/tables/tuning.csv"] if any(s.pivot is not None for s in SPACES.values()) else [],
     params:
         stage="evaluate.tables_stage",
         kwargs=lambda wc, input, output: dict(metrics_paths=list(input.metrics), identity_paths=list(input.identity),
