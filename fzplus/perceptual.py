@@ -154,17 +154,44 @@ def load_vgg16_features(trunk: nn.Module, path: pathlib.Path) -> None:
 class StLpipsVGG(PerceptualDistance):
     name = "stlpips-vgg"
 
-    def __init__(self):
+    def __init__(self, *, skip_random_init: bool = True):
+        """skip_random_init: build the package's model without drawing its random initial weights, which the
+        weights file then overwrites (checked below): 2.6 of the 2.7 s a build took, mostly VGG16's unused
+        classifier, paid by every pipeline job that scores images. False: the package's own construction."""
         with _stand_ins(_STLPIPS_UNUSED_IMPORTS):
             from stlpips_pytorch import stlpips, utils
 
-        model = stlpips.LPIPS(net="vgg", variant="shift_tolerant", verbose=False)
+        with _random_init_skipped(skip_random_init):
+            model = stlpips.LPIPS(net="vgg", variant="shift_tolerant", verbose=False)
         weights = torch.load(pathlib.Path(stlpips.__file__).parent / "weights" / "vST0.0" / "vgg_shift_tolerant.pth", map_location="cpu", weights_only=True)
-        # The package loads with strict=False; make sure every tensor of the metric came from the file.
-        unloaded = [k for k in model.state_dict() if k not in weights and not k.startswith("lins.")]
+        # The package loads with strict=False; make sure every tensor of the metric came from the file
+        # (`lins.<k>` is the package's list of the modules `lin<k>`, which the file holds).
+        unloaded = [k for k in model.state_dict() if k not in weights and k.replace("lins.", "lin", 1) not in weights]
         if unloaded:
             raise PerceptualWeightsUnavailable(f"stlpips-vgg: the weights shipped with stlpips-pytorch lack {unloaded[:4]}; reinstall stlpips-pytorch==0.0.2")
         super().__init__(model, utils.normalize_tensor)
+
+
+# The torch.nn.init functions that module constructors (Conv2d, Linear, torchvision's VGG) draw from.
+_INIT_FUNCTIONS = ("uniform_", "normal_", "trunc_normal_", "constant_", "zeros_", "ones_", "kaiming_uniform_", "kaiming_normal_",
+                   "xavier_uniform_", "xavier_normal_")
+
+
+@contextlib.contextmanager
+def _random_init_skipped(enabled: bool):
+    """While active, torch.nn.init leaves tensors as allocated (uninitialised): only for models whose every
+    tensor is loaded from a file afterwards."""
+    if not enabled:
+        yield
+        return
+    saved = {name: getattr(torch.nn.init, name) for name in _INIT_FUNCTIONS}
+    for name in _INIT_FUNCTIONS:
+        setattr(torch.nn.init, name, lambda tensor, *_args, **_kwargs: tensor)
+    try:
+        yield
+    finally:
+        for name, function in saved.items():
+            setattr(torch.nn.init, name, function)
 
 
 def _unused_by_the_metric(*_args, **_kwargs):

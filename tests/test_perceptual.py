@@ -139,3 +139,15 @@ def test_stlpips_leaves_no_stand_in_modules_behind(stlpips):
         if importlib.util.find_spec(name) is None:  # absent here: the stand-in must be gone again
             assert name not in sys.modules
     Figure(figsize=(1, 1))  # matplotlib probes sys.modules["IPython"].version_info when a canvas is made
+
+
+def test_stlpips_built_without_random_init_holds_the_packages_weights(stlpips, images):
+    plain = build_perceptual("stlpips-vgg", skip_random_init=False)
+    fast, reference = stlpips.state_dict(), plain.state_dict()
+    assert fast.keys() == reference.keys()
+    assert all(torch.equal(fast[k], reference[k]) for k in reference)
+    base, slightly, _ = images
+    assert torch.equal(stlpips(slightly, base), plain(slightly, base))
+    # the switch leaves torch's initialisers as they were
+    layer = torch.nn.Linear(8, 8)
+    assert layer.weight.abs().sum() > 0 and layer.weight.std() > 0.05
