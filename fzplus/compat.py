@@ -5,11 +5,12 @@ with "operator torchvision::nms does not exist", and lpips and facenet-pytorch i
 `install_torchvision_fallbacks()` must run before the first `import torchvision` (importing `fzplus`
 runs it). Where the compiled ops load it changes nothing. Otherwise it defines `torchvision::nms` (and
 the quantised `qnms`) with a pure-PyTorch greedy NMS that follows torchvision's CPU kernel, and tells
-torchvision that ops are present. Only NMS is provided: the suite needs it for MTCNN face detection;
+torchvision that ops are present as soon as it is first imported (it does not import torchvision itself). Only NMS is provided: the suite needs it for MTCNN face detection;
 other compiled ops (roi_align, deform_conv2d, ...) stay unavailable and fail when called.
 """
 from __future__ import annotations
 
+import importlib.abc
 import importlib.util
 import pathlib
 import sys
@@ -77,8 +78,34 @@ def install_torchvision_fallbacks() -> str:
     _LIBRARY.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
     _LIBRARY.impl("nms", nms_reference, "CompositeExplicitAutograd")
     _LIBRARY.impl("qnms", _qnms, "CompositeExplicitAutograd")
-    import torchvision.extension  # noqa: E402  (safe now that the schemas exist)
-
-    torchvision.extension._has_ops = lambda: True
+    # Importing torchvision costs ~3 s (it imports torch._dynamo), which most jobs never need: the patch
+    # waits for the first import of torchvision, and follows it as it followed an eager import (torchvision
+    # registers its other ops' kernels during its import only when it finds its compiled ops).
+    sys.meta_path.insert(0, _AfterImport("torchvision", _report_ops_present))
     _STATUS = "fallback"
     return _STATUS
+
+
+def _report_ops_present(torchvision) -> None:
+    torchvision.extension._has_ops = lambda: True
+
+
+class _AfterImport(importlib.abc.MetaPathFinder):
+    """Runs `patch(module)` right after module `name` is first executed, wherever it is imported from."""
+
+    def __init__(self, name: str, patch) -> None:
+        self.name, self.patch = name, patch
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != self.name:
+            return None
+        sys.meta_path.remove(self)  # one shot; the regular finders locate the module
+        spec = importlib.util.find_spec(fullname)
+        execute, patch = spec.loader.exec_module, self.patch
+
+        def exec_module(module) -> None:
+            execute(module)
+            patch(module)
+
+        spec.loader.exec_module = exec_module
+        return spec

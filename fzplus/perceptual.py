@@ -34,9 +34,10 @@ import fzplus  # noqa: F401  (the torchvision fallback must be installed before 
 
 VGG16_FILE = "vgg16-397923af.pth"
 VGG16_URL = f"https://download.pytorch.org/models/{VGG16_FILE}"
-# stlpips-pytorch imports IPython.embed and torchsummary.summary at module level but never calls them in
-# the metric; where those packages are absent, inert stand-ins let it import.
-_STLPIPS_UNUSED_IMPORTS = {"IPython": "embed", "torchsummary": "summary"}
+# stlpips-pytorch imports IPython.embed, torchsummary.summary and torchvision.models at module level, but the
+# shift-tolerant VGG uses none of them (its trunk is the package's own models_lpf): inert stand-ins let it
+# import where they are absent, and spare a job torchvision's import (~3 s, most of it torch._dynamo).
+_STLPIPS_UNUSED_IMPORTS = {"IPython": "embed", "torchsummary": "summary", "torchvision": "models"}
 
 
 class PerceptualWeightsUnavailable(RuntimeError):
@@ -194,21 +195,29 @@ def _random_init_skipped(enabled: bool):
             setattr(torch.nn.init, name, function)
 
 
-def _unused_by_the_metric(*_args, **_kwargs):
-    raise RuntimeError("stand-in installed by fzplus.perceptual for an import stlpips-pytorch does not use")
+class _UnusedByTheMetric:
+    """What a stand-in module holds: fails on any use, naming the stand-in."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __call__(self, *_args, **_kwargs):
+        raise RuntimeError(f"{self._name} is a stand-in installed by fzplus.perceptual for an import stlpips-pytorch does not use")
+
+    def __getattr__(self, attribute: str):
+        self(attribute)
 
 
 @contextlib.contextmanager
 def _stand_ins(imports: dict[str, str]):
-    """Inert modules for absent packages, only while the importer runs: left in sys.modules, a fake
-    `IPython` breaks libraries that probe for it (matplotlib reads IPython.version_info)."""
+    """Inert modules for the packages not yet imported, only while the importer runs: left in sys.modules, a
+    fake `IPython` breaks libraries that probe for it (matplotlib reads IPython.version_info), and a fake
+    torchvision would hide the real one from later imports."""
     added = []
     for module_name, attribute in imports.items():
-        try:
-            __import__(module_name)
-        except ImportError:
+        if module_name not in sys.modules:
             stand_in = types.ModuleType(module_name)
-            setattr(stand_in, attribute, _unused_by_the_metric)
+            setattr(stand_in, attribute, _UnusedByTheMetric(f"{module_name}.{attribute}"))
             sys.modules[module_name] = stand_in
             added.append(module_name)
     try:

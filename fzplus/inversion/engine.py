@@ -223,11 +223,34 @@ def _invert_batch(targets, keys, space: LatentSpace, ctx: SpaceContext, *, steps
     codes = {k: v.detach().to(device).clone().requires_grad_(True) for k, v in init.items()}
     f0 = codes["f"].detach().clone() if "f" in codes else None
     image_losses = ImageLosses(targets, distance_net, perceptual_size)  # the loop's and a second stage's
-    everyone = torch.arange(targets.shape[0], device=targets.device)
+    if pivot is None:
+        trace = _descend(codes, space, ctx, image_losses, f0=f0, steps=steps, lr=lr, lambda_per=lambda_per, lambda_reg=lambda_reg,
+                         progress=progress, desc=desc)
+    else:  # the pivot's traces are the first stage's
+        trace = {t: list(pivot["losses"][t].to(device).unbind(1)) for t in LOSS_TERMS}
+    if space.refined_variables:
+        codes, traces = space.refine({k: v.detach() for k, v in codes.items()}, ctx, settings=stage_settings, progress=progress, desc=f"{desc} {space.settings_key or 'refine'}",
+                                     image_losses=image_losses)
+        if set(codes) != {*space.variables, *space.refined_variables}:
+            raise RuntimeError(f"space {space.name!r} refined to {sorted(codes)}; expected {[*space.variables, *space.refined_variables]}")
+        for name in LOSS_TERMS:
+            trace[name].extend(traces[name].unbind(1))
+    with torch.no_grad():
+        reconstructions = space.render(codes, ctx)
+    empty = targets.new_zeros(targets.shape[0], 0)
+    return dict(
+        seeds=seeds, codes={k: v.detach().cpu() for k, v in codes.items()}, reconstructions=reconstructions.cpu(),
+        losses={t: (torch.stack(v, dim=1) if v else empty).cpu() for t, v in trace.items()},
+        f0=f0.cpu() if f0 is not None else None)
+
+
+def _descend(codes: dict, space: LatentSpace, ctx: SpaceContext, image_losses: "ImageLosses", *, f0, steps, lr, lambda_per, lambda_reg,
+             progress, desc) -> dict[str, list[torch.Tensor]]:
+    """The inversion loop: `steps` Adam steps on `codes` (in place) against Eq. 1; per-step loss terms [N] per LOSS_TERMS."""
+    everyone = torch.arange(image_losses.targets.shape[0], device=image_losses.targets.device)
     optimizer = torch.optim.Adam(list(codes.values()), lr=lr)
-    # with a pivot given, its traces are the first stage's and the loop runs no step
-    trace = {t: [] for t in LOSS_TERMS} if pivot is None else {t: list(pivot["losses"][t].to(device).unbind(1)) for t in LOSS_TERMS}
-    bar = tqdm(range(steps if pivot is None else 0), desc=desc, disable=not progress, leave=False)
+    trace = {t: [] for t in LOSS_TERMS}
+    bar = tqdm(range(steps), desc=desc, disable=not progress, leave=False)
     for step in bar:
         images = space.render(codes, ctx)
         mse, per = image_losses(images, everyone)
@@ -244,20 +267,7 @@ def _invert_batch(targets, keys, space: LatentSpace, ctx: SpaceContext, *, steps
             trace[name].append(value.detach())
         if progress and step % 10 == 0:
             bar.set_postfix(loss=f"{total.mean().item():.5f}", mse=f"{mse.mean().item():.5f}")
-    if space.refined_variables:
-        codes, traces = space.refine({k: v.detach() for k, v in codes.items()}, ctx, settings=stage_settings, progress=progress, desc=f"{desc} {space.settings_key or 'refine'}",
-                                     image_losses=image_losses)
-        if set(codes) != {*space.variables, *space.refined_variables}:
-            raise RuntimeError(f"space {space.name!r} refined to {sorted(codes)}; expected {[*space.variables, *space.refined_variables]}")
-        for name in LOSS_TERMS:
-            trace[name].extend(traces[name].unbind(1))
-    with torch.no_grad():
-        reconstructions = space.render(codes, ctx)
-    empty = targets.new_zeros(targets.shape[0], 0)
-    return dict(
-        seeds=seeds, codes={k: v.detach().cpu() for k, v in codes.items()}, reconstructions=reconstructions.cpu(),
-        losses={t: (torch.stack(v, dim=1) if v else empty).cpu() for t, v in trace.items()},
-        f0=f0.cpu() if f0 is not None else None)
+    return trace
 
 
 class ImageLosses:
