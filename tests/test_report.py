@@ -3,6 +3,7 @@ partial or empty one; self-contained and escaped."""
 from __future__ import annotations
 
 import base64
+import io
 import json
 import re
 
@@ -85,8 +86,13 @@ def test_report_from_a_full_results_folder(tmp_path):
     assert out == root / "report.html"
     page = out.read_text()
     assert "<title>Benchmark &lt;mini&gt;</title>" in page
-    for blob in planted.values():
-        assert base64.b64encode(blob).decode() in page
+    for name in ("figure", "editing_figure"):
+        assert base64.b64encode(planted[name]).decode() in page
+    # the grid: a JPEG preview of the PNG, linked to it
+    preview = re.search(r'<a href="edits/f_z_plus/grids/ganspace.png"><img alt="ganspace.png" src="data:image/jpeg;base64,([^"]+)">', page)
+    assert preview and base64.b64encode(planted["grid"]).decode() not in page
+    with Image.open(io.BytesIO(base64.b64decode(preview.group(1)))) as jpeg, Image.open(root / "edits/f_z_plus/grids/ganspace.png") as png:
+        assert jpeg.format == "JPEG" and jpeg.size == png.size  # 8 px: not downscaled
     # Table 1: one row per space in paper order, mean ± sd, the perceptual label
     assert page.index("<td>F/Z+</td>") < page.index("<td>F/W+(P_N)</td>") and "ST-LPIPS" in page and " ± " in page
     t1 = pd.read_csv(root / "tables" / "table1.csv").set_index("space")
@@ -140,3 +146,15 @@ def test_report_errors(tmp_path):
     (tmp_path / "provenance.json").write_text("{not json")
     with pytest.raises(ValueError, match="provenance.json"):
         build_report(tmp_path, title="x")
+
+
+def test_grid_previews_are_downscaled_jpegs_of_the_png(tmp_path):
+    from benchmarks.report import PREVIEW_WIDTH, _embed_preview
+
+    y, x = np.mgrid[0:600, 0:2 * PREVIEW_WIDTH]
+    smooth = np.stack([x % 256, y % 256, (x + y) % 256], axis=-1).astype(np.uint8)
+    Image.fromarray(smooth).save(tmp_path / "grid.png")
+    with Image.open(io.BytesIO(base64.b64decode(_embed_preview(tmp_path / "grid.png")))) as jpeg:
+        assert jpeg.format == "JPEG" and jpeg.size == (PREVIEW_WIDTH, 300)
+        halved = np.asarray(Image.fromarray(smooth).resize((PREVIEW_WIDTH, 300), Image.LANCZOS), dtype=float)
+        assert np.abs(np.asarray(jpeg, dtype=float) - halved).mean() < 4
