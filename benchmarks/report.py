@@ -155,6 +155,11 @@ def _embed_preview(path: pathlib.Path, *, max_width: int = PREVIEW_WIDTH, qualit
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+def _relative(path: pathlib.Path, out_dir: pathlib.Path) -> str:
+    """A link from the report's folder to path, with forward slashes."""
+    return os.path.relpath(path, out_dir).replace(os.sep, "/")
+
+
 def _short(value) -> str:
     return value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
 
@@ -208,9 +213,8 @@ def report_context(results_dir: str | os.PathLike, *, out_path: str | os.PathLik
     grid_groups: dict[str, list] = {}
     for path in sorted(results_dir.glob("edits/*/grids/*.png")):
         grid_groups.setdefault(path.parent.parent.name, []).append(
-            (path.name, _embed_preview(path), os.path.relpath(path, out_dir).replace(os.sep, "/")))
-    links = [os.path.relpath(p, out_dir).replace(os.sep, "/")
-             for pattern in LINKED_CSVS for p in sorted(results_dir.glob(pattern))]
+            (path.name, _embed_preview(path), _relative(path, out_dir)))
+    links = [_relative(p, out_dir) for pattern in LINKED_CSVS for p in sorted(results_dir.glob(pattern))]
     return dict(
         title=title,
         not_computed=NOT_COMPUTED,

@@ -205,6 +205,8 @@ class _UnusedByTheMetric:
         raise RuntimeError(f"{self._name} is a stand-in installed by fzplus.perceptual for an import stlpips-pytorch does not use")
 
     def __getattr__(self, attribute: str):
+        if attribute.startswith("__"):  # protocol probes (hasattr(x, "__wrapped__"), copy, pickle) see a plain object
+            raise AttributeError(attribute)
         self(attribute)
 
 

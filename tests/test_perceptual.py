@@ -135,9 +135,13 @@ def test_stlpips_leaves_no_stand_in_modules_behind(stlpips):
 
     from matplotlib.figure import Figure
 
+    from fzplus.perceptual import _STLPIPS_UNUSED_IMPORTS
+
     for name in ("IPython", "torchsummary"):
         if importlib.util.find_spec(name) is None:  # absent here: the stand-in must be gone again
             assert name not in sys.modules
+    for name in _STLPIPS_UNUSED_IMPORTS:  # installed ones (torchvision): the real module or none, never the stand-in
+        assert name not in sys.modules or sys.modules[name].__spec__ is not None
     Figure(figsize=(1, 1))  # matplotlib probes sys.modules["IPython"].version_info when a canvas is made
 
 
@@ -149,5 +153,22 @@ def test_stlpips_built_without_random_init_holds_the_packages_weights(stlpips, i
     base, slightly, _ = images
     assert torch.equal(stlpips(slightly, base), plain(slightly, base))
     # the switch leaves torch's initialisers as they were
+    from fzplus.perceptual import _INIT_FUNCTIONS
+
+    assert all(getattr(torch.nn.init, name).__module__ == "torch.nn.init" for name in _INIT_FUNCTIONS)
     layer = torch.nn.Linear(8, 8)
     assert layer.weight.abs().sum() > 0 and layer.weight.std() > 0.05
+
+
+def test_stand_in_fails_on_use_and_answers_protocol_probes_plainly():
+    import subprocess
+    import sys
+
+    # a fresh interpreter, so that stlpips is imported before torchvision and holds the stand-in
+    code = ("from fzplus.perceptual import build_perceptual\n"
+            "build_perceptual('stlpips-vgg')\n"
+            "import stlpips_pytorch.invariant_networks as networks\n"
+            "assert not hasattr(networks.tv, '__wrapped__')\n"
+            "networks.tv.vgg16()\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode != 0 and "RuntimeError: torchvision.models is a stand-in installed by fzplus.perceptual" in run.stderr, run.stderr[-2000:]

@@ -244,7 +244,7 @@ def _invert_batch(targets, keys, space: LatentSpace, ctx: SpaceContext, *, steps
         f0=f0.cpu() if f0 is not None else None)
 
 
-def _descend(codes: dict, space: LatentSpace, ctx: SpaceContext, image_losses: "ImageLosses", *, f0, steps, lr, lambda_per, lambda_reg,
+def _descend(codes: dict, space: LatentSpace, ctx: SpaceContext, image_losses: ImageLosses, *, f0, steps, lr, lambda_per, lambda_reg,
              progress, desc) -> dict[str, list[torch.Tensor]]:
     """The inversion loop: `steps` Adam steps on `codes` (in place) against Eq. 1; per-step loss terms [N] per LOSS_TERMS."""
     everyone = torch.arange(image_losses.targets.shape[0], device=image_losses.targets.device)
