@@ -4,8 +4,9 @@
     cfg = load_config("config/mini.yaml")                      # or a bare profile name: load_config("mini")
     cfg = load_config("mini", overrides={"inversion.steps": 5})  # dotted keys or nested dicts
 
-The schema (workflow/schemas/config.schema.yaml) is the single place of defaults and allowed values. An
-invalid config raises `ConfigError`, whose message names the file, every offending key path (e.g.
+The schema (workflow/schemas/config.schema.yaml, plus the sections generated from the dataclasses that hold
+their defaults: the inversion's own settings, each plugin's settings section and the encoder recipes; see
+`load_schema`) is the single place of defaults and allowed values. An invalid config raises `ConfigError`, whose message names the file, every offending key path (e.g.
 `inversion.steps`) and what is allowed. Checks the schema cannot express (registered space names,
 exactly-one-of choices, references between keys, asset names) follow the schema check.
 """
@@ -21,6 +22,9 @@ import jsonschema
 import yaml
 
 import spaces
+from fzplus.encoders import KINDS as ENCODER_KINDS
+from fzplus.inversion.settings import InversionSettings
+from fzplus.settings import schema_of
 from fzplus.assets import REPO_ROOT, AssetError, asset_problem, asset_sha256s, load_asset_declarations, materialize_asset
 from fzplus.edits.attributes import ATTRIBUTES
 
@@ -34,8 +38,33 @@ class ConfigError(ValueError):
 
 
 def load_schema() -> dict:
+    """The config schema: the YAML file plus the sections generated from their settings classes (the one home of
+    their defaults): the inversion's own keys (fzplus.inversion.settings), `inversion.<settings_key>` of every
+    registered plugin that declares settings (spaces.base), and each encoder kind's recipe section
+    (fzplus.encoders.KINDS). A section written in the YAML file as well is refused: a default lives once."""
     with open(SCHEMA_PATH, encoding="utf-8") as f:
-        return yaml.safe_load(f)
+        schema = yaml.safe_load(f)
+    generated = {("inversion", name): prop for name, prop in schema_of(InversionSettings)["properties"].items()}
+    owners: dict[str, tuple[type, str]] = {}
+    for space in map(spaces.get, spaces.names()):
+        if space.settings_key is None:
+            continue
+        owner = owners.setdefault(space.settings_key, (space.settings_class, space.name))
+        if owner[0] is not space.settings_class:
+            raise ConfigError(f"plugins {owner[1]!r} and {space.name!r} both use the settings section inversion.{space.settings_key} "
+                              f"with different settings classes; give one of them another settings_key")
+        generated[("inversion", space.settings_key)] = schema_of(space.settings_class)
+    for kind in ENCODER_KINDS.values():
+        generated[(kind.section,)] = schema_of(kind.recipe)
+    for path, section in generated.items():
+        parent = schema
+        for part in path[:-1]:
+            parent = parent["properties"][part]
+        if path[-1] in parent["properties"]:
+            raise ConfigError(f"{SCHEMA_PATH.name} writes {'.'.join(path)}, which is generated from its settings class; "
+                              "remove it from the file (its defaults live in the class)")
+        parent["properties"][path[-1]] = section
+    return schema
 
 
 def resolve_path(value: str | os.PathLike) -> pathlib.Path:
@@ -58,10 +87,8 @@ def load_config(path_or_dict: str | os.PathLike | Mapping[str, Any], *, override
     schema = load_schema()
     fill_defaults(config, schema)
     if isinstance(config.get("inversion"), dict) and config["inversion"].get("spaces", []) is None:
-        from benchmarks.tables import order_spaces
-
         # every registered plugin, so that a new file is compared by default; in the tables' row order
-        config["inversion"]["spaces"] = order_spaces(spaces.names())
+        config["inversion"]["spaces"] = spaces.order_spaces(spaces.names())
     problems = schema_problems(config, schema) or semantic_problems(config)
     if problems:
         lines = "\n".join(f"  - {p}" for p in problems)

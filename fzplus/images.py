@@ -1,9 +1,19 @@
-"""Image tensors and arrays: the one conversion between float [N, 3, H, W] in [-1, 1] (the generator's
-range) and uint8 [N, H, W, 3] (files, metrics, face detectors) that every part of the suite uses."""
+"""Image tensors and arrays, the one images module of the suite:
+- the one conversion between float [N, 3, H, W] in [-1, 1] (the generator's range) and uint8 [N, H, W, 3]
+  (files, metrics, face detectors) that every part of the suite uses;
+- the resizing protocol of the inversion (SPEC §5, the authors' code): targets are brought to the
+  generator's resolution with a Lanczos filter when they are loaded (fzplus.targets); the perceptual loss
+  sees both images at `perceptual_size` (authors: 256), the target resized once with Lanczos, the
+  reconstruction with bicubic interpolation (differentiable, every step). Lanczos runs in PIL on 32-bit
+  float channels, so no 8-bit rounding happens between loading and the loss;
+- the encoders' input resize (antialiased bilinear).
+"""
 from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from PIL import Image
 
 FLOAT_RANGE_LIMIT = 2.0  # float images beyond +-2 are on another scale (0..1 or 0..255), not [-1, 1] with overshoot
 
@@ -51,3 +61,32 @@ def to_float(images, *, name: str = "images") -> torch.Tensor:
         raise ValueError(f"{name}: float images must be [N, 3, H, W], got {tuple(tensor.shape)}")
     _check_float_range(tensor.numpy(), name=name)
     return tensor
+
+
+def resize_lanczos(images: torch.Tensor, size: int) -> torch.Tensor:
+    """[N, C, H, W] -> [N, C, size, size] with PIL's Lanczos filter (per channel, float32); not differentiable."""
+    assert images.ndim == 4, f"images must be [N, C, H, W], got {tuple(images.shape)}"
+    if images.shape[-2:] == (size, size):
+        return images.clone()
+    arrays = images.detach().to("cpu", torch.float32).numpy()
+    out = np.stack([
+        np.stack([np.asarray(Image.fromarray(channel).resize((size, size), Image.Resampling.LANCZOS)) for channel in image])
+        for image in arrays
+    ])
+    return torch.from_numpy(out).to(images.device, images.dtype)
+
+
+def resize_bicubic(images: torch.Tensor, size: int) -> torch.Tensor:
+    """[N, C, H, W] -> [N, C, size, size], bicubic (align_corners=False, as the authors); differentiable."""
+    if images.shape[-2:] == (size, size):
+        return images
+    return F.interpolate(images, size=(size, size), mode="bicubic", align_corners=False)
+
+
+def resize_bilinear(images: torch.Tensor, *, size: int) -> torch.Tensor:
+    """[N, C, H, W] -> [N, C, size, size]; antialiased bilinear when shrinking (the encoders' input: fzplus.encoders)."""
+    assert images.ndim == 4, f"images must be [N, C, H, W], got {tuple(images.shape)}"
+    if images.shape[-2:] == (size, size):
+        return images
+    shrinking = images.shape[-1] > size or images.shape[-2] > size
+    return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=shrinking)

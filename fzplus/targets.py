@@ -12,10 +12,10 @@ replacement by numpy's default_rng(seed), kept in name order, so a sample depend
 and the seed. Inputs are checked before anything is written: unreadable files, translucent alpha,
 non-square (unless aligned) or too small images are errors naming the file; grayscale, palette, 16-bit and other modes are
 converted to RGB, with a warning and a note in the `conversions` column. Resizing is the inversion's
-protocol (fzplus.inversion.images.resize_lanczos: PIL Lanczos on float channels), then rounded to 8 bit.
+protocol (fzplus.images.resize_lanczos: PIL Lanczos on float channels), then rounded to 8 bit.
 
 Unaligned photos: with align="ffhq" (config targets.align) each photo is first aligned the way FFHQ was
-(fzplus.alignment: dlib's 68 landmarks, the eye-and-mouth quad, rotated upright), any size or aspect; the
+(fzplus.faces.alignment: dlib's 68 landmarks, the eye-and-mouth quad, rotated upright), any size or aspect; the
 `alignment` column records the quad in the photo's pixels. A photo without a detectable face is an error
 naming the file. Empty `alignment`: the image was used as it is.
 """
@@ -27,6 +27,7 @@ import io
 import os
 import pathlib
 import warnings
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -34,9 +35,8 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
-from fzplus.images import to_uint8
+from fzplus.images import resize_lanczos, to_float, to_uint8
 from fzplus.io import atomic_write
-from fzplus.inversion.images import resize_lanczos
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 CSV_NAME = "targets.csv"
@@ -142,8 +142,8 @@ def prepare_target(path: str | os.PathLike, *, resolution: int, crop: float = 1.
     """Read, check, (align,) crop and resize one image file; raises TargetImageError naming the file.
 
     crop: the fraction of the side kept around the centre before resizing, to bring the faces to the
-    generator's face size (1.0: none; see benchmarks/face_layout.py). align: None (the image is an aligned
-    square crop already) or "ffhq" (fzplus.alignment)."""
+    generator's face size (1.0: none; see benchmarks/studies/face_layout.py). align: None (the image is an aligned
+    square crop already) or "ffhq" (fzplus.faces.alignment)."""
     path = pathlib.Path(path)
     data = path.read_bytes()
     try:
@@ -156,7 +156,7 @@ def prepare_target(path: str | os.PathLike, *, resolution: int, crop: float = 1.
     height, width = pixels.shape[:2]
     alignment = ""
     if align is not None:
-        from fzplus.alignment import NoFaceFound, align_face
+        from fzplus.faces.alignment import NoFaceFound, align_face
 
         try:
             aligned = align_face(pixels, name=str(path), method=align)
@@ -236,3 +236,14 @@ def read_prepared_targets(out_dir: str | os.PathLike) -> tuple[list[str], torch.
     images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
     assert images.ndim == 4 and images.shape[1] == 3, images.shape
     return ids, images.contiguous()
+
+
+def load_target(path: str | os.PathLike, *, resolution: int, crop: float = 1.0) -> torch.Tensor:
+    """An image file -> [1, 3, resolution, resolution] in [-1, 1], checked, converted, centre-cropped and
+    resized exactly as the pipeline prepares its targets (prepare_target: Lanczos, then 8-bit)."""
+    return to_float(prepare_target(path, resolution=resolution, crop=crop).pixels[None])
+
+
+def load_targets(paths: Sequence[str | os.PathLike], *, resolution: int, crop: float = 1.0) -> torch.Tensor:
+    """Several image files -> [N, 3, resolution, resolution] in [-1, 1]."""
+    return torch.cat([load_target(p, resolution=resolution, crop=crop) for p in paths])

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from typing import Iterable, Sequence
 
 from .base import (
     GeneratorInputs,
@@ -25,6 +26,16 @@ from .base import (
 )
 
 CONTRACT_MODULES = ("base",)
+# The row order of the paper (Table 1 and Fig. 2), extended to every required space, then the methods built on a
+# space; plugins outside this list (new ones) follow in alphabetical order.
+PAPER_SPACE_ORDER = ("Z", "Z+", "W", "W+", "W+(P_N)", "S", "F/Z", "F/Z+", "F/W", "F/W+", "F/W+(P_N)", "F/S", "IDInvert", "PTI", "PTI w/ Z+", "SAM", "SAM w/ Z+")
+
+
+def order_spaces(present: Iterable[str], *, spaces_order: Sequence[str] = PAPER_SPACE_ORDER) -> list[str]:
+    """The spaces of `present` (each once): those in `spaces_order` in that order, then the others sorted."""
+    present = list(dict.fromkeys(present))
+    known = [s for s in spaces_order if s in present]
+    return known + sorted(s for s in present if s not in spaces_order)
 
 
 class SpaceRegistry:
@@ -99,5 +110,5 @@ def names() -> list[str]:
 
 __all__ = [
     "GeneratorInputs", "LatentSpace", "RegistrationError", "SpaceContext", "SpaceRegistry",
-    "discover", "get", "names", "registry", "retract_to_sphere", "sphere_radius", "validate_space",
+    "PAPER_SPACE_ORDER", "discover", "get", "names", "order_spaces", "registry", "retract_to_sphere", "sphere_radius", "validate_space",
 ]

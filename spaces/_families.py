@@ -11,7 +11,7 @@ and the decisions of SPEC §4:
 - W family (W, W+, W+(P_N), F/W, F/W+, F/W+(P_N)): codes start at w_avg, the P_N spaces at the code whose
   p_N is 0 (fzplus.pn_stats: w_avg whitens to ~1e4 on a generator whose W is low-dimensional). The single-code scripts
   (invert_w*.py) truncate the code, the per-layer ones (invert_wp*.py) do not; we follow that. P_N
-  spaces add lambda_pn * mean(p_N^2) (BDInvert: 0.01). BDInvert applies it to all 18 ws of F/W+ even
+  spaces add lambda_pn * mean(p_N^2) (BDInvert: 0.01; config inversion.pn). BDInvert applies it to all 18 ws of F/W+ even
   though layers < M never reach the image; we regularise the codes that exist (layers >= M in F spaces).
 - S family (S, F/S): one style vector per synthesis layer fed, starting at the styles of w_avg. No
   truncation (there is no w). Edits take a W-domain direction through each layer's affine map.
@@ -20,9 +20,12 @@ output, else the generator's mean feature map), and the engine adds lambda_reg *
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
+
+from fzplus.settings import setting
 
 from .base import GeneratorInputs, LatentSpace, SpaceContext, base_code_init, retract_to_sphere, sample_ws, with_true_base_code
 
@@ -110,18 +113,27 @@ class ZSpace(_LayerCodeSpace):
         return out
 
 
+@dataclass(frozen=True)
+class PNSettings:
+    """the P_N spaces' regulariser (BDInvert)"""
+
+    lambda_pn: float = setting(0.01, minimum=0, description="weight of mean(p_N^2) (BDInvert: 0.01)")
+
+
 class WSpace(_LayerCodeSpace):
-    """Codes w in W, starting at w_avg; optionally regularised in the whitened space P_N."""
+    """Codes w in W, starting at w_avg; optionally regularised in the whitened space P_N (settings inversion.pn)."""
 
     code_key = "w"
     domain = "W"
 
     def __init__(self, *, name: str, slug: str, per_layer: bool, uses_base_code: bool, description: str, pn_regularised: bool = False):
         super().__init__(name=name, slug=slug, per_layer=per_layer, uses_base_code=uses_base_code, applies_truncation=not per_layer, description=description)
-        self.pn_regularised = pn_regularised
+        self.needs_pn_stats = pn_regularised
+        if pn_regularised:
+            self.settings_key, self.settings_class = "pn", PNSettings
 
     def init_codes(self, targets, ctx, *, image_seeds: Sequence[int], encoder=None):
-        start = self.pn_stats(ctx).start_w if self.pn_regularised else ctx.generator.w_avg
+        start = self.pn_stats(ctx).start_w if self.needs_pn_stats else ctx.generator.w_avg
         start = start.to(targets.device, targets.dtype)
         codes = {"w": start.expand(targets.shape[0], *self.code_shape(ctx)).clone()}
         return self.with_base_code(codes, targets, ctx, encoder)
@@ -136,9 +148,9 @@ class WSpace(_LayerCodeSpace):
         return with_true_base_code({"w": code}, ws, ctx, uses_base_code=self.uses_base_code)
 
     def regularizer(self, codes, ctx):
-        if not self.pn_regularised:
+        if not self.needs_pn_stats:
             return super().regularizer(codes, ctx)
-        return ctx.lambda_pn * self.pn_stats(ctx).regularizer(codes["w"])
+        return self.settings_for(ctx.settings).lambda_pn * self.pn_stats(ctx).regularizer(codes["w"])
 
     def pn_stats(self, ctx):
         if ctx.pn_stats is None:

@@ -9,7 +9,7 @@ Facts from SAM's code and the choices made here (each a deviation only where it 
   SAMSettings.sizes_for; the mini profile: 8, 16 and 32 px).
 - Start. SAM starts W+ at e4e's output and the residuals at zero. Here the pivot IS the suite's W+ (Z+)
   inversion, bitwise that row of Table 1 and taken from its job (as PTI's pivot), playing e4e's part.
-- Segments. SAM: a BiSeNet face parser. Here fzplus.face_parsing (dlib landmarks; see there).
+- Segments. SAM: a BiSeNet face parser. Here fzplus.faces.parsing (dlib landmarks; see there).
 - Invertibility. SAM predicts, per candidate latent, the spatial LPIPS map between that single latent's
   reconstruction and the target, with a DeepLab network trained on single-latent inversions. Here it is
   MEASURED: each candidate "pivot + one unmasked residual at size r" is inverted from the pivot with SAM's
@@ -48,33 +48,37 @@ from typing import Any, Mapping, Sequence
 import torch
 import torch.nn.functional as F
 
-from .base import LatentSpace, SpaceContext, stage_settings_from
+from fzplus.settings import setting
+
+from ._families import _LayerCodeSpace
+from .base import LatentSpace, SpaceContext
 
 REFINED = ("residuals", "residual_sizes", "latent_map", "segment_distances")
 
 
 @dataclass(frozen=True)
 class SAMSettings:
-    """SAM's defaults (sam_inv_optimization.py), for a 1024 generator."""
+    """the second stage of SAM and SAM w/ Z+ (spaces/_sam.py); defaults are SAM's (sam_inv_optimization.py), for a 1024 generator"""
 
-    tau: float = 0.225
-    residual_sizes: tuple[int, ...] | None = None  # None: `default_sizes`
-    steps: int = 1001
-    lr: float = 0.05
-    lr_rampdown: float = 0.25
-    lr_rampup: float = 0.05
-    lambda_mse: float = 1.0
-    lambda_per: float = 1.0
-    lambda_delta: float = 1e-3
-    lambda_residual: float = 5.0
-    parser: str = "dlib-landmarks"
+    tau: float = setting(0.225, minimum=0, description="a segment takes the coarsest candidate whose mean distance is <= tau "
+                                                          "(SAM: 0.225, LPIPS-VGG at 256 px)")
+    residual_sizes: tuple[int, ...] | None = setting(
+        None, minItems=1, uniqueItems=True, items={"enum": [4, 8, 16, 32, 64, 128, 256, 512]},
+        description="blocks after which a masked feature residual is added; null = SAM's 16, 32, 64, 128 where the generator "
+                    "has them below its size, else every inner block above 4 px")
+    steps: int = setting(1001, minimum=0, description="steps of each single-latent inversion and of the joint one")
+    lr: float = setting(0.05, exclusiveMinimum=0, description="peak lr of SAM's cosine ramp")
+    lr_rampdown: float = setting(0.25, exclusiveMinimum=0, maximum=1)
+    lr_rampup: float = setting(0.05, exclusiveMinimum=0, maximum=1)
+    lambda_mse: float = setting(1.0, minimum=0)
+    lambda_per: float = setting(1.0, minimum=0)
+    lambda_delta: float = setting(1e-3, minimum=0, description="weight of sum_i |c_i - c_0| over the pivot's layers")
+    lambda_residual: float = setting(5.0, minimum=0, description="weight of sum_r mean(dF_r^2)")
+    parser: str = setting("dlib-landmarks", description="face parser (fzplus.faces.parsing.PARSERS): the segments a latent is chosen for")
 
-    @classmethod
-    def from_mapping(cls, values: Mapping[str, Any] | None) -> "SAMSettings":
-        values = dict(values or {})
-        if values.get("residual_sizes") is not None:
-            values["residual_sizes"] = tuple(sorted(int(r) for r in values["residual_sizes"]))
-        return stage_settings_from(cls, values, what="SAM")
+    def __post_init__(self):
+        if self.residual_sizes is not None:  # finest last, as the codes store them
+            object.__setattr__(self, "residual_sizes", tuple(sorted(int(r) for r in self.residual_sizes)))
 
     def sizes_for(self, generator) -> tuple[int, ...]:
         """The residual sizes: as set, else SAM's 16..128 px where the generator has them below its output
@@ -137,10 +141,11 @@ class SAMSpace(LatentSpace):
     """A per-layer pivot space (W+ or Z+) plus SAM's masked feature residuals (see the module doc)."""
 
     refined_variables = REFINED
-    settings_key = "sam"
+    settings_key, settings_class = "sam", SAMSettings
+    figures = ("latent_maps",)
 
     def __init__(self, *, name: str, slug: str, pivot: LatentSpace, description: str):
-        if pivot.uses_base_code or len(pivot.variables) != 1 or not getattr(pivot, "per_layer", False):
+        if pivot.uses_base_code or len(pivot.variables) != 1 or not (isinstance(pivot, _LayerCodeSpace) and pivot.per_layer):
             raise ValueError(f"{name}: the pivot must be a per-layer whole-generator space (W+, Z+), got {pivot.name!r}")
         self.name, self.slug, self.description, self.pivot = name, slug, description, pivot
         self.domain, self.variables = pivot.domain, tuple(pivot.variables)
@@ -174,7 +179,7 @@ class SAMSpace(LatentSpace):
     def codes_for_sample(self, z, ctx):
         codes = self.pivot.codes_for_sample(z, ctx)
         n, size = z.shape[0], ctx.generator.resolution
-        from fzplus.face_parsing import SEGMENTS
+        from fzplus.faces.parsing import SEGMENTS
 
         return {**codes, "residuals": z.new_zeros(n, 0), "residual_sizes": torch.zeros(n, 0, dtype=torch.long, device=z.device),
                 "latent_map": torch.zeros(n, size, size, dtype=torch.uint8, device=z.device),
@@ -244,9 +249,9 @@ class SAMSpace(LatentSpace):
     def refine(self, codes, ctx: SpaceContext, *, image_losses, settings: Mapping[str, Any] | None = None,
                progress: bool = False, desc: str = "") -> tuple[dict, dict]:
         """Measure each candidate latent's invertibility, select one per segment, then optimise them jointly."""
-        from fzplus.face_parsing import SEGMENTS, parse_faces
+        from fzplus.faces.parsing import SEGMENTS, parse_faces
 
-        s = SAMSettings.from_mapping(settings)
+        s = self.settings_for(settings if settings is not None else ctx.settings)
         G, pivot = ctx.generator, codes[self.code_key].detach()
         n, size = pivot.shape[0], G.resolution
         shapes = self.residual_shapes(G, s.sizes_for(G))

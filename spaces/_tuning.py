@@ -33,7 +33,9 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
-from .base import LatentSpace, SpaceContext, stage_settings_from
+from fzplus.settings import setting
+
+from .base import LatentSpace, SpaceContext
 
 STORED_DTYPE = torch.float16
 ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8  # torch's defaults, which PTI uses
@@ -44,17 +46,13 @@ ImageLosses = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.T
 
 @dataclass(frozen=True)
 class TuningSettings:
-    """PTI's defaults (hyperparameters.py of danielroich/PTI)."""
+    """the second stage of tuning methods (PTI, PTI w/ Z+: spaces/_tuning.py); defaults are PTI's (hyperparameters.py of danielroich/PTI)"""
 
-    steps: int = 350
-    lr: float = 3e-4
-    lambda_mse: float = 1.0
-    lambda_per: float = 1.0
-    stop_at: float = 0.06  # an image stops tuning once its perceptual distance is <= this
-
-    @classmethod
-    def from_mapping(cls, values: Mapping[str, Any] | None) -> "TuningSettings":
-        return stage_settings_from(cls, values, what="tuning")
+    steps: int = setting(350, minimum=0, description="at most this many steps per image")
+    lr: float = setting(3e-4, exclusiveMinimum=0)
+    lambda_mse: float = setting(1.0, minimum=0)
+    lambda_per: float = setting(1.0, minimum=0)
+    stop_at: float = setting(0.06, minimum=0, description="an image stops once its perceptual distance (the profile's) is <= this")
 
 
 def synthesis_parameters(generator) -> dict[str, torch.Tensor]:
@@ -90,12 +88,14 @@ class TunedSpace(LatentSpace):
     """A pivot space plus per-image synthesis weights tuned around its inverted codes (see the module doc)."""
 
     refined_variables = ("delta",)
-    settings_key = "tuning"
+    settings_key, settings_class = "tuning", TuningSettings
 
     def __init__(self, *, name: str, slug: str, pivot: LatentSpace, description: str, render_batch: int = 8,
                  stored_dtype: torch.dtype = STORED_DTYPE):
         if pivot.uses_base_code:
             raise ValueError(f"{name}: the pivot {pivot.name!r} is an F space; tuning renders whole-generator codes only")
+        if pivot.settings_class is not None or pivot.needs_pn_stats or pivot.encoder_kind is not None:
+            raise ValueError(f"{name}: the pivot {pivot.name!r} needs settings or artefacts of its own; the method passes it its own")
         self.name, self.slug, self.description, self.pivot = name, slug, description, pivot
         self.domain, self.variables = pivot.domain, tuple(pivot.variables)
         self.uses_base_code, self.applies_truncation = False, pivot.applies_truncation
@@ -141,7 +141,7 @@ class TunedSpace(LatentSpace):
 
     # ---- the tuning stage --------------------------------------------------------------------------
     def refine(self, codes: dict[str, torch.Tensor], ctx: SpaceContext, *, image_losses: ImageLosses,
-               settings: Mapping[str, Any] | None = None, progress: bool = False, desc: str = "") -> tuple[dict, dict]:
+               settings: TuningSettings | Mapping[str, Any] | None = None, progress: bool = False, desc: str = "") -> tuple[dict, dict]:
         """Tune each image's synthesis weights around its pivot codes, all images at once.
 
         Adam is written out per image so that an image that reaches `stop_at` stops exactly as PTI's loop
@@ -151,7 +151,7 @@ class TunedSpace(LatentSpace):
         """
         from tqdm.auto import tqdm
 
-        s = TuningSettings.from_mapping(settings)
+        s = self.settings_for(settings if settings is not None else ctx.settings)
         pivot = {k: v.detach() for k, v in self._pivot_codes(codes).items()}
         ws = self.generator_inputs(pivot, ctx).ws.detach()
         n, count = ws.shape[0], parameter_count(ctx.generator)
@@ -201,7 +201,7 @@ def tune_reference(space: TunedSpace, codes: Mapping[str, torch.Tensor], ctx: Sp
                    settings: Mapping[str, Any] | None = None) -> torch.Tensor:
     """The plain path: PTI's loop for each image alone, on its own copy of the generator with
     torch.optim.Adam. Returns the tuned deltas [N, P] in float32 (for tests of the batched `refine`)."""
-    s = TuningSettings.from_mapping(settings)
+    s = space.settings_for(settings if settings is not None else ctx.settings)
     ws = space.generator_inputs({k: v.detach() for k, v in codes.items()}, ctx).ws.detach()
     deltas = []
     for i in range(ws.shape[0]):

@@ -13,44 +13,46 @@ Codes are a dict of batch-first tensors, one entry per free variable: `f` [N, C,
 or `w` [N, 512] (one code for all layers) or [N, L, 512] (one code per layer it feeds), `s` [N, sum C_l]
 (S-space styles of the layers it feeds, concatenated in `synthesis.layer_specs` order).
 
-A method (an inversion procedure beyond a latent space: PTI, IDInvert, ...) is a space too, registered and
-compared the same way, with optional stages: an encoder that starts its codes (`encoder_kind` names which
-one the run must provide; `init_codes` receives it, the context carries it for `regularizer`, e.g.
-IDInvert's domain term, spaces/idinvert.py), and a second stage after the code inversion (`refine`, which
-adds `refined_variables` to the codes, e.g. PTI's tuned generator weights, spaces/_tuning.py).
+A method (an inversion procedure beyond a latent space: PTI, IDInvert, SAM, ...) is a space too, registered
+and compared the same way. Everything the pipeline needs to know about a plugin is declared on it; the rules,
+stages, config schema and report read these declarations and probe nothing else:
+- artefacts it needs besides the generator and the targets: `needs_pn_stats` (the P_N statistics),
+  `encoder_kind` (an encoder of fzplus.encoders.KINDS; `init_codes` receives it, the context carries it for
+  `regularizer`, e.g. IDInvert's domain term, spaces/idinvert.py), `pivot` (a space whose inversion is this
+  method's first stage: PTI, SAM);
+- its settings: `settings_class`, a frozen dataclass whose fields are declared with fzplus.settings.setting
+  (default, bounds, description), read from the config section `inversion.<settings_key>`. The schema of that
+  section is generated from the class, so a new method's settings are validated (a misspelt key is refused)
+  with no schema edit. The engine hands the instance to the space as `ctx.settings`;
+- a second stage after the code inversion (`refine`, adding `refined_variables` to the codes, e.g. PTI's
+  tuned generator weights, spaces/_tuning.py);
+- the extra figures it draws (`figures`, names of FIGURE_KINDS: SAM's per-segment latent maps).
 
-Everything that is not a code but changes what a code means (base size, truncation, P_N statistics) is
-in a `SpaceContext`, built by the inversion engine (or by `render` / `edit`).
+Everything that is not a code but changes what a code means (base size, truncation, P_N statistics, the
+method's settings) is in a `SpaceContext`, built by the inversion engine (or by `render` / `edit`).
 """
 from __future__ import annotations
 
 import abc
 import math
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import torch
 
+from fzplus.encoders import KINDS as ENCODER_KINDS
+from fzplus.settings import schema_of, settings_from
+
 DOMAINS = ("Z", "W")
-# what `encoder_kind` may name: the F spaces' base-code encoder (fzplus.encoder), IDInvert's W+ encoder (fzplus.idinvert)
-ENCODER_KINDS = ("base-code", "w-plus")
 SLUG_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
 REQUIRED_FIELDS = ("name", "slug", "domain", "variables", "uses_base_code", "applies_truncation", "description")
+# the extra figures a plugin may declare, each with the methods the figure asks of the plugin
+# (benchmarks.report.figures.SPACE_FIGURES draws them)
+FIGURE_KINDS = {"latent_maps": ("candidate_names",)}
 
 # images [N, 3, R, R] in [-1, 1] at the generator's resolution -> base code f [N, C, s, s]
 Encoder = Callable[[torch.Tensor], torch.Tensor]
-
-
-def stage_settings_from(cls, values: Mapping[str, Any] | None, *, what: str):
-    """A second stage's settings dataclass `cls` from a config mapping (None = its defaults); unknown keys are
-    refused by name (the schema checks the pipeline's config, this a direct caller's)."""
-    values = dict(values or {})
-    known = [f.name for f in fields(cls)]
-    unknown = sorted(set(values) - set(known))
-    if unknown:
-        raise ValueError(f"unknown {what} setting(s) {unknown}; known: {known}")
-    return cls(**values)
 
 
 class RegistrationError(ValueError):
@@ -64,10 +66,9 @@ class SpaceContext:
     base_size: spatial size s of the base code f (F spaces only; None for standalone spaces).
     truncation_psi / truncation_cutoff: truncation of the mapped ws towards w_avg on layers [0, cutoff),
         applied only by spaces whose `applies_truncation` is True (those the authors' scripts truncate).
-    pn_stats: P_N statistics (fzplus.pn_stats.PNStats), needed by the P_N-regularised spaces.
-    lambda_pn: weight of the P_N regulariser (BDInvert: 0.01).
+    pn_stats: P_N statistics (fzplus.pn_stats.PNStats), needed by the spaces that declare `needs_pn_stats`.
     encoder: the encoder the space's `encoder_kind` names (None when it names none, or none was given).
-    lambda_domain: weight of IDInvert's domain term (IDInvert: 2.0).
+    settings: the space's own settings (an instance of its `settings_class`; None for a space without).
     """
 
     generator: Any  # fzplus.generator.Generator (not imported: plugins stay importable on their own)
@@ -75,9 +76,8 @@ class SpaceContext:
     truncation_psi: float = 1.0
     truncation_cutoff: int | None = None
     pn_stats: Any = None
-    lambda_pn: float = 0.01
     encoder: Any = None
-    lambda_domain: float = 2.0
+    settings: Any = None
 
     @property
     def first_detail_layer(self) -> int:
@@ -116,15 +116,33 @@ class LatentSpace(abc.ABC):
     applies_truncation: bool | None = None  # follows the authors' scripts (see each family)
     description: str = ""
     refined_variables: tuple[str, ...] = ()  # codes added by `refine` (methods with a second stage)
-    settings_key: str | None = None  # the config section inversion.<key> holding the second stage's settings
+    # the method's own settings: a frozen dataclass of fzplus.settings.setting fields, in config inversion.<settings_key>
+    settings_key: str | None = None
+    settings_class: type | None = None
+    needs_pn_stats: bool = False  # the run's P_N statistics reach the space as ctx.pn_stats
     # a method whose first stage IS this space's inversion (PTI, SAM): the engine can take that inversion as given
     pivot: "LatentSpace | None" = None
+    figures: tuple[str, ...] = ()  # extra figures it draws, names of FIGURE_KINDS
 
     @property
     def encoder_kind(self) -> str | None:
         """The encoder the run provides to this space (one of ENCODER_KINDS), or None. Default: the base-code
         encoder for F spaces; a method that starts from its own encoder sets the class field."""
         return "base-code" if self.uses_base_code else None
+
+    @property
+    def has_second_stage(self) -> bool:
+        """Whether the plugin implements `refine`, a second stage the engine runs after the code inversion."""
+        return type(self).refine is not LatentSpace.refine
+
+    def settings_for(self, values: Mapping[str, Any] | Any | None) -> Any:
+        """The space's settings from its config section (None: the class defaults; an instance passes through);
+        None for a space that declares no settings, which then refuses any."""
+        if self.settings_class is None:
+            if values:
+                raise ValueError(f"space {self.name!r} has no settings of its own; got {values!r}")
+            return None
+        return settings_from(self.settings_class, values, what=f"inversion.{self.settings_key}")
 
     # ---- to implement ------------------------------------------------------------------------------
     @abc.abstractmethod
@@ -157,12 +175,13 @@ class LatentSpace(abc.ABC):
 
     def refine(self, codes: dict[str, torch.Tensor], ctx: SpaceContext, *, image_losses: Callable, settings: Any = None,
                progress: bool = False, desc: str = "") -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        """A method's second stage, run by the engine after the last inversion step when `refined_variables`
-        is not empty: (codes with the refined variables added, loss traces {total, mse, perceptual, reg: [N, steps]}).
+        """A method's second stage, run by the engine after the last inversion step when the plugin implements it
+        (`has_second_stage`): (codes, with `refined_variables` added if it declares any; loss traces
+        {total, mse, perceptual, reg: [N, steps]}).
         image_losses(images [n, 3, R, R], index [n]) gives the MSE and perceptual distance [n] of the images
         of targets[index] (fzplus.inversion.engine.ImageLosses: also `.targets` and per-pixel `.maps`);
-        settings: the run's inversion.<settings_key> section."""
-        raise NotImplementedError(f"space {self.name!r} declares refined_variables {self.refined_variables} but no refine")
+        settings: the space's settings (ctx.settings: its `settings_class` from the run's inversion.<settings_key>)."""
+        raise NotImplementedError(f"space {self.name!r} has no second stage")
 
     def edited_layers(self, ctx: SpaceContext) -> range:
         """ws indices an edit reaches (= those the codes feed): all for standalone spaces, [M, num_ws) for F spaces."""
@@ -196,7 +215,27 @@ def validate_space(space: object, *, source: str) -> LatentSpace:
     if not all(isinstance(v, str) and v for v in space.variables):
         raise RegistrationError(f"{source}: variables must be a tuple of non-empty names, got {space.variables!r}")
     if space.encoder_kind not in (None, *ENCODER_KINDS):
-        raise RegistrationError(f"{source}: encoder_kind {space.encoder_kind!r} must be None or one of {ENCODER_KINDS}")
+        raise RegistrationError(f"{source}: encoder_kind {space.encoder_kind!r} must be None or one of {list(ENCODER_KINDS)}")
+    if (space.settings_key is None) != (space.settings_class is None):
+        raise RegistrationError(f"{source}: set both settings_key (the config section inversion.<key>) and settings_class "
+                                f"(a dataclass of fzplus.settings.setting fields), or neither")
+    if space.settings_key is not None:
+        if not SLUG_PATTERN.match(space.settings_key):
+            raise RegistrationError(f"{source}: settings_key {space.settings_key!r} must be lowercase letters, digits and '_'")
+        try:
+            schema_of(space.settings_class)
+        except TypeError as error:
+            raise RegistrationError(f"{source}: settings_class of {space.name!r}: {error}") from error
+    if space.pivot is not None and not isinstance(space.pivot, LatentSpace):
+        raise RegistrationError(f"{source}: pivot must be a LatentSpace, got {type(space.pivot).__name__}")
+    if space.refined_variables and not space.has_second_stage:
+        raise RegistrationError(f"{source}: {space.name!r} declares refined_variables {space.refined_variables} but implements no refine")
+    for figure in space.figures:
+        if figure not in FIGURE_KINDS:
+            raise RegistrationError(f"{source}: figure {figure!r} is not one of {sorted(FIGURE_KINDS)}")
+        missing = [m for m in FIGURE_KINDS[figure] if not callable(getattr(space, m, None))]
+        if missing:
+            raise RegistrationError(f"{source}: the {figure!r} figure needs the plugin to implement {missing}")
     if space.uses_base_code and "f" not in space.variables:
         raise RegistrationError(f"{source}: an F space must list the base code 'f' among its variables")
     return space
@@ -223,7 +262,7 @@ def base_code_init(targets: torch.Tensor, ctx: SpaceContext, *, encoder: Encoder
     n = targets.shape[0]
     with torch.no_grad():
         if encoder is None:
-            from fzplus.encoder import mean_feature_map  # plugins stay importable without the encoder module
+            from fzplus.encoders.base_code import mean_feature_map  # plugins stay importable without the encoder module
 
             return mean_feature_map(G, base_size=s).expand(n, *expected).to(targets.dtype).clone()
         if isinstance(encoder, torch.nn.Module) and encoder.training:

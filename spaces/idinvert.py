@@ -1,22 +1,35 @@
 """IDInvert (Zhu et al. 2020, genforce/idinvert): W+ codes that start at the domain-guided encoder's E(x) and
-pay the domain term lambda_domain * mean((w - E(G(w)))^2) (fzplus.idinvert; IDInvert: 2.0) during the
+pay the domain term lambda_domain * mean((w - E(G(w)))^2) (fzplus.encoders.domain; IDInvert: 2.0; config
+inversion.idinvert) during the
 optimisation. The image loss, steps and learning rate are the run's, as for every space, so that the row
 differs from W+ only by IDInvert's two ingredients (IDInvert itself: 100 steps of Adam 0.01 on MSE +
 5e-5 x VGG16 conv4_3 feature MSE). Edits, truncation (none) and generated samples' codes are W+'s.
 """
+from dataclasses import dataclass
+
+from fzplus.settings import setting
+
 from ._families import WSpace
+
+
+@dataclass(frozen=True)
+class DomainSettings:
+    """IDInvert's domain regulariser"""
+
+    lambda_domain: float = setting(2.0, minimum=0, description="weight of IDInvert's domain term mean((w - E(G(w)))^2) (IDInvert: 2.0)")
 
 
 class DomainRegularisedSpace(WSpace):
     """W+ started by an encoder of W+ and regularised to stay where that encoder maps its own images."""
 
     encoder_kind = "w-plus"
+    settings_key, settings_class = "idinvert", DomainSettings
 
     def init_codes(self, targets, ctx, *, image_seeds, encoder=None):
-        from fzplus.idinvert import encode_ws  # plugins stay importable without the encoder module
+        from fzplus.encoders.domain import encode_ws  # plugins stay importable without the encoder module
 
         if encoder is None:
-            raise ValueError(f"{self.name} starts from its W+ encoder: pass encoder= (fzplus.idinvert.load_domain_encoder; "
+            raise ValueError(f"{self.name} starts from its W+ encoder: pass encoder= (fzplus.encoders.domain.load_domain_encoder; "
                              "the pipeline's rule idinvert_encoder)")
         w = encode_ws(encoder, targets).to(targets.dtype)
         expected = (targets.shape[0], *self.code_shape(ctx))
@@ -25,11 +38,11 @@ class DomainRegularisedSpace(WSpace):
         return {"w": w}
 
     def regularizer(self, codes, ctx):
-        from fzplus.idinvert import domain_distance
+        from fzplus.encoders.domain import domain_distance
 
         if ctx.encoder is None:
             raise ValueError(f"{self.name}'s domain term needs the encoder in the context (SpaceContext(encoder=...))")
-        return ctx.lambda_domain * domain_distance(ctx.encoder, ctx.generator, codes["w"])
+        return self.settings_for(ctx.settings).lambda_domain * domain_distance(ctx.encoder, ctx.generator, codes["w"])
 
 
 SPACE = DomainRegularisedSpace(name="IDInvert", slug="idinvert", per_layer=True, uses_base_code=False,

@@ -33,9 +33,9 @@ def make_tiny_generator(*, resolution: int = 32, seed: int = 0, z_dim: int = 512
 
 
 def make_domain_encoder(generator: Generator, *, seed: int = 0, scale: float = 0.01):
-    """A small IDInvert encoder (fzplus.idinvert) for `generator` whose answer depends on the image (random
+    """A small IDInvert encoder (fzplus.encoders.domain) for `generator` whose answer depends on the image (random
     dense weights of std `scale`; scale 0 keeps the untrained encoder's constant w_avg), in eval mode."""
-    from fzplus.idinvert import build_domain_encoder
+    from fzplus.encoders.domain import build_domain_encoder
 
     torch.manual_seed(seed)
     encoder = build_domain_encoder(generator, channel_base=4, channel_max=8)

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from fzplus.alignment import align_face, face_landmarks, ffhq_quad
+from fzplus.faces.alignment import align_face, face_landmarks, ffhq_quad
 from fzplus.targets import TargetImageError, prepare_targets
 
 PHOTO = "celebahq-stargan-v2/015248.jpg"

@@ -9,7 +9,9 @@ import skimage.data
 import torch
 from PIL import Image
 
-from fzplus.edits.attributes import ATTRIBUTES, as_uint8_images, label_attributes, landmark_scores
+from fzplus.edits.attributes import ATTRIBUTES, label_attributes, landmark_scores
+
+from fzplus.faces.landmarks import as_uint8_images
 
 TURNED_FACE = "083510.jpg"  # a CelebA-HQ face of the mirror with the head visibly turned
 

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmarks import editing
+from benchmarks.statistics import editing
 
 FLOOR = 0.80
 ALPHAS = (-2.0, -1.0, 0.0, 1.0, 2.0)

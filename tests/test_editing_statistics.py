@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmarks.editing_statistics import (bootstrap_set_difference, comparison_table, paired_bootstrap,
+from benchmarks.statistics.paired import (bootstrap_set_difference, comparison_table, paired_bootstrap,
                                            verdict)
 
 
@@ -171,7 +171,7 @@ def test_comparison_table_counts_unmatched_ids_and_rejects_duplicates():
 def test_a_pair_with_fewer_than_two_complete_images_is_reported_not_resolved():
     import pandas as pd
 
-    from benchmarks.editing_statistics import comparison_table
+    from benchmarks.statistics.paired import comparison_table
 
     frame = pd.DataFrame(dict(space=["A", "B"], image_id=["i0", "i0"], metric=["m", "m"], value=[0.1, 0.2]))
     row = comparison_table(frame, [("A", "B")], {"m": "lower"}).iloc[0]

@@ -10,7 +10,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from conftest import make_tiny_generator
-from fzplus.encoder import (
+from fzplus.encoders.base_code import (
     BaseCodeEncoder,
     EncoderFileError,
     build_encoder,
@@ -18,11 +18,11 @@ from fzplus.encoder import (
     load_encoder,
     mean_feature_map,
     read_encoder_file,
-    resize_images,
     save_encoder,
     write_atomically,
 )
-from fzplus.encoder_training import evaluate_encoder, learning_rate, train_encoder
+from fzplus.images import resize_bilinear
+from fzplus.encoders.base_code_training import evaluate_encoder, learning_rate, train_encoder
 
 NARROW = (8, 16, 32)  # stage widths for the tiny generator (BDInvert's are 128, 256, 512)
 
@@ -86,13 +86,13 @@ def test_build_encoder_rejects_a_size_without_a_split(tiny_generator):
 
 def test_resize_antialiases_when_shrinking():
     noise = torch.randn(4, 3, 64, 64, generator=torch.Generator().manual_seed(0))  # all energy up to Nyquist
-    small = resize_images(noise, size=8)
+    small = resize_bilinear(noise, size=8)
     assert small.shape == (4, 3, 8, 8)
     sampled = F.interpolate(noise, size=(8, 8), mode="bilinear", align_corners=False)  # 4 of 64 pixels per output
     assert small.std() < 0.5 * sampled.std()  # averaged over the footprint, not aliased
     constant = torch.full((1, 3, 8, 8), 0.25)
-    assert torch.allclose(resize_images(constant, size=32), torch.full((1, 3, 32, 32), 0.25))
-    assert resize_images(noise, size=64) is noise
+    assert torch.allclose(resize_bilinear(constant, size=32), torch.full((1, 3, 32, 32), 0.25))
+    assert resize_bilinear(noise, size=64) is noise
 
 
 def test_mean_feature_map_is_the_feature_map_of_w_avg(tiny_generator):
@@ -211,9 +211,9 @@ def test_training_refuses_random_noise(tiny_generator):
 
 def test_encoder_stage_trains_then_reuses_a_pretrained_file_only_for_its_generator(tmp_path):
     from fzplus.config import load_config
-    from fzplus.stages import StageError
-    from fzplus.stages import pipeline_generator
-    from fzplus.stages.prepare import build_generator, encoder_stage, train_encoder_from_config
+    from benchmarks.pipeline import StageError
+    from benchmarks.pipeline import pipeline_generator
+    from benchmarks.pipeline.prepare import build_generator, encoder_stage, train_encoder_from_config
 
     cfg = load_config("ci", overrides={"encoder.steps": 2, "progress": False})
     build_generator(cfg, tmp_path / "generator.pt")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmarks.face_layout import centred_crop_fit
+from benchmarks.studies.face_layout import centred_crop_fit
 
 
 @pytest.mark.parametrize("crop", [0.6, 0.79, 1.0])

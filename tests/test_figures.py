@@ -9,7 +9,7 @@ import torch
 from matplotlib.colors import to_hex
 from PIL import Image
 
-from benchmarks.figures import (DEEP_LINEWIDTH, GRID_CAPTION_INCHES, GRID_HEADER_INCHES, GRID_LABEL_INCHES,
+from benchmarks.report.figures import (DEEP_LINEWIDTH, GRID_CAPTION_INCHES, GRID_HEADER_INCHES, GRID_LABEL_INCHES,
                                 LIGHT_LINEWIDTH, PAPER_COLOURS, editing_grid, identity_vs_step_plot, loss_curves,
                                 reconstruction_grid, space_colours)
 

@@ -8,9 +8,9 @@ import skimage.data
 import torch
 from PIL import Image
 
-from benchmarks.identity import (identity_backends, identity_similarity, make_identity_backend,
+from benchmarks.metrics.identity import (identity_backends, identity_similarity, make_identity_backend,
                                  register_identity_backend)
-from benchmarks.identity.facenet_backend import VGGFACE2_FILE, VGGFACE2_URL
+from benchmarks.metrics.identity.facenet_backend import VGGFACE2_FILE, VGGFACE2_URL
 
 FACES = "celebahq-stargan-v2"
 
@@ -57,7 +57,8 @@ def test_dlib_same_face_vs_different_people(mirror):
 
 
 def test_faces_located_once_give_the_same_embeddings_and_attributes(mirror):
-    from fzplus.edits.attributes import label_attributes, locate_faces
+    from fzplus.edits.attributes import label_attributes
+    from fzplus.faces.landmarks import locate_faces
 
     images = np.concatenate([np.stack(list(celebahq_faces(mirror).values())), no_face_images()])
     backend = make_identity_backend("dlib")

@@ -8,10 +8,10 @@ import torch
 
 import spaces
 from conftest import make_domain_encoder, make_tiny_generator
-from fzplus.encoder import EncoderFileError, build_encoder, save_encoder
-from fzplus.idinvert import (build_domain_encoder, domain_distance, encode_ws, load_domain_encoder, read_domain_encoder_file,
+from fzplus.encoders.base_code import EncoderFileError, build_encoder, save_encoder
+from fzplus.encoders.domain import (build_domain_encoder, domain_distance, encode_ws, load_domain_encoder, read_domain_encoder_file,
                              save_domain_encoder)
-from fzplus.idinvert_training import evaluate_domain_encoder, train_domain_encoder
+from fzplus.encoders.domain_training import evaluate_domain_encoder, train_domain_encoder
 from fzplus.inversion import edit, invert, render
 from spaces.base import SpaceContext
 
@@ -58,7 +58,7 @@ def test_domain_term_is_zero_exactly_at_a_code_the_encoder_maps_back_to_itself(g
     moved = fixed_point + 0.1 * torch.randn_like(fixed_point)
     assert (domain_distance(constant, generator, moved) > 0).all()
     # the space's regulariser is that term times lambda_domain
-    ctx = SpaceContext(generator=generator, encoder=constant, lambda_domain=2.0)
+    ctx = SpaceContext(generator=generator, encoder=constant, settings=IDINVERT.settings_for({"lambda_domain": 2.0}))
     assert torch.equal(IDINVERT.regularizer({"w": fixed_point}, ctx), torch.zeros(3))
     assert torch.allclose(IDINVERT.regularizer({"w": moved}, ctx), 2.0 * domain_distance(constant, generator, moved))
 
@@ -85,11 +85,11 @@ def test_space_starts_at_the_encoder_output_and_needs_an_encoder(generator, targ
 
 def test_inversion_traces_the_weighted_domain_term_and_zero_edit_is_the_inversion(generator, targets):
     encoder = make_domain_encoder(generator)
-    result = invert(targets, generator, IDINVERT, steps=3, perceptual=None, progress=False, encoder=encoder, lambda_domain=3.0)
+    result = invert(targets, generator, IDINVERT, steps=3, perceptual=None, progress=False, encoder=encoder, method_settings={"lambda_domain": 3.0})
     start = encode_ws(encoder, targets)
     assert torch.allclose(result.losses["reg"][:, 0], 3.0 * domain_distance(encoder, generator, start), rtol=1e-5)
     assert not torch.equal(result.codes["w"], start)
-    assert result.settings["lambda_domain"] == 3.0
+    assert result.settings["method_settings"] == {"lambda_domain": 3.0}
     direction = torch.randn(generator.w_dim)
     assert torch.equal(render(edit(result.codes, IDINVERT, generator, direction, 0.0), generator, IDINVERT), result.reconstructions)
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks.mini_generator_quality import frechet_distance, latent_sensitivity, style_mixing_grid
+from benchmarks.studies.mini_generator_quality import frechet_distance, latent_sensitivity, style_mixing_grid
 from tests.conftest import make_tiny_generator
 
 

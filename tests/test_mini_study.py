@@ -94,7 +94,7 @@ def test_w_directions_without_a_unit_are_refused(tiny_generator):
 def test_pn_regulariser_at_the_start_is_on_the_scale_of_fresh_codes(mini_generator, mini_pn_stats, name):
     G, stats = mini_generator, mini_pn_stats
     space = spaces.get(name)
-    ctx = SpaceContext(generator=G, base_size=8 if space.uses_base_code else None, pn_stats=stats, lambda_pn=1.0)
+    ctx = SpaceContext(generator=G, base_size=8 if space.uses_base_code else None, pn_stats=stats, settings=space.settings_for({"lambda_pn": 1.0}))
     codes = space.init_codes(torch.zeros(2, 3, 64, 64), ctx, image_seeds=[0, 1])
     with torch.no_grad():
         fresh = G.mapping(torch.randn(2048, G.z_dim, generator=torch.Generator().manual_seed(9)))

@@ -7,10 +7,11 @@ import pandas as pd
 import pytest
 import torch
 
-from benchmarks.identity import IdentityBackend, identity_similarity
+from benchmarks.metrics.identity import IdentityBackend, identity_similarity
 from conftest import make_tiny_generator
 from fzplus.edits.directions import Directions
-from fzplus.edits.protocol import edit_sweep, identity_sweep
+from benchmarks.metrics.edit_identity import identity_sweep
+from fzplus.edits.protocol import edit_sweep
 from fzplus.inversion import invert
 
 

@@ -1,4 +1,4 @@
-"""KID realism metric (benchmarks.realism): the estimator on Gaussians, and on the committed mini generator with
+"""KID realism metric (benchmarks.metrics.realism): the estimator on Gaussians, and on the committed mini generator with
 the ST-LPIPS trunk, where blurred or noised copies of its samples must read as far less realistic."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from benchmarks.realism import kid, kid_per_group, realism_features
+from benchmarks.metrics.realism import kid, kid_per_group, realism_features
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 VGG_CHANNELS = (64, 128, 256, 512, 512)

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 from scipy.ndimage import correlate1d
 
-from benchmarks.reconstruction import (mse, read_images, reconstruction_metrics, reconstruction_metrics_from_files,
+from benchmarks.metrics.reconstruction import (mse, read_images, reconstruction_metrics, reconstruction_metrics_from_files,
                                        ssim, to_float, to_uint8)
 
 C1, C2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2

@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from benchmarks.report import build_report
-from benchmarks.statistics import non_inferiority_table
-from benchmarks.tables import (identity_table, noninferiority_markdown, table1, table1_display, to_markdown,
+from benchmarks.report.html import build_report
+from benchmarks.statistics.noninferiority import non_inferiority_table
+from benchmarks.report.tables import (identity_table, noninferiority_markdown, table1, table1_display, to_markdown,
                                write_table)
 from fzplus.edits.directions import find_directions
 
@@ -149,7 +149,7 @@ def test_report_errors(tmp_path):
 
 
 def test_grid_previews_are_downscaled_jpegs_of_the_png(tmp_path):
-    from benchmarks.report import PREVIEW_WIDTH, _embed_preview
+    from benchmarks.report.html import PREVIEW_WIDTH, _embed_preview
 
     y, x = np.mgrid[0:600, 0:2 * PREVIEW_WIDTH]
     smooth = np.stack([x % 256, y % 256, (x + y) % 256], axis=-1).astype(np.uint8)

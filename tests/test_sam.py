@@ -1,4 +1,4 @@
-"""SAM and SAM w/ Z+ (spaces/_sam.py) and the landmark face parser (fzplus/face_parsing.py): the selection
+"""SAM and SAM w/ Z+ (spaces/_sam.py) and the landmark face parser (fzplus/faces/parsing.py): the selection
 rule on planted maps, zero residuals are the pivot, edits keep the masked regions' features, the parser's
 segments tile the image."""
 from __future__ import annotations
@@ -11,9 +11,10 @@ import torch
 
 import spaces
 from conftest import make_tiny_generator
-from fzplus import face_parsing
-from fzplus.face_parsing import SEGMENTS, FaceSegments, draw_segments
+from fzplus.faces import parsing as face_parsing
+from fzplus.faces.parsing import SEGMENTS, FaceSegments, draw_segments
 from fzplus.inversion import edit, invert, render
+from fzplus.settings import settings_from
 from spaces._sam import SAMSettings, latent_masks, residual_synthesis, select_latents
 from spaces.base import SpaceContext
 
@@ -89,7 +90,7 @@ def test_zero_residuals_render_the_pivot_exactly(generator, pivot):
 
 def sam_codes(name, generator, targets, *, steps=3, tau=0.5, pivot=None):
     settings = dict(residual_sizes=list(SIZES), steps=steps, tau=tau, parser="test-halves", lr=0.05)
-    return invert(targets, generator, name, steps=2, perceptual=None, progress=False, stage_settings=settings, pivot=pivot)
+    return invert(targets, generator, name, steps=2, perceptual=None, progress=False, method_settings=settings, pivot=pivot)
 
 
 @pytest.mark.parametrize("name, pivot", [("SAM", "W+"), ("SAM w/ Z+", "Z+")])
@@ -154,12 +155,12 @@ def test_default_residual_sizes_are_sams_where_the_generator_has_them():
     defaults = SAMSettings()
     assert defaults.sizes_for(fake(1024)) == (16, 32, 64, 128)  # SAM's own
     assert defaults.sizes_for(fake(64)) == (16, 32) and defaults.sizes_for(fake(16)) == (8,)
-    assert SAMSettings.from_mapping({"residual_sizes": [32, 8]}).sizes_for(fake(64)) == (8, 32)
+    assert settings_from(SAMSettings, what="inversion.sam", values={"residual_sizes": [32, 8]}).sizes_for(fake(64)) == (8, 32)
 
 
 def test_unknown_settings_and_bad_sizes_are_refused(generator, targets):
-    with pytest.raises(ValueError, match="unknown SAM setting"):
-        SAMSettings.from_mapping({"taux": 1})
+    with pytest.raises(ValueError, match="unknown inversion.sam setting"):
+        settings_from(SAMSettings, what="inversion.sam", values={"taux": 1})
     with pytest.raises(ValueError, match="residual sizes \\[32\\]"):
         spaces.get("SAM").residual_shapes(generator, [8, 32])
     with pytest.raises(KeyError, match="unknown face parser"):

@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from benchmarks.identity import IdentityBackend, identity_similarity
-from benchmarks.sanity import (REFERENCES, derangement, informative_check, reference_images, reference_scores,
+from benchmarks.metrics.identity import IdentityBackend, identity_similarity
+from benchmarks.metrics.sanity import (REFERENCES, derangement, informative_check, reference_images, reference_scores,
                                set_metric_informative)
 
 N, R = 12, 32

@@ -200,7 +200,7 @@ def test_truncation_applies_where_the_authors_apply_it(tiny_generator):
     stats = compute_pn_stats(G, num_samples=1024, seed=0, batch_size=1024, progress=False)
     for name in spaces.names():
         space = spaces.get(name)
-        pn = dict(pn_stats=stats) if getattr(space, "pn_regularised", False) else {}
+        pn = dict(pn_stats=stats) if space.needs_pn_stats else {}
         codes = space.init_codes(x, ctx_for(G, space, **pn), image_seeds=[5], encoder=encoder_for(space, G))
         key = "s" if "s" in codes else ("z" if "z" in codes else "w")
         codes[key] = codes[key] + 0.5 * torch.randn_like(codes[key])  # move off w_avg, where psi has no effect

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from scipy.stats import t as student_t
 
-from benchmarks.statistics import METRIC_BETTER, non_inferiority_table, non_inferiority_test
+from benchmarks.statistics.noninferiority import METRIC_BETTER, non_inferiority_table, non_inferiority_test
 
 
 def paired_values(*, n: int = 50, seed: int = 0):

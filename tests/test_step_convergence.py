@@ -1,10 +1,10 @@
-"""benchmarks.step_convergence: two runs that differ in inversion steps, compared side by side."""
+"""benchmarks.studies.step_convergence: two runs that differ in inversion steps, compared side by side."""
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 
-from benchmarks.step_convergence import compare_runs
+from benchmarks.studies.step_convergence import compare_runs
 
 SPACES = {"F/Z+": "f_z_plus", "F/W+(P_N)": "f_w_plus_pn", "W+": "w_plus"}
 

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmarks.statistics import non_inferiority_table
-from benchmarks.tables import (ALL_FAMILIES, PAPER_SPACE_ORDER, collect_csvs, identity_table, noninferiority_markdown,
+from benchmarks.statistics.noninferiority import non_inferiority_table
+from benchmarks.report.tables import (ALL_FAMILIES, PAPER_SPACE_ORDER, collect_csvs, identity_table, noninferiority_markdown,
                                order_spaces, table1, table1_display, to_html, to_markdown, write_table)
 
 
@@ -136,7 +136,7 @@ def test_write_table_and_collect(tmp_path):
 
 
 def test_edit_strength_table_averages_per_family_and_domain_and_takes_the_ratio():
-    from benchmarks.tables import edit_strength_table
+    from benchmarks.report.tables import edit_strength_table
 
     directions = pd.DataFrame(dict(
         method=["ganspace", "ganspace", "ganspace", "interfacegan-released", "interfacegan"],

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from fzplus.inversion.images import resize_lanczos
+from fzplus.images import resize_lanczos
 from fzplus.targets import (
     CSV_COLUMNS,
     TargetConversionWarning,

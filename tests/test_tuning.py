@@ -81,7 +81,7 @@ def test_batched_tuning_equals_ptis_loop_for_each_image_alone(targets, pivot):
 def test_tuning_lowers_mse_below_the_pivots_on_every_image(generator, targets, stlpips, name, pivot):
     base = pivots(targets, generator, stlpips, pivot)
     tuned = invert(targets, generator, name, steps=3, perceptual=stlpips, perceptual_size=SIZE, progress=False,
-                   stage_settings=dict(steps=10, lr=1e-3, stop_at=0.0))
+                   method_settings=dict(steps=10, lr=1e-3, stop_at=0.0))
     for var in base.codes:  # the pivot is the pivot space's own inversion
         assert torch.equal(tuned.codes[var], base.codes[var])
     mse = lambda r: (r.reconstructions - targets).square().flatten(1).mean(1)  # noqa: E731
@@ -93,7 +93,7 @@ def test_tuning_lowers_mse_below_the_pivots_on_every_image(generator, targets, s
 
 def test_edits_move_the_pivot_and_keep_the_tuned_weights(generator, targets, stlpips):
     result = invert(targets[:2], generator, "PTI", steps=2, perceptual=stlpips, perceptual_size=SIZE, progress=False,
-                    stage_settings=dict(steps=3, lr=1e-3, stop_at=0.0))
+                    method_settings=dict(steps=3, lr=1e-3, stop_at=0.0))
     direction = torch.randn(512, generator=torch.Generator().manual_seed(3))
     unchanged = edit(result.codes, "PTI", generator, direction, 0.0)
     assert torch.equal(render(unchanged, generator, "PTI"), result.reconstructions)
@@ -115,8 +115,8 @@ def test_a_generated_samples_true_codes_have_no_delta_and_render_it(generator):
 
 
 def test_unknown_tuning_settings_and_f_pivots_are_refused(generator, targets):
-    with pytest.raises(ValueError, match=r"unknown tuning setting\(s\) \['step'\]"):
-        invert(targets[:1], generator, "PTI", steps=1, perceptual=None, progress=False, stage_settings=dict(step=3))
+    with pytest.raises(ValueError, match=r"unknown inversion.tuning setting\(s\) \['step'\]"):
+        invert(targets[:1], generator, "PTI", steps=1, perceptual=None, progress=False, method_settings=dict(step=3))
     with pytest.raises(ValueError, match="F space"):
         TunedSpace(name="x", slug="x", pivot=spaces.get("F/W+"), description="x")
 
@@ -133,9 +133,9 @@ def test_the_engines_image_losses_on_a_subset_equal_those_rows_of_the_whole_batc
 
 
 def test_a_method_given_its_pivots_inversion_from_disk_equals_the_method_run_whole(generator, targets, tmp_path):
-    from fzplus.stages.evaluate import read_inversion, write_inversion
+    from benchmarks.pipeline.evaluate import read_inversion, write_inversion
 
-    run = dict(steps=2, perceptual=None, progress=False, stage_settings=dict(steps=2, lr=1e-3, stop_at=0.0))
+    run = dict(steps=2, perceptual=None, progress=False, method_settings=dict(steps=2, lr=1e-3, stop_at=0.0))
     whole = invert(targets, generator, "PTI", **run)
     write_inversion(invert(targets, generator, "W", steps=2, perceptual=None, progress=False), tmp_path)  # the pipeline's W job
     reused = invert(targets, generator, "PTI", pivot=read_inversion(tmp_path, space_name="W"), **run)
@@ -149,7 +149,7 @@ def test_a_method_given_its_pivots_inversion_from_disk_equals_the_method_run_who
 
 def test_a_pivot_inversion_of_another_space_images_steps_or_settings_is_refused(generator, targets):
     w = invert(targets[:2], generator, "W", steps=2, perceptual=None, progress=False)
-    run = dict(steps=2, perceptual=None, progress=False, stage_settings=dict(steps=1))
+    run = dict(steps=2, perceptual=None, progress=False, method_settings=dict(steps=1))
     with pytest.raises(ValueError, match="pivots on 'Z\\+'"):
         invert(targets[:2], generator, "PTI w/ Z+", pivot=w, **run)
     with pytest.raises(ValueError, match="has no pivot space"):

@@ -17,7 +17,7 @@ import time
 
 import torch
 
-IMPORTS = "import fzplus.stages.editing, fzplus.stages.evaluate, spaces, benchmarks.figures"
+IMPORTS = "import benchmarks.pipeline.editing, benchmarks.pipeline.evaluate, spaces, benchmarks.report.figures"
 
 
 def fresh_process_seconds(setup: str, timed: str = "") -> float:
@@ -40,7 +40,7 @@ def main(argv=None) -> None:
     variants = {"python + stage imports": (IMPORTS, ""),
                 "stlpips-vgg, random init skipped": (build, "build_perceptual('stlpips-vgg')"),
                 "stlpips-vgg, package construction": (build, "build_perceptual('stlpips-vgg', skip_random_init=False)"),
-                "dlib models (landmarks 5 + 68, descriptor)": ("from fzplus.edits.attributes import load_dlib_model",
+                "dlib models (landmarks 5 + 68, descriptor)": ("from fzplus.faces.landmarks import load_dlib_model",
                                                                "[load_dlib_model(m) for m in ('landmarks_5', 'landmarks_68', 'face_recognition')]")}
     if args.generator:
         variants["generator load"] = ("from fzplus.generator import load_generator", f"load_generator({args.generator!r})")

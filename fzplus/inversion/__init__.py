@@ -14,7 +14,8 @@ from fzplus.inversion.engine import (
     invert,
     render,
 )
-from fzplus.inversion.images import load_target, load_targets, resize_bicubic, resize_lanczos
+from fzplus.images import resize_bicubic, resize_lanczos
+from fzplus.targets import load_target, load_targets
 
 __all__ = [
     "LOSS_TERMS", "InversionResult", "derive_image_seed", "edit", "invert", "load_target", "load_targets",

@@ -8,9 +8,11 @@ spaces only; R_space is the space's own regulariser (P_N spaces). The batch loss
 each image's gradient, and (Adam being elementwise) each image's update, is the one it would get alone.
 Per-image random starts come from seeds derived from (seed, image key), so batching changes nothing.
 After every Adam step the space projects its codes (Z codes: retraction to the sphere, Eq. 5).
-A method with a second stage (`space.refined_variables`, e.g. PTI's tuning of the generator, spaces/_tuning.py)
+A method with a second stage (`space.has_second_stage`, e.g. PTI's tuning of the generator, spaces/_tuning.py)
 runs it after the last step through `space.refine`, given each image's MSE and perceptual distance; its steps
-continue the loss traces.
+continue the loss traces. A space's own settings (`space.settings_class`: P_N's and IDInvert's weights, PTI's
+and SAM's stages) reach it as `ctx.settings`. The defaults of the loop's own settings are the paper's, from
+fzplus.inversion.settings (their one home, from which the config schema is generated too).
 """
 from __future__ import annotations
 
@@ -23,8 +25,10 @@ import torch
 from tqdm.auto import tqdm
 
 import spaces
-from fzplus.inversion.images import resize_bicubic, resize_lanczos
+from fzplus.images import resize_bicubic, resize_lanczos
+from fzplus.inversion.settings import PAPER
 from fzplus.perceptual import PerceptualDistance, build_perceptual
+from fzplus.settings import as_dict
 from spaces.base import Encoder, LatentSpace, SpaceContext
 
 LOSS_TERMS = ("total", "mse", "perceptual", "reg")
@@ -102,23 +106,21 @@ def invert(
     generator,
     space: str | LatentSpace,
     *,
-    steps: int = 1200,
-    lr: float = 0.01,
-    lambda_per: float = 10.0,
-    lambda_reg: float = 10.0,
+    steps: int = PAPER.steps,
+    lr: float = PAPER.lr,
+    lambda_per: float = PAPER.lambda_per,
+    lambda_reg: float = PAPER.lambda_reg,
     perceptual: str | PerceptualDistance | None = "stlpips-vgg",
     perceptual_size: int = 256,
     encoder: Encoder | None = None,
-    base_size: int = 16,
+    base_size: int = PAPER.base_size,
     seed: int = 0,
     image_keys: Sequence[str] | None = None,
     truncation_psi: float = 1.0,
     truncation_cutoff: int | None = None,
     pn_stats=None,
-    lambda_pn: float = 0.01,
-    lambda_domain: float = 2.0,
-    batch_size: int | None = None,
-    stage_settings: dict | None = None,
+    batch_size: int | None = PAPER.batch_size,
+    method_settings=None,
     pivot: InversionResult | None = None,
     progress: bool = True,
 ) -> InversionResult:
@@ -129,13 +131,14 @@ def invert(
     builds the network on every call: pass a built PerceptualDistance (fzplus.perceptual) to reuse one.
     perceptual=None drops the perceptual term. base_size is used by F spaces only. encoder: the one the
     space's `encoder_kind` names (F spaces: the base-code encoder, optional; IDInvert: its W+ encoder,
-    required), with lambda_domain the weight of IDInvert's domain term. image_keys (default
+    required). image_keys (default
     '0', '1', ...) name the images and seed their random starts. Images are optimised `batch_size` at a
     time (default: all at once); the results do not depend on it. pn_stats: P_N statistics
     (fzplus.pn_stats), required by the P_N spaces. truncation (psi, cutoff) is applied by the spaces the
-    authors' scripts truncate (Z-type and single-w spaces); psi = 1 (default) turns it off. stage_settings:
-    settings of a method's second stage (the config's inversion.<space.settings_key>, e.g. PTI's
-    spaces/_tuning.py TuningSettings; None = the method's defaults). pivot: for a method built on a pivot
+    authors' scripts truncate (Z-type and single-w spaces); psi = 1 (default) turns it off. method_settings:
+    the space's own settings (`space.settings_class`, or a mapping of its fields, e.g. the config's
+    inversion.<space.settings_key>; None = the class defaults), e.g. lambda_pn of the P_N spaces, PTI's tuning
+    stage (spaces/_tuning.py TuningSettings); a space without settings refuses any. pivot: for a method built on a pivot
     space (`space.pivot`: PTI, SAM), that space's inversion of the same targets with the same settings; its
     codes and loss traces stand in for the method's first stage, which is that inversion bitwise (the loop is
     deterministic and does not depend on the batching), so only the second stage is computed.
@@ -152,16 +155,16 @@ def invert(
     if pn_stats is not None:
         pn_stats.check_generator(generator)
         pn_stats = pn_stats.to(device)
+    own_settings = space.settings_for(method_settings)
     ctx = SpaceContext(generator=generator, base_size=base_size if space.uses_base_code else None,
-                       truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, pn_stats=pn_stats, lambda_pn=lambda_pn,
-                       encoder=encoder, lambda_domain=lambda_domain)
+                       truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, pn_stats=pn_stats,
+                       encoder=encoder, settings=own_settings)
     distance_net = _resolve_perceptual(perceptual, device)
     settings = dict(space=space.name, steps=steps, lr=lr, lambda_per=lambda_per, lambda_reg=lambda_reg,
                     perceptual=getattr(distance_net, "name", None), perceptual_size=perceptual_size,
                     base_size=ctx.base_size, seed=seed, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff,
-                    lambda_pn=lambda_pn, lambda_domain=lambda_domain if space.encoder_kind == "w-plus" else None,
                     encoder=type(encoder).__name__ if encoder is not None else None,
-                    stage_settings=dict(stage_settings or {}) if space.refined_variables else None)
+                    method_settings=as_dict(own_settings) if own_settings is not None else None)
 
     if pivot is not None:
         _check_pivot(pivot, space, keys=keys, steps=steps, settings=settings)
@@ -174,7 +177,7 @@ def invert(
             parts.append(_invert_batch(
                 targets[start:stop].to(device), keys[start:stop], space, ctx, steps=steps, lr=lr, lambda_per=lambda_per,
                 lambda_reg=lambda_reg, distance_net=distance_net, perceptual_size=perceptual_size, encoder=encoder,
-                seed=seed, stage_settings=stage_settings, progress=progress, desc=f"invert {space.name} [{start}:{stop}]",
+                seed=seed, progress=progress, desc=f"invert {space.name} [{start}:{stop}]",
                 pivot=_pivot_slice(pivot, start, stop) if pivot is not None else None))
     def joined(name: str) -> torch.Tensor | None:
         return torch.cat([p[name] for p in parts]) if parts[0][name] is not None else None
@@ -188,7 +191,7 @@ def invert(
 
 # the settings a method's first stage shares with its pivot's inversion (the rest name the method or its second stage)
 PIVOT_SETTINGS = ("steps", "lr", "lambda_per", "lambda_reg", "perceptual", "perceptual_size", "seed", "truncation_psi",
-                  "truncation_cutoff", "lambda_pn")
+                  "truncation_cutoff")
 
 
 def _check_pivot(pivot: InversionResult, space: LatentSpace, *, keys: Sequence[str], steps: int, settings: dict) -> None:
@@ -214,7 +217,7 @@ def _pivot_slice(pivot: InversionResult, start: int, stop: int) -> dict:
 
 
 def _invert_batch(targets, keys, space: LatentSpace, ctx: SpaceContext, *, steps, lr, lambda_per, lambda_reg, distance_net,
-                  perceptual_size, encoder, seed, stage_settings, progress, desc, pivot=None) -> dict:
+                  perceptual_size, encoder, seed, progress, desc, pivot=None) -> dict:
     seeds = [derive_image_seed(seed, k) for k in keys]
     init = space.init_codes(targets, ctx, image_seeds=seeds, encoder=encoder) if pivot is None else pivot["codes"]
     if set(init) != set(space.variables):
@@ -228,9 +231,9 @@ def _invert_batch(targets, keys, space: LatentSpace, ctx: SpaceContext, *, steps
                          progress=progress, desc=desc)
     else:  # the pivot's traces are the first stage's
         trace = {t: list(pivot["losses"][t].to(device).unbind(1)) for t in LOSS_TERMS}
-    if space.refined_variables:
-        codes, traces = space.refine({k: v.detach() for k, v in codes.items()}, ctx, settings=stage_settings, progress=progress, desc=f"{desc} {space.settings_key or 'refine'}",
-                                     image_losses=image_losses)
+    if space.has_second_stage:
+        codes, traces = space.refine({k: v.detach() for k, v in codes.items()}, ctx, settings=ctx.settings, progress=progress,
+                                     desc=f"{desc} {space.settings_key or 'refine'}", image_losses=image_losses)
         if set(codes) != {*space.variables, *space.refined_variables}:
             raise RuntimeError(f"space {space.name!r} refined to {sorted(codes)}; expected {[*space.variables, *space.refined_variables]}")
         for name in LOSS_TERMS:

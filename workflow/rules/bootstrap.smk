@@ -8,8 +8,10 @@ rule train_mini_generator:
     params:
         run_dir="resources/mini-train",
     threads: THREADS
+    log:
+        "resources/mini-train/train.log",
     shell:
-        "python workflow/scripts/train_mini_generator.py --run-dir {params.run_dir} --threads {threads}"
+        "python workflow/scripts/train_mini_generator.py --run-dir {params.run_dir} --threads {threads} 2>&1 | tee {log}"
 
 
 rule export_mini_generator:
@@ -17,8 +19,10 @@ rule export_mini_generator:
         "resources/mini-train/checkpoint.pt",
     output:
         "models/mini/generator.pt",
+    log:
+        "resources/mini-train/export.log",
     shell:
-        "python workflow/scripts/train_mini_generator.py --run-dir resources/mini-train --export {output}"
+        "python workflow/scripts/train_mini_generator.py --run-dir resources/mini-train --export {output} 2>&1 | tee {log}"
 
 
 rule mini_generator_quality:
@@ -30,8 +34,10 @@ rule mini_generator_quality:
         "models/mini/style_mixing.png",
         "models/mini/teacher_samples.png",
     threads: THREADS
+    log:
+        "resources/mini-quality.log",
     shell:
-        "python -m benchmarks.mini_generator_quality --generator {input} --out models/mini --threads {threads}"
+        "python -m benchmarks.studies.mini_generator_quality --generator {input} --out models/mini --threads {threads} 2>&1 | tee {log}"
 
 
 # Writes to resources/, not to models/mini/: the run reads models/mini/encoder.pt, and a rule producing it
@@ -51,13 +57,17 @@ rule train_mini_encoder:
         kwargs=lambda wc, input, output: dict(generator_path=input[0], out_path=output.encoder, card_path=output.card, preview_path=output.preview,
                                               checkpoint_path="resources/mini-encoder/checkpoint.pt"),
     threads: THREADS
+    log:
+        "resources/mini-encoder/train.log",
     script:
         STAGE_SCRIPT
 
 
 use rule train_mini_encoder as train_mini_idinvert_encoder with:
-    """The mini profile's IDInvert encoder (fzplus.idinvert_training, the profile's `idinvert:` recipe);
+    """The mini profile's IDInvert encoder (fzplus.encoders.domain_training, the profile's `idinvert:` recipe);
     review resources/mini-idinvert/ and copy the three files into models/mini/ after every generator change."""
+    log:
+        "resources/mini-idinvert/train.log",
     output:
         encoder="resources/mini-idinvert/idinvert_encoder.pt",
         card="resources/mini-idinvert/idinvert_encoder.json",

@@ -14,6 +14,8 @@ rule attribute_samples:
     threads: 1
     benchmark:
         f"{OUT}/benchmarks/attribute_samples.tsv"
+    log:
+        f"{OUT}/logs/attribute_samples.log",
     script:
         STAGE_SCRIPT
 
@@ -40,6 +42,8 @@ rule directions:
     threads: 1
     benchmark:
         f"{OUT}/benchmarks/directions_{{family}}_{{domain}}.tsv"
+    log:
+        f"{OUT}/logs/directions_{{family}}_{{domain}}.log",
     script:
         STAGE_SCRIPT
 
@@ -58,6 +62,8 @@ rule ground_truth_targets:
         kwargs=lambda wc, input, output: dict(generator_path=input.generator, out_dir=os.path.dirname(output.table)),
         settings=settings(*RENDERING, "editing.ground_truth"),
     threads: 1
+    log:
+        f"{OUT}/logs/ground_truth_targets.log",
     script:
         STAGE_SCRIPT
 
@@ -85,6 +91,8 @@ rule editing_references:
     threads: 1
     benchmark:
         f"{OUT}/benchmarks/editing_references.tsv"
+    log:
+        f"{OUT}/logs/editing_references.log",
     script:
         STAGE_SCRIPT
 
@@ -118,6 +126,8 @@ rule edit:
     threads: 1
     benchmark:
         f"{OUT}/benchmarks/edit_{{slug}}.tsv"
+    log:
+        f"{OUT}/logs/edit_{{slug}}.log",
     script:
         STAGE_SCRIPT
 
@@ -145,5 +155,7 @@ rule editing_tables:
     threads: 1
     benchmark:
         f"{OUT}/benchmarks/editing_tables.tsv"
+    log:
+        f"{OUT}/logs/editing_tables.log",
     script:
         STAGE_SCRIPT

@@ -1,16 +1,16 @@
 # Stage 2: invert every target into each space plugin (one job per space, batched over images).
 
-# the config sections of the methods' second stages (spaces.base.LatentSpace.settings_key)
-STAGE_SETTINGS = sorted({s.settings_key for s in SPACES.values() if s.settings_key})
-ENCODER_FILES = {"base-code": f"{OUT}/encoder.pt", "w-plus": f"{OUT}/idinvert_encoder.pt"}  # spaces.base.ENCODER_KINDS
+# the config sections of the plugins' own settings (spaces.base.LatentSpace.settings_key), every registered one
+METHOD_SETTINGS = sorted({s.settings_key for s in map(space_plugins.get, space_plugins.names()) if s.settings_key})
 
 
 def inversion_inputs(wildcards, *, targets=f"{OUT}/targets/targets.csv", inversions=f"{OUT}/inversion"):
+    """What a plugin declares it needs (spaces.base): an encoder of its kind, the P_N statistics, its pivot's inversion."""
     space = space_plugins.get(wildcards.slug)  # any plugin: a method's pivot space runs even when not configured
     inputs = dict(generator=f"{OUT}/generator.pt", targets=targets)
     if space.encoder_kind is not None:
-        inputs["encoder"] = ENCODER_FILES[space.encoder_kind]
-    if getattr(space, "pn_regularised", False):
+        inputs["encoder"] = f"{OUT}/{ENCODER_KINDS[space.encoder_kind].file}"
+    if space.needs_pn_stats:
         inputs["pn_stats"] = f"{OUT}/pn_stats.npz"
     if space.pivot is not None:  # PTI, SAM: their first stage is the pivot space's job, reused (engine.invert pivot=)
         pivot = f"{inversions}/{space.pivot.slug}"
@@ -31,14 +31,16 @@ rule invert:
             space_name=space_plugins.get(wc.slug).name, generator_path=input.generator, targets_dir=os.path.dirname(input.targets),
             out_dir=os.path.dirname(output.codes), encoder_path=input.get("encoder"), pn_stats_path=input.get("pn_stats"),
             pivot_dir=os.path.dirname(input.pivot_codes) if input.get("pivot_codes") else None),
-        # a space reruns when the settings of its own second stage change, not those of another method's
+        # a space reruns when its own settings change, not those of another method
         settings=lambda wc: settings("seed", *RENDERING, "perceptual", "inversion",
-                                     omit=["inversion.spaces", *(f"inversion.{key}" for key in STAGE_SETTINGS if key != space_plugins.get(wc.slug).settings_key)]),
+                                     omit=["inversion.spaces", *(f"inversion.{key}" for key in METHOD_SETTINGS if key != space_plugins.get(wc.slug).settings_key)]),
     threads: 1
     resources:
         gpu=GPU,
     benchmark:
         f"{OUT}/benchmarks/invert_{{slug}}.tsv"
+    log:
+        f"{OUT}/logs/invert_{{slug}}.log",
     script:
         STAGE_SCRIPT
 
@@ -47,6 +49,8 @@ rule invert:
 use rule invert as invert_ground_truth with:
     input:
         unpack(lambda wc: inversion_inputs(wc, targets=f"{OUT}/ground_truth/targets/targets.csv", inversions=f"{OUT}/ground_truth/inversion")),
+    log:
+        f"{OUT}/logs/invert_ground_truth_{{slug}}.log",
     output:
         codes=f"{OUT}/ground_truth/inversion/{{slug}}/codes.pt",
         losses=f"{OUT}/ground_truth/inversion/{{slug}}/losses.csv",

@@ -1,5 +1,5 @@
 # Stage 1: the run's generator (normalised to the suite's format), targets, P_N statistics, the encoders
-# (F spaces' base-code encoder, IDInvert's W+ encoder).
+# (F spaces' base-code encoder, IDInvert's W+ encoder: fzplus.encoders.KINDS).
 
 
 def generator_source(wildcards):
@@ -19,6 +19,8 @@ rule generator:
     threads: 1
     benchmark:
         f"{OUT}/benchmarks/generator.tsv"
+    log:
+        f"{OUT}/logs/generator.log",
     script:
         STAGE_SCRIPT
 
@@ -35,6 +37,8 @@ rule targets:
     threads: 1
     benchmark:
         f"{OUT}/benchmarks/targets.tsv"
+    log:
+        f"{OUT}/logs/targets.log",
     script:
         STAGE_SCRIPT
 
@@ -54,6 +58,8 @@ rule pn_stats:
         gpu=GPU,
     benchmark:
         f"{OUT}/benchmarks/pn_stats.tsv"
+    log:
+        f"{OUT}/logs/pn_stats.log",
     script:
         STAGE_SCRIPT
 
@@ -63,16 +69,24 @@ def pretrained_file(section):
     return {"pretrained": path} if path else {}
 
 
+# The encoders the compared plugins ask for (spaces.base.LatentSpace.encoder_kind), one file per kind of
+# fzplus.encoders.KINDS: results/<run>/encoder.pt (F spaces' base code), idinvert_encoder.pt (IDInvert's W+).
+ENCODER_OF_FILE = {kind.file.removesuffix(".pt"): name for name, kind in ENCODER_KINDS.items()}
+
+
 rule encoder:
     input:
-        unpack(lambda wc: pretrained_file("encoder")),
+        unpack(lambda wc: pretrained_file(ENCODER_KINDS[ENCODER_OF_FILE[wc.encoder]].section)),
         generator=f"{OUT}/generator.pt",
     output:
-        f"{OUT}/encoder.pt",
+        f"{OUT}/{{encoder}}.pt",
+    wildcard_constraints:
+        encoder="|".join(ENCODER_OF_FILE),
     params:
         stage="prepare.encoder_stage",
-        kwargs=lambda wc, input, output: dict(generator_path=input.generator, out_path=output[0]),
-        settings=settings("seed", "device", "generator.noise_mode", "inversion.base_size", "perceptual", "encoder"),
+        kwargs=lambda wc, input, output: dict(generator_path=input.generator, out_path=output[0], kind=ENCODER_OF_FILE[wc.encoder]),
+        settings=lambda wc: settings("seed", "device", "generator.noise_mode", "perceptual",
+                                     ENCODER_KINDS[ENCODER_OF_FILE[wc.encoder]].section, *ENCODER_KINDS[ENCODER_OF_FILE[wc.encoder]].reads),
     # Six inversions and their edits wait for E: start it first. One thread: on 2 CPU cores a 2-thread E
     # was only scheduled once every 1-thread job had finished, then ran alone (mini: 418 s at 1.4 s/step,
     # against ~1.5 s/step on one thread beside other jobs).
@@ -81,21 +95,8 @@ rule encoder:
     resources:
         gpu=GPU,
     benchmark:
-        f"{OUT}/benchmarks/encoder.tsv"
+        f"{OUT}/benchmarks/{{encoder}}.tsv"
+    log:
+        f"{OUT}/logs/{{encoder}}.log",
     script:
         STAGE_SCRIPT
-
-
-# IDInvert's domain-guided W+ encoder (fzplus.idinvert), run only when the IDInvert plugin is compared.
-use rule encoder as idinvert_encoder with:
-    input:
-        unpack(lambda wc: pretrained_file("idinvert")),
-        generator=f"{OUT}/generator.pt",
-    output:
-        f"{OUT}/idinvert_encoder.pt",
-    params:
-        stage="prepare.encoder_stage",
-        kwargs=lambda wc, input, output: dict(generator_path=input.generator, out_path=output[0], kind="w-plus"),
-        settings=settings("seed", "device", "generator.noise_mode", "perceptual", "idinvert"),
-    benchmark:
-        f"{OUT}/benchmarks/idinvert_encoder.tsv"

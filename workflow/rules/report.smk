@@ -22,6 +22,8 @@ rule tables:
     threads: 1
     benchmark:
         f"{OUT}/benchmarks/tables.tsv"
+    log:
+        f"{OUT}/logs/tables.log",
     script:
         STAGE_SCRIPT
 
@@ -31,8 +33,8 @@ rule figures:
         metrics=expand(f"{OUT}/inversion/{{slug}}/metrics.csv", slug=SPACES),
         identity=expand(f"{OUT}/edits/{{slug}}/identity.csv", slug=SPACES),
         editing=rules.editing_tables.output,
-        # the methods that choose a latent per segment (SAM): their maps are drawn from the codes
-        latent_maps=[f"{OUT}/inversion/{slug}/codes.pt" for slug, s in SPACES.items() if hasattr(s, "candidate_names")],
+        # the extra figures a plugin declares (SAM's latent maps) are drawn from its codes
+        space_figures=[f"{OUT}/inversion/{slug}/codes.pt" for slug, s in SPACES.items() if s.figures],
     output:
         directory(f"{OUT}/figures"),
     params:
@@ -42,13 +44,15 @@ rule figures:
     threads: 1
     benchmark:
         f"{OUT}/benchmarks/figures.tsv"
+    log:
+        f"{OUT}/logs/figures.log",
     script:
         STAGE_SCRIPT
 
 
 def provenance_inputs(wildcards):
     inputs = dict(generator=f"{OUT}/generator.pt")
-    if any(getattr(space, "pn_regularised", False) for space in SPACES.values()):
+    if any(space.needs_pn_stats for space in SPACES.values()):
         inputs["pn_stats_summary"] = f"{OUT}/pn_stats.json"  # the whitening choices behind the P_N rows
     return inputs
 
@@ -64,6 +68,8 @@ rule provenance:
                                               pn_stats_summary_path=input.get("pn_stats_summary")),
         settings=settings(*config),  # the record holds the whole config
     threads: 1
+    log:
+        f"{OUT}/logs/provenance.log",
     script:
         STAGE_SCRIPT
 
@@ -81,5 +87,7 @@ rule report:
         kwargs=lambda wc, output: dict(results_dir=OUT, out_path=output[0]),
         settings=settings("report.title", "perceptual.backend"),
     threads: 1
+    log:
+        f"{OUT}/logs/report.log",
     script:
         STAGE_SCRIPT

@@ -1,0 +1,112 @@
+"""One function per pipeline stage, called by the thin scripts of workflow/scripts/ (and usable without
+Snakemake). Each takes the validated config (fzplus.config.load_config) and explicit input/output paths.
+This module holds what every stage shares: device, threads, the pipeline's generator, perceptual net.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import pathlib
+import sys
+import traceback
+from typing import Any, Iterator, Mapping
+
+import torch
+
+from fzplus.generator import Generator, load_generator
+
+
+class StageError(RuntimeError):
+    """A stage cannot run; the message says which file or key and how to fix it."""
+
+
+def device_of(cfg: Mapping[str, Any]) -> torch.device:
+    wanted = cfg["device"]
+    if wanted == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if wanted == "cuda" and not torch.cuda.is_available():
+        raise StageError("config device is 'cuda' but torch sees no GPU; set device: cpu (or auto) in the profile")
+    return torch.device(wanted)
+
+
+def use_threads(threads: int | None) -> None:
+    """Snakemake gives each job its thread budget; torch must not spin more OpenMP threads than that."""
+    if threads:
+        torch.set_num_threads(int(threads))
+
+
+def pipeline_generator(path: str | os.PathLike, cfg: Mapping[str, Any]) -> Generator:
+    """The run's generator (own format, written by the `generator` stage), frozen, noise as configured."""
+    G = load_generator(path, device=device_of(cfg))
+    G.noise_mode = cfg["generator"]["noise_mode"]
+    return G.eval().requires_grad_(False)
+
+
+def truncation(cfg: Mapping[str, Any]) -> dict:
+    g = cfg["generator"]
+    return dict(truncation_psi=g["truncation_psi"], truncation_cutoff=g["truncation_cutoff"])
+
+
+def perceptual_distance(cfg: Mapping[str, Any], *, device: torch.device):
+    """The configured perceptual net (frozen); lpips-vgg takes its VGG16 weights from the asset, when declared."""
+    from fzplus.config import materialize_config_assets
+    from fzplus.perceptual import build_perceptual
+
+    p = cfg["perceptual"]
+    kwargs = {}
+    if p.get("weights_asset"):
+        kwargs["vgg16_weights"] = materialize_config_assets(cfg)["perceptual.weights_asset"]
+    return build_perceptual(p["backend"], device=device, **kwargs)
+
+
+def resized_perceptual(cfg: Mapping[str, Any], *, net=None, fast: bool = False):
+    """(x, y) -> per-image perceptual distance [N], both images resized to the configured size (bicubic),
+    as the inversion's loss computes it; on the configured device. net: an already built distance.
+    fast: the no-grad fast path (PerceptualDistance.distance, 1.5x faster on CPU) for the editing metrics'
+    thousands of pairs; Table 1 keeps the package's own forward, so its figures stay comparable across versions."""
+    from fzplus.inversion import resize_bicubic
+
+    device = device_of(cfg)
+    net = perceptual_distance(cfg, device=device) if net is None else net
+    size, score = cfg["perceptual"]["size"], net.distance if fast else net
+    return lambda x, y: score(resize_bicubic(x.to(device), size), resize_bicubic(y.to(device), size))
+
+
+def ensure_parent(path: str | os.PathLike) -> pathlib.Path:
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+class _Tee:
+    """A text stream that writes to a console stream and to a log file."""
+
+    def __init__(self, console, log):
+        self.console, self.log = console, log
+
+    def write(self, text: str) -> int:
+        self.log.write(text)
+        return self.console.write(text)
+
+    def flush(self) -> None:
+        self.log.flush()
+        self.console.flush()
+
+    def isatty(self) -> bool:  # progress bars redraw as on the console
+        return self.console.isatty()
+
+
+@contextlib.contextmanager
+def logged_output(path: str | os.PathLike | None) -> Iterator[None]:
+    """Within: stdout and stderr also go to the log file `path` (a rule's `log:`), a stage's error too."""
+    if path is None:
+        yield
+        return
+    with open(ensure_parent(path), "w", encoding="utf-8") as log:
+        out, err = _Tee(sys.stdout, log), _Tee(sys.stderr, log)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                yield
+            except BaseException:
+                log.write(traceback.format_exc())
+                raise

@@ -1,0 +1,202 @@
+"""Editing metrics from the edit sweeps: per-image values, identity at matched edit strength, realism, their
+floors and ceilings, and the paired verdicts (the paper's Fig. 6 claim, made testable).
+
+Metrics (name -> which way is better):
+  identity             face-embedding cosine to the target, mean over every edit with alpha != 0. An edit in
+                       which no face is detected scores the metric's floor (the median similarity between two
+                       different targets): a face the detector cannot find is a broken edit, and embedding the
+                       whole frame instead scored such edits like intact ones (0.876 vs 0.864 in mini).
+  identity_matched     identity at a matched attribute change: every attribute edit (InterFaceGAN smile,
+                       mouth_open, yaw) walks alpha away from 0 until its achieved landmark change reaches the
+                       same level in every space; the identity there is interpolated. An edit that never gets
+                       there scores the floor, so a space whose edits change nothing cannot win on identity.
+  fidelity_perceptual  ground-truth edit fidelity (fzplus.edits.ground_truth): perceptual distance between the
+  fidelity_mse         edited inversion and the same edit of the true codes, mean over alpha != 0.
+  realism_kid          KID of edited images (alpha != 0) against fresh generator samples (benchmarks.metrics.realism);
+                       a set statistic, compared by a paired bootstrap over images.
+A metric is used for a verdict only where benchmarks.metrics.sanity finds the reconstructions (alpha = 0) clearly
+above its floor for both spaces of the pair.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from benchmarks.metrics.realism import kid
+from fzplus.edits.attributes import ATTRIBUTES
+from benchmarks.metrics.sanity import informative_check, set_metric_informative
+
+METRICS = {"identity": "higher", "identity_matched": "higher", "fidelity_perceptual": "lower", "fidelity_mse": "lower",
+           "realism_kid": "lower"}
+SOURCE_METRIC = {"identity_matched": "identity"}  # judged by the floor and ceiling of the metric it is made of
+# one column set for per-image metrics (medians over images) and set metrics (one value per set)
+MEDIAN_AS_VALUE = {"best_floor_median": "best_floor_value", "ceiling_median": "ceiling_value", "recon_median": "recon_value"}
+
+
+def identity_floor(baselines: pd.DataFrame) -> float:
+    """The identity metric's floor: median similarity between two different targets."""
+    other = baselines[(baselines.metric == "identity") & (baselines.reference == "other")]["value"]
+    if other.empty:
+        raise ValueError("the baselines have no identity 'other' rows; run the editing_references stage")
+    return float(other.median())
+
+
+def scored_similarity(identity: pd.DataFrame, *, floor: float) -> pd.Series:
+    """Similarity with undetected edited faces scored at the floor (module docstring)."""
+    return identity["similarity"].where(identity["edited_detected"].astype(bool), floor)
+
+
+def attribute_changes(identity: pd.DataFrame, *, floor: float) -> pd.DataFrame:
+    """Rows of attribute edits with `change` = sign(alpha) * (score - score at alpha 0): the attribute change
+    achieved in the direction's own sense (a wrong-way change is negative), NaN where no face was found."""
+    rows = identity[(identity.family == "interfacegan") & identity.direction.isin(ATTRIBUTES)].copy()
+    keys = ["space", "family", "direction", "image_id"]
+    start = rows[rows.alpha == 0].set_index(keys)["attribute_score"]
+    rows["change"] = np.sign(rows["alpha"]) * (rows["attribute_score"].to_numpy() - start.reindex(pd.MultiIndex.from_frame(rows[keys])).to_numpy())
+    rows["change"] = rows["change"].where(rows.alpha != 0, 0.0)
+    rows["scored"] = scored_similarity(rows, floor=floor)
+    return rows
+
+
+def _paths(changes: pd.DataFrame):
+    """(space, image_id, direction, sign) -> its edit path sorted by |alpha|, alpha 0 first."""
+    for sign in (1.0, -1.0):
+        side = changes[(np.sign(changes.alpha) == sign) | (changes.alpha == 0)].assign(size=lambda f: f.alpha.abs())
+        for key, path in side.groupby(["space", "image_id", "direction"], sort=True):
+            yield (*key, sign), path.sort_values("size")
+
+
+def matched_levels(changes: pd.DataFrame, *, at_alpha: float = 1.0) -> dict[str, float]:
+    """Per attribute direction, the matched level: median over spaces, images and signs of the change
+    achieved at |alpha| = at_alpha (linear interpolation between the grid's step sizes)."""
+    reached: dict[str, list[float]] = {}
+    for (_, _, direction, _), path in _paths(changes):
+        valid = path[path.change.notna()]
+        if len(valid) >= 2 and valid["size"].max() >= at_alpha:
+            reached.setdefault(direction, []).append(float(np.interp(at_alpha, valid["size"], valid["change"])))
+    return {direction: float(np.median(values)) for direction, values in reached.items()}
+
+
+def identity_at_levels(changes: pd.DataFrame, levels: Mapping[str, float], *, floor: float) -> pd.DataFrame:
+    """Per (space, image, direction, sign): identity where the achieved change first reaches the level
+    (interpolated between the two alphas around it), or the floor and reached=False if it never does."""
+    rows = []
+    for (space, image_id, direction, sign), path in _paths(changes):
+        level = levels.get(direction)
+        if level is None or not level > 0:
+            continue
+        change, scored = path["change"].fillna(-np.inf).to_numpy(), path["scored"].to_numpy()
+        hit = np.flatnonzero(change >= level)
+        if len(hit) and hit[0] > 0:
+            k = hit[0]
+            t = (level - max(change[k - 1], 0.0)) / (change[k] - max(change[k - 1], 0.0))
+            value, reached = float(scored[k - 1] + np.clip(t, 0, 1) * (scored[k] - scored[k - 1])), True
+        else:
+            value, reached = floor, False
+        rows.append(dict(space=space, image_id=image_id, direction=direction, sign=sign, level=level, reached=reached, similarity=value))
+    return pd.DataFrame(rows, columns=["space", "image_id", "direction", "sign", "level", "reached", "similarity"])
+
+
+def per_image_metrics(identity: pd.DataFrame, fidelity: pd.DataFrame, matched: pd.DataFrame, *, floor: float) -> pd.DataFrame:
+    """Long frame (space, image_id, metric, value): each per-image metric averaged over directions and alphas != 0."""
+    edited = identity[identity.alpha != 0].assign(value=lambda f: scored_similarity(f, floor=floor))
+    frames = [edited.groupby(["space", "image_id"], as_index=False)["value"].mean().assign(metric="identity"),
+              matched.groupby(["space", "image_id"], as_index=False)["similarity"].mean()
+              .rename(columns={"similarity": "value"}).assign(metric="identity_matched")]
+    moved = fidelity[fidelity.alpha != 0]
+    for column in ("perceptual", "mse"):
+        if not moved.empty:
+            frames.append(moved.groupby(["space", "image_id"], as_index=False)[column].mean()
+                          .rename(columns={column: "value"}).assign(metric=f"fidelity_{column}"))
+    return pd.concat(frames, ignore_index=True)[["space", "image_id", "metric", "value"]]
+
+
+def kid_by_alpha(realism: Mapping[str, Mapping[str, np.ndarray]], reference: np.ndarray) -> pd.DataFrame:
+    """KID per space and |alpha| against the reference samples' features."""
+    rows = []
+    for space, r in realism.items():
+        size = np.abs(r["alpha"])
+        for value in np.unique(size):
+            rows.append(dict(space=space, abs_alpha=float(value), n=int((size == value).sum()), kid=kid(r["features"][size == value], reference)))
+    return pd.DataFrame(rows, columns=["space", "abs_alpha", "n", "kid"])
+
+
+def kid_difference(candidate: Mapping[str, np.ndarray], reference_space: Mapping[str, np.ndarray], reference: np.ndarray, *,
+                   samples: int = 1000, confidence: float = 0.95, seed: int = 0) -> tuple[float, float, float, float]:
+    """KID(reference space) - KID(candidate) over edits with alpha != 0 (> 0: the candidate's edits are more
+    realistic), with a paired bootstrap over image ids (benchmarks.statistics.paired.bootstrap_set_difference).
+    Kernel matrices are computed once; a resample picks rows. Duplicated rows enter the within-set sums as
+    distinct pairs, which biases resampled KIDs up a little for both spaces alike."""
+    from benchmarks.statistics.paired import bootstrap_set_difference
+    from benchmarks.metrics.realism import kid_from_kernels, polynomial_kernel
+
+    def blocks(r):
+        keep = r["alpha"] != 0
+        x, ids = r["features"][keep], r["image_id"][keep]
+        return polynomial_kernel(x, x), polynomial_kernel(x, reference), ids
+
+    kyy = polynomial_kernel(reference, reference)
+    a, b = blocks(candidate), blocks(reference_space)
+    images = sorted(set(a[2]) & set(b[2]))
+    rows_of = [{i: np.flatnonzero(ids == i) for i in images} for ids in (a[2], b[2])]
+
+    def resampled_kid(block, rows_by_image, picks) -> float:
+        rows = np.concatenate([rows_by_image[images[k]] for k in picks])
+        kxx, kxy, _ = block
+        return kid_from_kernels(kxx[np.ix_(rows, rows)], kyy, kxy[rows])
+
+    statistic = lambda picks: resampled_kid(b, rows_of[1], picks) - resampled_kid(a, rows_of[0], picks)  # noqa: E731
+    return bootstrap_set_difference(statistic, len(images), samples=samples, confidence=confidence, seed=seed)
+
+
+def informative_flags(baselines: pd.DataFrame, identity: pd.DataFrame, fidelity: pd.DataFrame, kids: pd.DataFrame,
+                      realism_baselines: pd.DataFrame, *, floor: float, min_separation: float = 0.25) -> pd.DataFrame:
+    """Per metric and space: can the metric tell this space's reconstructions (alpha = 0) from its floor?"""
+    rows = []
+    unedited = identity[identity.alpha == 0].drop_duplicates(["space", "image_id"]).assign(value=lambda f: scored_similarity(f, floor=floor))
+    per_image = {"identity": unedited}
+    moved = fidelity[fidelity.alpha == 0].drop_duplicates(["space", "image_id"])
+    for column in ("perceptual", "mse"):
+        per_image[f"fidelity_{column}"] = moved.assign(value=moved[column])
+    for metric, frame in per_image.items():
+        refs = baselines[baselines.metric == metric]
+        if metric == "identity":  # the same undetected-face rule as the edits
+            refs = refs.assign(value=refs["value"].fillna(floor))
+        for space, recon in frame.groupby("space"):
+            mine = refs[refs.image_id.isin(recon.image_id)]  # the edited targets, of all the targets referenced
+            check = informative_check(recon.set_index("image_id")["value"], mine, better=METRICS[metric], min_separation=min_separation)
+            rows.append(dict(metric=metric, space=space, **{MEDIAN_AS_VALUE.get(k, k): v for k, v in check.items()}))
+    floors = realism_baselines[realism_baselines.kind == "floor"].set_index("reference")["kid"].to_dict()
+    ceilings = realism_baselines[realism_baselines.kind == "ceiling"].set_index("reference")["kid"].to_dict()
+    for space, k in kids[kids.abs_alpha == 0].set_index("space")["kid"].items():
+        check = set_metric_informative(float(k), floors, ceilings, better="lower", min_separation=min_separation)
+        rows.append(dict(metric="realism_kid", space=space, **check))
+    flags = pd.DataFrame(rows)
+    derived = [flags[flags.metric == source].assign(metric=metric) for metric, source in SOURCE_METRIC.items()]
+    return pd.concat([flags, *derived], ignore_index=True)
+
+
+def verdict_table(per_image: pd.DataFrame, realism: Mapping[str, Mapping[str, np.ndarray]], reference: np.ndarray, flags: pd.DataFrame,
+                  pairs: Sequence[tuple[str, str]], *, samples: int = 2000, confidence: float = 0.95, seed: int = 0) -> pd.DataFrame:
+    """Per pair and metric: means, the bootstrap interval of the improvement, p, and better / worse / not
+    resolved / uninformative (benchmarks.statistics.paired)."""
+    from benchmarks.statistics.paired import comparison_table, verdict
+
+    ok = {(r.metric, r.space): bool(r.informative) for r in flags.itertuples()}
+    both = lambda a, b, m: ok.get((m, a), False) and ok.get((m, b), False)  # noqa: E731
+    informative = {(a, b, m): both(a, b, m) for a, b in pairs for m in METRICS}
+    per_image_metrics_present = {m: METRICS[m] for m in METRICS if m in set(per_image.metric)}
+    table = comparison_table(per_image, pairs, per_image_metrics_present, samples=samples, confidence=confidence, seed=seed,
+                             informative=informative)
+    rows = []
+    for a, b in pairs:
+        if a in realism and b in realism:
+            estimate, low, high, p = kid_difference(realism[a], realism[b], reference, samples=samples, confidence=confidence, seed=seed)
+            mean_a, mean_b = (kid(r["features"][r["alpha"] != 0], reference) for r in (realism[a], realism[b]))
+            rows.append(dict(candidate=a, reference=b, metric="realism_kid", better="lower", n=len(set(realism[a]["image_id"])), n_missing=0,
+                             mean_candidate=mean_a, mean_reference=mean_b, mean_improvement=estimate, ci_low=low, ci_high=high, p_value=p,
+                             verdict=verdict(low, high, p_value=p, alpha=1 - confidence,
+                                             informative=informative[(a, b, "realism_kid")])))
+    return pd.concat([table, pd.DataFrame(rows)], ignore_index=True)
