@@ -3,6 +3,7 @@
 Data flow, one subpackage per stage: generator -> spaces (top-level plugin package) -> inversion ->
 edits -> metrics / statistics / report (top-level `benchmarks` package).
 """
+
 __version__ = "0.1.0"
 
 from fzplus.compat import install_torchvision_fallbacks

@@ -14,6 +14,7 @@ FZPLUS_ASSET_MIRROR, then `../shared/assets` beside the checkout (the developmen
     path = materialize_asset("celebahq-stargan-v2", declarations=decl, resources_dir="resources")
     hashes = asset_sha256s(["celebahq-stargan-v2"], declarations=decl, resources_dir="resources")
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -25,14 +26,27 @@ import shutil
 import tempfile
 import urllib.error
 import urllib.request
-from typing import Any, BinaryIO, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any, BinaryIO
 
 import yaml
 
 ENV_VAR = "FZPLUS_ASSET_MIRROR"
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 KINDS = ("file", "folder")
-FIELDS = {"kind", "description", "source", "licence", "file", "sha256", "verify", "files", "user_provided", "how_to_obtain", "used_by"}
+FIELDS = {
+    "kind",
+    "description",
+    "source",
+    "licence",
+    "file",
+    "sha256",
+    "verify",
+    "files",
+    "user_provided",
+    "how_to_obtain",
+    "used_by",
+}
 REQUIRED_FIELDS = ("kind", "source", "licence")
 DOWNLOAD_TIMEOUT_S = 60
 CHUNK = 1 << 20
@@ -44,8 +58,10 @@ def asset_mirror(configured: str | os.PathLike | None = None) -> pathlib.Path | 
         if candidate and pathlib.Path(candidate).is_dir():
             return pathlib.Path(candidate).resolve()
     if configured or os.environ.get(ENV_VAR):
-        raise FileNotFoundError(f"asset mirror {configured or os.environ[ENV_VAR]!r} is not a folder; fix the config key "
-                                f"'asset_mirror' or the environment variable {ENV_VAR}")
+        raise FileNotFoundError(
+            f"asset mirror {configured or os.environ[ENV_VAR]!r} is not a folder; fix the config key "
+            f"'asset_mirror' or the environment variable {ENV_VAR}"
+        )
     return None
 
 
@@ -56,9 +72,9 @@ class AssetError(RuntimeError):
 @dataclasses.dataclass(frozen=True)
 class AssetDeclaration:
     name: str
-    kind: str                        # "file" or "folder"
-    files: dict[str, str | None]     # relative path -> sha256 (None: not verifiable); empty for user-provided folders
-    urls: dict[str, str]             # relative path -> download URL (where one is known)
+    kind: str  # "file" or "folder"
+    files: dict[str, str | None]  # relative path -> sha256 (None: not verifiable); empty for user-provided folders
+    urls: dict[str, str]  # relative path -> download URL (where one is known)
     source: dict[str, Any]
     licence: str
     verify: bool = True
@@ -77,8 +93,10 @@ def _construct_unique_mapping(loader, node, deep=False):
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
         if key in seen:
-            raise AssetError(f"{node.start_mark.name}: {key!r} is declared twice (line {key_node.start_mark.line + 1}); "
-                             f"every asset and file is declared once")
+            raise AssetError(
+                f"{node.start_mark.name}: {key!r} is declared twice (line {key_node.start_mark.line + 1}); "
+                f"every asset and file is declared once"
+            )
         seen.add(key)
     return loader.construct_mapping(node, deep=deep)
 
@@ -86,7 +104,9 @@ def _construct_unique_mapping(loader, node, deep=False):
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
 
 
-def load_asset_declarations(path: str | os.PathLike = REPO_ROOT / "config" / "assets.yaml") -> dict[str, AssetDeclaration]:
+def load_asset_declarations(
+    path: str | os.PathLike = REPO_ROOT / "config" / "assets.yaml",
+) -> dict[str, AssetDeclaration]:
     """Parse and validate the declarations file -> {name: AssetDeclaration}."""
     path = pathlib.Path(path)
     if not path.is_file():
@@ -111,7 +131,11 @@ def _parse_declaration(name: str, entry: Any, path: pathlib.Path) -> AssetDeclar
         raise fail(f"kind {entry['kind']!r} must be one of {KINDS}")
     if not isinstance(entry["source"], dict):
         raise fail("source must be a mapping: {url: ...} or {repository: ..., commit: ..., path: ...}")
-    source, verify, user_provided = dict(entry["source"]), bool(entry.get("verify", True)), bool(entry.get("user_provided", False))
+    source, verify, user_provided = (
+        dict(entry["source"]),
+        bool(entry.get("verify", True)),
+        bool(entry.get("user_provided", False)),
+    )
     if entry["kind"] == "file":
         if "file" not in entry or "sha256" not in entry:
             raise fail("a file asset needs 'file' (its name) and 'sha256' (null only with verify: false)")
@@ -124,21 +148,41 @@ def _parse_declaration(name: str, entry: Any, path: pathlib.Path) -> AssetDeclar
             raise fail("a user-provided folder needs 'how_to_obtain'")
     else:
         if not isinstance(entry.get("files"), dict) or not entry["files"]:
-            raise fail("a folder asset needs 'files: {<file>: {sha256: ..., source_path: <below source.path>}}' (or user_provided: true)")
+            raise fail(
+                "a folder asset needs 'files: {<file>: {sha256: ..., source_path: <below source.path>}}' (or user_provided: true)"
+            )
         files = {f: (meta or {}).get("sha256") for f, meta in entry["files"].items()}
         # a file's place in the source repository: source.path joined with its source_path (default: its own name)
-        urls = {f: u for f, meta in entry["files"].items()
-                if (u := _github_raw_url(source, posixpath.join(source.get("path", ""), (meta or {}).get("source_path", f))))}
+        urls = {
+            f: u
+            for f, meta in entry["files"].items()
+            if (
+                u := _github_raw_url(source, posixpath.join(source.get("path", ""), (meta or {}).get("source_path", f)))
+            )
+        }
     for file, sha in files.items():
         if sha is None and verify:
-            raise fail(f"{file}: sha256 is null; declare the checksum, or set 'verify: false' with a comment saying why")
-        if sha is not None and not (isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdef" for c in sha)):
+            raise fail(
+                f"{file}: sha256 is null; declare the checksum, or set 'verify: false' with a comment saying why"
+            )
+        if sha is not None and not (
+            isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdef" for c in sha)
+        ):
             raise fail(f"{file}: sha256 must be 64 lowercase hex digits, got {sha!r}")
         if pathlib.PurePosixPath(file).is_absolute() or ".." in pathlib.PurePosixPath(file).parts:
             raise fail(f"file name {file!r} must be a relative path inside the asset folder")
-    return AssetDeclaration(name=name, kind=entry["kind"], files=files, urls=urls, source=source, licence=str(entry["licence"]),
-                            verify=verify, user_provided=user_provided, description=str(entry.get("description", "")),
-                            how_to_obtain=str(entry.get("how_to_obtain", "")))
+    return AssetDeclaration(
+        name=name,
+        kind=entry["kind"],
+        files=files,
+        urls=urls,
+        source=source,
+        licence=str(entry["licence"]),
+        verify=verify,
+        user_provided=user_provided,
+        description=str(entry.get("description", "")),
+        how_to_obtain=str(entry.get("how_to_obtain", "")),
+    )
 
 
 def _github_raw_url(source: Mapping[str, Any], repo_path: str | None) -> str | None:
@@ -149,7 +193,9 @@ def _github_raw_url(source: Mapping[str, Any], repo_path: str | None) -> str | N
 
 def _declaration(name: str, declarations: Mapping[str, AssetDeclaration]) -> AssetDeclaration:
     if name not in declarations:
-        raise AssetError(f"asset {name!r} is not declared; declared assets: {', '.join(sorted(declarations))} (config/assets.yaml)")
+        raise AssetError(
+            f"asset {name!r} is not declared; declared assets: {', '.join(sorted(declarations))} (config/assets.yaml)"
+        )
     return declarations[name]
 
 
@@ -171,16 +217,25 @@ def _copy_hashing(reader: BinaryIO, writer: BinaryIO) -> str:
 
 
 def _mismatch(decl: AssetDeclaration, file: str, origin: str, expected: str, actual: str) -> str:
-    return (f"asset {decl.name!r}: checksum mismatch for {origin}: sha256 {actual}, expected {expected} (config/assets.yaml). "
-            f"The file is corrupt or a different version; replace it with {file!r} from {_describe_source(decl, file)}")
+    return (
+        f"asset {decl.name!r}: checksum mismatch for {origin}: sha256 {actual}, expected {expected} (config/assets.yaml). "
+        f"The file is corrupt or a different version; replace it with {file!r} from {_describe_source(decl, file)}"
+    )
 
 
 def _describe_source(decl: AssetDeclaration, file: str) -> str:
     return decl.urls.get(file) or decl.source.get("url") or ", ".join(f"{k} {v}" for k, v in decl.source.items())
 
 
-def _fetch_into(staging: pathlib.Path, decl: AssetDeclaration, file: str, *, existing: pathlib.Path, mirror: pathlib.Path | None,
-                download: bool) -> tuple[bool, list[str], list[str]]:
+def _fetch_into(
+    staging: pathlib.Path,
+    decl: AssetDeclaration,
+    file: str,
+    *,
+    existing: pathlib.Path,
+    mirror: pathlib.Path | None,
+    download: bool,
+) -> tuple[bool, list[str], list[str]]:
     """Write a verified copy of `file` under `staging` from the first source that has a good one.
     Returns (done, checksum mismatches seen, download failures seen)."""
     expected = decl.files[file]
@@ -210,10 +265,18 @@ def _fetch_into(staging: pathlib.Path, decl: AssetDeclaration, file: str, *, exi
     return False, mismatches, failures
 
 
-def _missing_message(decl: AssetDeclaration, files: list[str], *, resources_root: pathlib.Path, mirror: pathlib.Path | None,
-                     failures: list[str]) -> str:
+def _missing_message(
+    decl: AssetDeclaration,
+    files: list[str],
+    *,
+    resources_root: pathlib.Path,
+    mirror: pathlib.Path | None,
+    failures: list[str],
+) -> str:
     shown = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
-    mirror_place = f"{mirror / decl.name}/" if mirror is not None else f"<mirror>/{decl.name}/ (no mirror is configured now)"
+    mirror_place = (
+        f"{mirror / decl.name}/" if mirror is not None else f"<mirror>/{decl.name}/ (no mirror is configured now)"
+    )
     lines = [
         f"asset {decl.name!r} is missing: expected file(s) {shown}.",
         "Provide it in one of two ways:",
@@ -233,14 +296,22 @@ def _user_folder(decl: AssetDeclaration, resources_root: pathlib.Path, mirror: p
     for candidate in candidates:
         if candidate.is_dir() and any(candidate.iterdir()):
             return candidate.resolve()
-    raise AssetError(f"asset {decl.name!r} (user-provided folder) was not found at {' or '.join(map(str, candidates))}.\n"
-                     f"Provide it in one of two ways: put (or symlink) the folder at {candidates[0]} (the asset mirror: config key "
-                     f"asset_mirror or the environment variable {ENV_VAR}), or at {resources_root}.\n"
-                     f"How to obtain: {decl.how_to_obtain.strip()}")
+    raise AssetError(
+        f"asset {decl.name!r} (user-provided folder) was not found at {' or '.join(map(str, candidates))}.\n"
+        f"Provide it in one of two ways: put (or symlink) the folder at {candidates[0]} (the asset mirror: config key "
+        f"asset_mirror or the environment variable {ENV_VAR}), or at {resources_root}.\n"
+        f"How to obtain: {decl.how_to_obtain.strip()}"
+    )
 
 
-def materialize_asset(name: str, *, declarations: Mapping[str, AssetDeclaration], resources_dir: str | os.PathLike,
-                      mirror: str | os.PathLike | None = None, download: bool = True) -> pathlib.Path:
+def materialize_asset(
+    name: str,
+    *,
+    declarations: Mapping[str, AssetDeclaration],
+    resources_dir: str | os.PathLike,
+    mirror: str | os.PathLike | None = None,
+    download: bool = True,
+) -> pathlib.Path:
     """A verified local copy of a declared asset: resources/<name>/<file> for a file asset, the folder
     resources/<name> for a folder asset (a user-provided folder is returned where it is)."""
     decl = _declaration(name, declarations)
@@ -256,23 +327,35 @@ def materialize_asset(name: str, *, declarations: Mapping[str, AssetDeclaration]
     try:
         mismatches, failures, missing = [], [], []
         for file in decl.files:
-            done, file_mismatches, file_failures = _fetch_into(staging, decl, file, existing=resources_root, mirror=mirror_path, download=download)
+            done, file_mismatches, file_failures = _fetch_into(
+                staging, decl, file, existing=resources_root, mirror=mirror_path, download=download
+            )
             if not done:  # a bad copy that another source replaced is no error
                 missing.append(file)
                 mismatches += file_mismatches
                 failures += file_failures
         if mismatches:
-            raise AssetError("\n".join(mismatches[:5]) + (f"\n... and {len(mismatches) - 5} more" if len(mismatches) > 5 else ""))
+            raise AssetError(
+                "\n".join(mismatches[:5]) + (f"\n... and {len(mismatches) - 5} more" if len(mismatches) > 5 else "")
+            )
         if missing:
-            raise AssetError(_missing_message(decl, missing, resources_root=resources_root, mirror=mirror_path, failures=failures))
+            raise AssetError(
+                _missing_message(decl, missing, resources_root=resources_root, mirror=mirror_path, failures=failures)
+            )
         _swap_in(staging, resources_root)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return result
 
 
-def asset_problem(name: str, *, declarations: Mapping[str, AssetDeclaration], resources_dir: str | os.PathLike,
-                  mirror: str | os.PathLike | None = None, download: bool = True) -> str | None:
+def asset_problem(
+    name: str,
+    *,
+    declarations: Mapping[str, AssetDeclaration],
+    resources_dir: str | os.PathLike,
+    mirror: str | os.PathLike | None = None,
+    download: bool = True,
+) -> str | None:
     """Why `materialize_asset` would fail for lack of files, or None. Cheap (existence only, no hashing):
     the pipeline calls it while planning, so that a dry run stops early with the how-to-provide message.
     An asset with a download URL counts as obtainable when downloads are allowed."""
@@ -286,9 +369,17 @@ def asset_problem(name: str, *, declarations: Mapping[str, AssetDeclaration], re
         except AssetError as e:
             return str(e)
     places = [resources_root] + ([mirror_path / name] if mirror_path is not None else [])
-    missing = [f for f in decl.files if not any((place / f).is_file() for place in places)
-               and not (download and (decl.urls.get(f) or decl.source.get("url")))]
-    return _missing_message(decl, missing, resources_root=resources_root, mirror=mirror_path, failures=[]) if missing else None
+    missing = [
+        f
+        for f in decl.files
+        if not any((place / f).is_file() for place in places)
+        and not (download and (decl.urls.get(f) or decl.source.get("url")))
+    ]
+    return (
+        _missing_message(decl, missing, resources_root=resources_root, mirror=mirror_path, failures=[])
+        if missing
+        else None
+    )
 
 
 def _is_good(root: pathlib.Path, file: str, expected: str | None) -> bool:
@@ -312,15 +403,23 @@ def _swap_in(staging: pathlib.Path, root: pathlib.Path) -> None:
 
 
 # ---- provenance ---------------------------------------------------------------------------------------
-def asset_sha256s(names: Iterable[str], *, declarations: Mapping[str, AssetDeclaration], resources_dir: str | os.PathLike,
-                  mirror: str | os.PathLike | None = None, download: bool = True) -> dict[str, dict[str, Any]]:
+def asset_sha256s(
+    names: Iterable[str],
+    *,
+    declarations: Mapping[str, AssetDeclaration],
+    resources_dir: str | os.PathLike,
+    mirror: str | os.PathLike | None = None,
+    download: bool = True,
+) -> dict[str, dict[str, Any]]:
     """{name: {path, verified, files: {file: sha256 of the local copy}}} for provenance. The hashes are
     computed from the files used, also for assets declared without a checksum. A user-provided folder
     gets files=None: the sha256 of every image taken from it is in targets/targets.csv."""
     out = {}
     for name in dict.fromkeys(names):
         decl = _declaration(name, declarations)
-        path = materialize_asset(name, declarations=declarations, resources_dir=resources_dir, mirror=mirror, download=download)
+        path = materialize_asset(
+            name, declarations=declarations, resources_dir=resources_dir, mirror=mirror, download=download
+        )
         root = path.parent if decl.kind == "file" else path
         files = None if decl.user_provided else {f: file_sha256(root / f) for f in decl.files}
         out[name] = dict(path=str(path), verified=decl.verify, files=files, licence=decl.licence, source=decl.source)

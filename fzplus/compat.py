@@ -8,6 +8,7 @@ the quantised `qnms`) with a pure-PyTorch greedy NMS that follows torchvision's 
 torchvision that ops are present as soon as it is first imported (it does not import torchvision itself).
 Only NMS is provided: the suite needs it for MTCNN face detection; other compiled ops (roi_align, deform_conv2d, ...) stay unavailable and fail when called.
 """
+
 from __future__ import annotations
 
 import importlib.abc
@@ -52,7 +53,9 @@ def _compiled_ops_load() -> bool | None:
     spec = importlib.util.find_spec("torchvision")
     if spec is None or spec.origin is None:
         return None
-    for lib in sorted(pathlib.Path(spec.origin).parent.glob("_C*.so")) + sorted(pathlib.Path(spec.origin).parent.glob("_C*.pyd")):
+    for lib in sorted(pathlib.Path(spec.origin).parent.glob("_C*.so")) + sorted(
+        pathlib.Path(spec.origin).parent.glob("_C*.pyd")
+    ):
         try:
             torch.ops.load_library(str(lib))
             return True

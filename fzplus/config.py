@@ -10,23 +10,32 @@ their defaults: the inversion's own settings, each plugin's settings section and
 `inversion.steps`) and what is allowed. Checks the schema cannot express (registered space names,
 exactly-one-of choices, references between keys, asset names) follow the schema check.
 """
+
 from __future__ import annotations
 
 import copy
 import difflib
 import os
 import pathlib
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import jsonschema
 import yaml
 
 import spaces
+from fzplus.assets import (
+    REPO_ROOT,
+    AssetError,
+    asset_problem,
+    asset_sha256s,
+    load_asset_declarations,
+    materialize_asset,
+)
+from fzplus.edits.attributes import ATTRIBUTES
 from fzplus.encoders import KINDS as ENCODER_KINDS
 from fzplus.inversion.settings import InversionSettings
 from fzplus.settings import schema_of
-from fzplus.assets import REPO_ROOT, AssetError, asset_problem, asset_sha256s, load_asset_declarations, materialize_asset
-from fzplus.edits.attributes import ATTRIBUTES
 
 CONFIG_DIR = REPO_ROOT / "config"
 SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
@@ -51,8 +60,10 @@ def load_schema() -> dict:
             continue
         owner = owners.setdefault(space.settings_key, (space.settings_class, space.name))
         if owner[0] is not space.settings_class:
-            raise ConfigError(f"plugins {owner[1]!r} and {space.name!r} both use the settings section inversion.{space.settings_key} "
-                              f"with different settings classes; give one of them another settings_key")
+            raise ConfigError(
+                f"plugins {owner[1]!r} and {space.name!r} both use the settings section inversion.{space.settings_key} "
+                f"with different settings classes; give one of them another settings_key"
+            )
         generated[("inversion", space.settings_key)] = schema_of(space.settings_class)
     for kind in ENCODER_KINDS.values():
         generated[(kind.section,)] = schema_of(kind.recipe)
@@ -61,8 +72,10 @@ def load_schema() -> dict:
         for part in path[:-1]:
             parent = parent["properties"][part]
         if path[-1] in parent["properties"]:
-            raise ConfigError(f"{SCHEMA_PATH.name} writes {'.'.join(path)}, which is generated from its settings class; "
-                              "remove it from the file (its defaults live in the class)")
+            raise ConfigError(
+                f"{SCHEMA_PATH.name} writes {'.'.join(path)}, which is generated from its settings class; "
+                "remove it from the file (its defaults live in the class)"
+            )
         parent["properties"][path[-1]] = section
     return schema
 
@@ -73,7 +86,9 @@ def resolve_path(value: str | os.PathLike) -> pathlib.Path:
     return path if path.is_absolute() else REPO_ROOT / path
 
 
-def load_config(path_or_dict: str | os.PathLike | Mapping[str, Any], *, overrides: Mapping[str, Any] | None = None) -> dict:
+def load_config(
+    path_or_dict: str | os.PathLike | Mapping[str, Any], *, overrides: Mapping[str, Any] | None = None
+) -> dict:
     """A validated config with every default filled in.
 
     path_or_dict: a YAML file, a bare profile name ('mini' -> config/mini.yaml) or an already parsed dict.
@@ -92,7 +107,9 @@ def load_config(path_or_dict: str | os.PathLike | Mapping[str, Any], *, override
     problems = schema_problems(config, schema) or semantic_problems(config)
     if problems:
         lines = "\n".join(f"  - {p}" for p in problems)
-        raise ConfigError(f"invalid config {source}:\n{lines}\n(allowed keys and values: {SCHEMA_PATH.relative_to(REPO_ROOT)})")
+        raise ConfigError(
+            f"invalid config {source}:\n{lines}\n(allowed keys and values: {SCHEMA_PATH.relative_to(REPO_ROOT)})"
+        )
     return config
 
 
@@ -104,6 +121,7 @@ def command_line_overrides(config: Mapping[str, Any]) -> dict:
     arrives as a string ('50', '1e-8', 'null', 'true'). Inside mappings and lists, a string that reads as a
     number, null or boolean becomes one (as Snakemake does for top-level values); other strings stay strings.
     """
+
     def scalar(text: str) -> Any:
         for parse in (int, float):
             try:
@@ -148,7 +166,7 @@ def _set_dotted(config: dict, key: str, value: Any) -> None:
     for i, part in enumerate(parents):
         child = node.setdefault(part, {})
         if not isinstance(child, dict):
-            raise ConfigError(f"override {key!r}: {'.'.join(parents[:i + 1])} is not a mapping (it is {child!r})")
+            raise ConfigError(f"override {key!r}: {'.'.join(parents[: i + 1])} is not a mapping (it is {child!r})")
         node = child
     if isinstance(value, Mapping) and isinstance(node.get(leaf), dict):
         for sub_key, sub_value in value.items():
@@ -198,7 +216,9 @@ def _describe(error: jsonschema.ValidationError) -> str:
         for extra in sorted(set(value) - set(allowed)):
             close = difflib.get_close_matches(extra, allowed, n=1)
             hint = f" (did you mean {key_path([*error.absolute_path, close[0]])!r}?)" if close else ""
-            parts.append(f"unknown key {key_path([*error.absolute_path, extra])!r}{hint}; allowed under {where}: {', '.join(allowed)}")
+            parts.append(
+                f"unknown key {key_path([*error.absolute_path, extra])!r}{hint}; allowed under {where}: {', '.join(allowed)}"
+            )
         return "; ".join(parts)
     if kind == "required":
         missing = [k for k in arg if k not in value]
@@ -227,8 +247,10 @@ def semantic_problems(config: dict) -> list[str]:
     for section, choices in EXACTLY_ONE_OF.items():
         given = [k for k in choices if config[section].get(k) is not None]
         if len(given) != 1:
-            problems.append(f"{section}: give exactly one of {', '.join(choices)} (set the others to null); got "
-                            f"{', '.join(given) if given else 'none'}")
+            problems.append(
+                f"{section}: give exactly one of {', '.join(choices)} (set the others to null); got "
+                f"{', '.join(given) if given else 'none'}"
+            )
 
     # Space names are checked against the plugin registry, not the schema: a new plugin file needs no schema edit.
     def canonical_names(names, where) -> list[str | None]:
@@ -239,7 +261,9 @@ def semantic_problems(config: dict) -> list[str]:
             except KeyError:
                 close = difflib.get_close_matches(name, spaces.names(), n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
-                problems.append(f"{where}[{i}] = {name!r} is not a registered latent space{hint}; known: {', '.join(spaces.names())}")
+                problems.append(
+                    f"{where}[{i}] = {name!r} is not a registered latent space{hint}; known: {', '.join(spaces.names())}"
+                )
                 out.append(None)
         return out
 
@@ -250,19 +274,25 @@ def semantic_problems(config: dict) -> list[str]:
     for i, pair in enumerate(config["statistics"]["pairs"]):
         for name in canonical_names(pair, f"statistics.pairs[{i}]"):
             if name is not None and name not in inverted:
-                problems.append(f"statistics.pairs[{i}] compares {name!r}, which is not in inversion.spaces; add it there or drop the pair")
+                problems.append(
+                    f"statistics.pairs[{i}] compares {name!r}, which is not in inversion.spaces; add it there or drop the pair"
+                )
 
     random_generator = config["generator"].get("random")
     if random_generator and config["inversion"]["base_size"] >= random_generator["resolution"]:
-        problems.append(f"inversion.base_size ({config['inversion']['base_size']}) must be smaller than "
-                        f"generator.random.resolution ({random_generator['resolution']})")
+        problems.append(
+            f"inversion.base_size ({config['inversion']['base_size']}) must be smaller than "
+            f"generator.random.resolution ({random_generator['resolution']})"
+        )
 
     interfacegan = config["directions"]["interfacegan"]
     if "interfacegan" in config["directions"]["families"] and interfacegan["boundaries_asset"] is None:
         for i, name in enumerate(interfacegan["attributes"]):
             if name not in ATTRIBUTES:
-                problems.append(f"directions.interfacegan.attributes[{i}] = {name!r} cannot be labelled offline; fitted "
-                                f"boundaries need one of {', '.join(ATTRIBUTES)} (or set directions.interfacegan.boundaries_asset)")
+                problems.append(
+                    f"directions.interfacegan.attributes[{i}] = {name!r} cannot be labelled offline; fitted "
+                    f"boundaries need one of {', '.join(ATTRIBUTES)} (or set directions.interfacegan.boundaries_asset)"
+                )
     problems += _asset_reference_problems(config)
     return problems
 
@@ -283,9 +313,12 @@ def asset_references(config: Mapping[str, Any]) -> dict[str, str]:
 
 def _asset_options(config: Mapping[str, Any]) -> dict[str, Any]:
     mirror = config["asset_mirror"]
-    return dict(declarations=load_asset_declarations(resolve_path(config["asset_declarations"])),
-                resources_dir=resolve_path(config["resources_dir"]), mirror=None if mirror is None else resolve_path(mirror),
-                download=config["allow_download"])
+    return dict(
+        declarations=load_asset_declarations(resolve_path(config["asset_declarations"])),
+        resources_dir=resolve_path(config["resources_dir"]),
+        mirror=None if mirror is None else resolve_path(mirror),
+        download=config["allow_download"],
+    )
 
 
 def materialize_config_assets(config: Mapping[str, Any]) -> dict[str, pathlib.Path]:
@@ -312,15 +345,22 @@ def _asset_reference_problems(config: dict) -> list[str]:
         declarations = load_asset_declarations(resolve_path(config["asset_declarations"]))
     except (AssetError, FileNotFoundError) as exc:
         return [f"asset_declarations: {exc}"]
-    problems = [f"{key} = {name!r} is not declared in {config['asset_declarations']}; declared: {', '.join(sorted(declarations))}"
-                for key, name in asset_references(config).items() if name not in declarations]
+    problems = [
+        f"{key} = {name!r} is not declared in {config['asset_declarations']}; declared: {', '.join(sorted(declarations))}"
+        for key, name in asset_references(config).items()
+        if name not in declarations
+    ]
     boundaries = asset_references(config).get("directions.interfacegan.boundaries_asset")
     if boundaries in declarations and declarations[boundaries].files:
-        available = sorted(f[len("boundary_"):-len(".npy")] for f in declarations[boundaries].files if f.startswith("boundary_"))
+        available = sorted(
+            f[len("boundary_") : -len(".npy")] for f in declarations[boundaries].files if f.startswith("boundary_")
+        )
         for i, name in enumerate(config["directions"]["interfacegan"]["attributes"]):
             if name not in available:
                 close = difflib.get_close_matches(name, available, n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
-                problems.append(f"directions.interfacegan.attributes[{i}] = {name!r} has no boundary in asset {boundaries!r}{hint}; "
-                                f"available: {', '.join(available)}")
+                problems.append(
+                    f"directions.interfacegan.attributes[{i}] = {name!r} has no boundary in asset {boundaries!r}{hint}; "
+                    f"available: {', '.join(available)}"
+                )
     return problems

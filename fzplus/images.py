@@ -8,6 +8,7 @@
   float channels, so no 8-bit rounding happens between loading and the loss;
 - the encoders' input resize (antialiased bilinear).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -21,8 +22,10 @@ FLOAT_RANGE_LIMIT = 2.0  # float images beyond +-2 are on another scale (0..1 or
 def _check_float_range(array: np.ndarray, *, name: str) -> None:
     peak = float(np.abs(array).max()) if array.size else 0.0
     if not np.isfinite(peak) or peak > FLOAT_RANGE_LIMIT:
-        raise ValueError(f"{name}: float images must be in [-1, 1] (max |value| is {peak}); convert 0..255 images "
-                         f"to uint8 and 0..1 images with x * 2 - 1")
+        raise ValueError(
+            f"{name}: float images must be in [-1, 1] (max |value| is {peak}); convert 0..255 images "
+            f"to uint8 and 0..1 images with x * 2 - 1"
+        )
 
 
 def to_uint8(images, *, name: str = "images") -> np.ndarray:
@@ -37,7 +40,9 @@ def to_uint8(images, *, name: str = "images") -> np.ndarray:
     array = np.asarray(images)
     if array.dtype == np.uint8:
         if array.ndim != 4 or array.shape[-1] != 3:
-            raise ValueError(f"{name}: uint8 arrays must be [N, H, W, 3] (uint8 tensors [N, 3, H, W]), got {array.shape}")
+            raise ValueError(
+                f"{name}: uint8 arrays must be [N, H, W, 3] (uint8 tensors [N, 3, H, W]), got {array.shape}"
+            )
         return np.ascontiguousarray(array)
     if not np.issubdtype(array.dtype, np.floating):
         raise TypeError(f"{name}: images must be float in [-1, 1] or uint8, got dtype {array.dtype}")
@@ -51,12 +56,17 @@ def to_uint8(images, *, name: str = "images") -> np.ndarray:
 def to_float(images, *, name: str = "images") -> torch.Tensor:
     """Images (see the module docstring) -> float32 tensor [N, 3, H, W] in [-1, 1]. Float input is
     returned as float32 unchanged (not clipped, not rounded); uint8 input becomes u / 127.5 - 1."""
-    is_uint8 = (images.dtype == torch.uint8) if isinstance(images, torch.Tensor) else np.asarray(images).dtype == np.uint8
+    is_uint8 = (
+        (images.dtype == torch.uint8) if isinstance(images, torch.Tensor) else np.asarray(images).dtype == np.uint8
+    )
     if is_uint8:
         array = to_uint8(images, name=name).transpose(0, 3, 1, 2)
         return torch.from_numpy(array.astype(np.float32) / 127.5 - 1.0)
-    tensor = torch.as_tensor(images).detach().cpu().float() if isinstance(images, torch.Tensor) else \
-        torch.from_numpy(np.asarray(images, dtype=np.float32))
+    tensor = (
+        torch.as_tensor(images).detach().cpu().float()
+        if isinstance(images, torch.Tensor)
+        else torch.from_numpy(np.asarray(images, dtype=np.float32))
+    )
     if tensor.ndim != 4 or tensor.shape[1] != 3:
         raise ValueError(f"{name}: float images must be [N, 3, H, W], got {tuple(tensor.shape)}")
     _check_float_range(tensor.numpy(), name=name)
@@ -69,10 +79,17 @@ def resize_lanczos(images: torch.Tensor, size: int) -> torch.Tensor:
     if images.shape[-2:] == (size, size):
         return images.clone()
     arrays = images.detach().to("cpu", torch.float32).numpy()
-    out = np.stack([
-        np.stack([np.asarray(Image.fromarray(channel).resize((size, size), Image.Resampling.LANCZOS)) for channel in image])
-        for image in arrays
-    ])
+    out = np.stack(
+        [
+            np.stack(
+                [
+                    np.asarray(Image.fromarray(channel).resize((size, size), Image.Resampling.LANCZOS))
+                    for channel in image
+                ]
+            )
+            for image in arrays
+        ]
+    )
     return torch.from_numpy(out).to(images.device, images.dtype)
 
 

@@ -1,11 +1,13 @@
 """Writing files so that nothing is ever half-written: every output of the suite goes through here."""
+
 from __future__ import annotations
 
 import contextlib
 import os
 import pathlib
 import tempfile
-from typing import BinaryIO, Callable
+from collections.abc import Callable
+from typing import BinaryIO
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:

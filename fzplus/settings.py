@@ -10,12 +10,14 @@ unknown keys by name. The inversion's core settings (fzplus.inversion.settings),
     class TuningSettings:
         steps: int = setting(350, description="at most this many steps per image", minimum=0)
 """
+
 from __future__ import annotations
 
 import dataclasses
 import types
 import typing
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 # JSON Schema keywords a setting may carry besides its type and default
 CONSTRAINTS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "enum", "minItems", "uniqueItems", "items")
@@ -67,7 +69,9 @@ def schema_of(cls: type, *, description: str = "") -> dict:
     for f in dataclasses.fields(cls):
         where = f"{cls.__name__}.{f.name}"
         if f.default is dataclasses.MISSING:
-            raise TypeError(f"{where} has no default: every setting needs one (declare it with fzplus.settings.setting)")
+            raise TypeError(
+                f"{where} has no default: every setting needs one (declare it with fzplus.settings.setting)"
+            )
         prop = _json_type(hints[f.name], where=where)
         constraints = dict(f.metadata.get("constraints", {}))
         if "items" in constraints:

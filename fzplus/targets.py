@@ -19,6 +19,7 @@ Unaligned photos: with align="ffhq" (config targets.align) each photo is first a
 `alignment` column records the quad in the photo's pixels. A photo without a detectable face is an error
 naming the file. Empty `alignment`: the image was used as it is.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -27,7 +28,7 @@ import io
 import os
 import pathlib
 import warnings
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -44,8 +45,16 @@ IMAGES_DIR = "images"
 CSV_COLUMNS = ("image_id", "source_path", "source_sha256", "width", "height", "mode", "conversions", "alignment")
 ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
 SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")  # PIL opens 16-bit grayscale PNGs in these
-CONVERTED_MODES = {"L": "grayscale (L)", "1": "bilevel (1)", "P": "palette (P)", "CMYK": "CMYK", "YCbCr": "YCbCr",
-                   "LAB": "LAB", "HSV": "HSV", "RGBX": "RGBX"}
+CONVERTED_MODES = {
+    "L": "grayscale (L)",
+    "1": "bilevel (1)",
+    "P": "palette (P)",
+    "CMYK": "CMYK",
+    "YCbCr": "YCbCr",
+    "LAB": "LAB",
+    "HSV": "HSV",
+    "RGBX": "RGBX",
+}
 
 
 class TargetImageError(ValueError):
@@ -69,8 +78,16 @@ class PreparedTarget:
     alignment: str = ""
 
     def row(self) -> dict:
-        return dict(image_id=self.image_id, source_path=self.source_path, source_sha256=self.source_sha256, width=self.width,
-                    height=self.height, mode=self.mode, conversions="; ".join(self.conversions), alignment=self.alignment)
+        return dict(
+            image_id=self.image_id,
+            source_path=self.source_path,
+            source_sha256=self.source_sha256,
+            width=self.width,
+            height=self.height,
+            mode=self.mode,
+            conversions="; ".join(self.conversions),
+            alignment=self.alignment,
+        )
 
 
 # ---- choosing files -----------------------------------------------------------------------------------
@@ -78,15 +95,19 @@ def list_images(folder: str | os.PathLike) -> list[pathlib.Path]:
     """The folder's image files (.jpg/.jpeg/.png, any case), sorted by name; ids (stems) must be unique."""
     folder = pathlib.Path(folder)
     if not folder.is_dir():
-        raise TargetImageError(f"target folder {str(folder)!r} does not exist or is not a folder (config key targets.folder / targets.asset)")
+        raise TargetImageError(
+            f"target folder {str(folder)!r} does not exist or is not a folder (config key targets.folder / targets.asset)"
+        )
     paths = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not paths:
         raise TargetImageError(f"target folder {folder} has no {'/'.join(IMAGE_SUFFIXES)} files")
     by_stem: dict[str, pathlib.Path] = {}
     for path in paths:
         if path.stem in by_stem:
-            raise TargetImageError(f"{by_stem[path.stem]} and {path} have the same image id {path.stem!r}; image ids are "
-                                   f"file stems and must be unique: rename or remove one")
+            raise TargetImageError(
+                f"{by_stem[path.stem]} and {path} have the same image id {path.stem!r}; image ids are "
+                f"file stems and must be unique: rename or remove one"
+            )
         by_stem[path.stem] = path
     return paths
 
@@ -112,13 +133,17 @@ def _rgb_pixels(img: Image.Image, path: pathlib.Path) -> tuple[np.ndarray, list[
         rgba = np.asarray(img.convert("RGBA"))
         alpha = rgba[..., 3]
         if alpha.min() < 255:
-            raise TargetImageError(f"{path}: has transparent pixels ({(alpha < 255).mean():.1%} of the image, alpha down to "
-                                   f"{alpha.min()}); flatten it onto a background or save it without alpha first")
+            raise TargetImageError(
+                f"{path}: has transparent pixels ({(alpha < 255).mean():.1%} of the image, alpha down to "
+                f"{alpha.min()}); flatten it onto a background or save it without alpha first"
+            )
         return np.ascontiguousarray(rgba[..., :3]), notes + [f"{mode}: fully opaque alpha channel dropped"]
     if mode in SIXTEEN_BIT_MODES:
         gray = np.asarray(img).astype(np.int64)
         if gray.min() < 0 or gray.max() > 65535:
-            raise TargetImageError(f"{path}: integer image (mode {mode}) with values outside 0..65535; save it as 8-bit RGB")
+            raise TargetImageError(
+                f"{path}: integer image (mode {mode}) with values outside 0..65535; save it as 8-bit RGB"
+            )
         gray8 = np.round(gray / 257.0).astype(np.uint8)  # 65535 -> 255
         return np.repeat(gray8[..., None], 3, axis=2), [f"16-bit grayscale ({mode}) -> 8-bit RGB"]
     if mode == "RGB":
@@ -135,10 +160,12 @@ def centre_crop(pixels: np.ndarray, *, crop: float) -> np.ndarray:
     side = pixels.shape[0]
     kept = max(1, round(crop * side))
     begin = (side - kept) // 2
-    return pixels[begin:begin + kept, begin:begin + kept]
+    return pixels[begin : begin + kept, begin : begin + kept]
 
 
-def prepare_target(path: str | os.PathLike, *, resolution: int, crop: float = 1.0, align: str | None = None) -> PreparedTarget:
+def prepare_target(
+    path: str | os.PathLike, *, resolution: int, crop: float = 1.0, align: str | None = None
+) -> PreparedTarget:
     """Read, check, (align,) crop and resize one image file; raises TargetImageError naming the file.
 
     crop: the fraction of the side kept around the centre before resizing, to bring the faces to the
@@ -152,7 +179,9 @@ def prepare_target(path: str | os.PathLike, *, resolution: int, crop: float = 1.
             pixels, notes = _rgb_pixels(img, path)
             mode = img.mode
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError) as exc:
-        raise TargetImageError(f"{path}: cannot be read as an image ({type(exc).__name__}: {exc}); replace or remove the file") from exc
+        raise TargetImageError(
+            f"{path}: cannot be read as an image ({type(exc).__name__}: {exc}); replace or remove the file"
+        ) from exc
     height, width = pixels.shape[:2]
     alignment = ""
     if align is not None:
@@ -164,26 +193,54 @@ def prepare_target(path: str | os.PathLike, *, resolution: int, crop: float = 1.
             raise TargetImageError(str(exc)) from exc
         pixels, alignment = aligned.pixels, aligned.describe()
     elif width != height:
-        raise TargetImageError(f"{path}: is {width}x{height} (width x height), not square; targets must be aligned square "
-                               f"face crops: align it first, or let the suite align it (config targets.align: ffhq)")
+        raise TargetImageError(
+            f"{path}: is {width}x{height} (width x height), not square; targets must be aligned square "
+            f"face crops: align it first, or let the suite align it (config targets.align: ffhq)"
+        )
     pixels = centre_crop(pixels, crop=crop)
     if pixels.shape[0] < resolution:
-        cropped = f" (its {'aligned ' if alignment else ''}centre crop of {crop}, {pixels.shape[0]} px)" if crop < 1 or alignment else ""
-        raise TargetImageError(f"{path}: is {width}x{height}{cropped}, smaller than the generator resolution {resolution}x{resolution}; "
-                               f"upsampling would invent detail: use a larger source image")
+        cropped = (
+            f" (its {'aligned ' if alignment else ''}centre crop of {crop}, {pixels.shape[0]} px)"
+            if crop < 1 or alignment
+            else ""
+        )
+        raise TargetImageError(
+            f"{path}: is {width}x{height}{cropped}, smaller than the generator resolution {resolution}x{resolution}; "
+            f"upsampling would invent detail: use a larger source image"
+        )
     for note in notes:
         warnings.warn(f"{path}: {note}", TargetConversionWarning, stacklevel=2)
-    x = torch.from_numpy(np.ascontiguousarray(pixels).astype(np.float32)).permute(2, 0, 1)[None] / 127.5 - 1.0  # [1, 3, H, W]
+    x = (
+        torch.from_numpy(np.ascontiguousarray(pixels).astype(np.float32)).permute(2, 0, 1)[None] / 127.5 - 1.0
+    )  # [1, 3, H, W]
     y = resize_lanczos(x, resolution)
     resized = to_uint8(y)[0]
     assert resized.shape == (resolution, resolution, 3)
-    return PreparedTarget(image_id=path.stem, source_path=str(path.resolve()), source_sha256=hashlib.sha256(data).hexdigest(),
-                          width=width, height=height, mode=mode, conversions=notes, pixels=resized, alignment=alignment)
+    return PreparedTarget(
+        image_id=path.stem,
+        source_path=str(path.resolve()),
+        source_sha256=hashlib.sha256(data).hexdigest(),
+        width=width,
+        height=height,
+        mode=mode,
+        conversions=notes,
+        pixels=resized,
+        alignment=alignment,
+    )
 
 
 # ---- the targets folder -------------------------------------------------------------------------------
-def prepare_targets(source_folder: str | os.PathLike, out_dir: str | os.PathLike, *, resolution: int, count: int | None = None,
-                    seed: int = 0, crop: float = 1.0, align: str | None = None, progress: bool = False) -> pd.DataFrame:
+def prepare_targets(
+    source_folder: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    resolution: int,
+    count: int | None = None,
+    seed: int = 0,
+    crop: float = 1.0,
+    align: str | None = None,
+    progress: bool = False,
+) -> pd.DataFrame:
     """Sample, check and resize targets; write out_dir/images/<id>.png and out_dir/targets.csv. Every image
     is checked before anything is written; all unusable files are reported in one error."""
     paths = sample_images(list_images(source_folder), count=count, seed=seed)
@@ -201,7 +258,9 @@ def prepare_targets(source_folder: str | os.PathLike, out_dir: str | os.PathLike
     images_dir = out_dir / IMAGES_DIR
     images_dir.mkdir(parents=True, exist_ok=True)
     for target in prepared:
-        atomic_write(images_dir / f"{target.image_id}.png", lambda f, t=target: Image.fromarray(t.pixels).save(f, format="PNG"))
+        atomic_write(
+            images_dir / f"{target.image_id}.png", lambda f, t=target: Image.fromarray(t.pixels).save(f, format="PNG")
+        )
     keep = {f"{t.image_id}.png" for t in prepared}
     for stale in images_dir.glob("*.png"):  # from an earlier sample
         if stale.name not in keep:
@@ -215,7 +274,9 @@ def read_targets_table(out_dir: str | os.PathLike) -> pd.DataFrame:
     path = pathlib.Path(out_dir) / CSV_NAME
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist; run prepare_targets first (the pipeline's targets rule)")
-    return pd.read_csv(path, dtype={"image_id": str, "source_path": str, "source_sha256": str, "mode": str}, keep_default_na=False)
+    return pd.read_csv(
+        path, dtype={"image_id": str, "source_path": str, "source_sha256": str, "mode": str}, keep_default_na=False
+    )
 
 
 def read_prepared_targets(out_dir: str | os.PathLike) -> tuple[list[str], torch.Tensor]:
@@ -227,12 +288,16 @@ def read_prepared_targets(out_dir: str | os.PathLike) -> tuple[list[str], torch.
         path = out_dir / IMAGES_DIR / f"{image_id}.png"
         with Image.open(path) as img:
             if img.mode != "RGB" or img.width != img.height:
-                raise TargetImageError(f"{path}: prepared targets must be square 8-bit RGB, got mode {img.mode} {img.width}x{img.height}; "
-                                       f"run prepare_targets again")
+                raise TargetImageError(
+                    f"{path}: prepared targets must be square 8-bit RGB, got mode {img.mode} {img.width}x{img.height}; "
+                    f"run prepare_targets again"
+                )
             arrays.append(np.asarray(img))
     sizes = {a.shape for a in arrays}
     if len(sizes) > 1:
-        raise TargetImageError(f"{out_dir / IMAGES_DIR}: prepared targets differ in size {sorted(sizes)}; run prepare_targets again")
+        raise TargetImageError(
+            f"{out_dir / IMAGES_DIR}: prepared targets differ in size {sorted(sizes)}; run prepare_targets again"
+        )
     images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
     assert images.ndim == 4 and images.shape[1] == 3, images.shape
     return ids, images.contiguous()

@@ -9,11 +9,12 @@ file; nothing else is edited.
     spaces.get("F/Z+")        # by the paper's name
     spaces.get("f_z_plus")    # or by slug
 """
+
 from __future__ import annotations
 
 import importlib
 import pkgutil
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from .base import (
     GeneratorInputs,
@@ -28,7 +29,25 @@ from .base import (
 CONTRACT_MODULES = ("base",)
 # The row order of the paper (Table 1 and Fig. 2), extended to every required space, then the methods built on a
 # space; plugins outside this list (new ones) follow in alphabetical order.
-PAPER_SPACE_ORDER = ("Z", "Z+", "W", "W+", "W+(P_N)", "S", "F/Z", "F/Z+", "F/W", "F/W+", "F/W+(P_N)", "F/S", "IDInvert", "PTI", "PTI w/ Z+", "SAM", "SAM w/ Z+")
+PAPER_SPACE_ORDER = (
+    "Z",
+    "Z+",
+    "W",
+    "W+",
+    "W+(P_N)",
+    "S",
+    "F/Z",
+    "F/Z+",
+    "F/W",
+    "F/W+",
+    "F/W+(P_N)",
+    "F/S",
+    "IDInvert",
+    "PTI",
+    "PTI w/ Z+",
+    "SAM",
+    "SAM w/ Z+",
+)
 
 
 def order_spaces(present: Iterable[str], *, spaces_order: Sequence[str] = PAPER_SPACE_ORDER) -> list[str]:
@@ -51,8 +70,10 @@ class SpaceRegistry:
         for key, table in ((space.name, self._by_name), (space.slug, self._by_slug)):
             if key in table:
                 other = self._source[table[key].name]
-                raise RegistrationError(f"{source}: a space with name or slug {key!r} is already registered by {other}; "
-                                        f"rename one of the two plugins")
+                raise RegistrationError(
+                    f"{source}: a space with name or slug {key!r} is already registered by {other}; "
+                    f"rename one of the two plugins"
+                )
         self._by_name[space.name] = self._by_slug[space.slug] = space
         self._source[space.name] = source
         return space
@@ -62,7 +83,9 @@ class SpaceRegistry:
             return key
         space = self._by_name.get(key) or self._by_slug.get(key)
         if space is None:
-            raise KeyError(f"unknown latent space {key!r}; known: {self.names()} (or their slugs {sorted(self._by_slug)})")
+            raise KeyError(
+                f"unknown latent space {key!r}; known: {self.names()} (or their slugs {sorted(self._by_slug)})"
+            )
         return space
 
     def names(self) -> list[str]:
@@ -82,8 +105,10 @@ def discover(package_name: str, package_path) -> SpaceRegistry:
         module = importlib.import_module(f"{package_name}.{info.name}")
         source = getattr(module, "__file__", None) or module.__name__
         if not hasattr(module, "SPACE"):
-            raise RegistrationError(f"{source}: plugin module defines no SPACE; set SPACE = <a LatentSpace instance>, "
-                                    f"or prefix the file name with '_' if it is not a plugin")
+            raise RegistrationError(
+                f"{source}: plugin module defines no SPACE; set SPACE = <a LatentSpace instance>, "
+                f"or prefix the file name with '_' if it is not a plugin"
+            )
         registry.register(module.SPACE, source=source)
     return registry
 
@@ -109,6 +134,18 @@ def names() -> list[str]:
 
 
 __all__ = [
-    "GeneratorInputs", "LatentSpace", "RegistrationError", "SpaceContext", "SpaceRegistry",
-    "PAPER_SPACE_ORDER", "discover", "get", "names", "order_spaces", "registry", "retract_to_sphere", "sphere_radius", "validate_space",
+    "GeneratorInputs",
+    "LatentSpace",
+    "RegistrationError",
+    "SpaceContext",
+    "SpaceRegistry",
+    "PAPER_SPACE_ORDER",
+    "discover",
+    "get",
+    "names",
+    "order_spaces",
+    "registry",
+    "retract_to_sphere",
+    "sphere_radius",
+    "validate_space",
 ]

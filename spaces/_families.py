@@ -18,16 +18,25 @@ and the decisions of SPEC §4:
 In F spaces the codes feed only layers >= M = first_detail_layer(base_size); f starts at f0 (encoder
 output, else the generator's mean feature map), and the engine adds lambda_reg * mean((f - f0)^2).
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 
 from fzplus.settings import setting
 
-from .base import GeneratorInputs, LatentSpace, SpaceContext, base_code_init, retract_to_sphere, sample_ws, with_true_base_code
+from .base import (
+    GeneratorInputs,
+    LatentSpace,
+    SpaceContext,
+    base_code_init,
+    retract_to_sphere,
+    sample_ws,
+    with_true_base_code,
+)
 
 
 class _LayerCodeSpace(LatentSpace):
@@ -35,7 +44,9 @@ class _LayerCodeSpace(LatentSpace):
 
     code_key = ""
 
-    def __init__(self, *, name: str, slug: str, per_layer: bool, uses_base_code: bool, applies_truncation: bool, description: str):
+    def __init__(
+        self, *, name: str, slug: str, per_layer: bool, uses_base_code: bool, applies_truncation: bool, description: str
+    ):
         self.name, self.slug, self.description = name, slug, description
         self.per_layer, self.uses_base_code, self.applies_truncation = per_layer, uses_base_code, applies_truncation
         self.variables = ("f", self.code_key) if uses_base_code else (self.code_key,)
@@ -44,7 +55,9 @@ class _LayerCodeSpace(LatentSpace):
         dim = ctx.generator.z_dim if self.code_key == "z" else ctx.generator.w_dim
         return (len(self.edited_layers(ctx)), dim) if self.per_layer else (dim,)
 
-    def with_base_code(self, codes: dict[str, torch.Tensor], targets: torch.Tensor, ctx: SpaceContext, encoder) -> dict[str, torch.Tensor]:
+    def with_base_code(
+        self, codes: dict[str, torch.Tensor], targets: torch.Tensor, ctx: SpaceContext, encoder
+    ) -> dict[str, torch.Tensor]:
         if self.uses_base_code:
             codes["f"] = base_code_init(targets, ctx, encoder=encoder)
         return codes
@@ -61,7 +74,9 @@ class _LayerCodeSpace(LatentSpace):
             ws = w[:, None].expand(n, G.num_ws, w.shape[-1])
         else:
             layers = self.edited_layers(ctx)
-            assert w.shape[1] == len(layers), f"{self.name}: expected {len(layers)} per-layer codes, got {tuple(w.shape)}"
+            assert w.shape[1] == len(layers), (
+                f"{self.name}: expected {len(layers)} per-layer codes, got {tuple(w.shape)}"
+            )
             ws = torch.cat([G.w_avg.to(w.dtype).expand(n, layers.start, w.shape[-1]), w], dim=1)
         if self.applies_truncation:
             ws = G.truncate(ws, psi=ctx.truncation_psi, cutoff=ctx.truncation_cutoff)
@@ -80,7 +95,14 @@ class ZSpace(_LayerCodeSpace):
     domain = "Z"
 
     def __init__(self, *, name: str, slug: str, per_layer: bool, uses_base_code: bool, description: str):
-        super().__init__(name=name, slug=slug, per_layer=per_layer, uses_base_code=uses_base_code, applies_truncation=True, description=description)
+        super().__init__(
+            name=name,
+            slug=slug,
+            per_layer=per_layer,
+            uses_base_code=uses_base_code,
+            applies_truncation=True,
+            description=description,
+        )
 
     def init_codes(self, targets, ctx, *, image_seeds: Sequence[int], encoder=None):
         shape = self.code_shape(ctx)
@@ -126,8 +148,24 @@ class WSpace(_LayerCodeSpace):
     code_key = "w"
     domain = "W"
 
-    def __init__(self, *, name: str, slug: str, per_layer: bool, uses_base_code: bool, description: str, pn_regularised: bool = False):
-        super().__init__(name=name, slug=slug, per_layer=per_layer, uses_base_code=uses_base_code, applies_truncation=not per_layer, description=description)
+    def __init__(
+        self,
+        *,
+        name: str,
+        slug: str,
+        per_layer: bool,
+        uses_base_code: bool,
+        description: str,
+        pn_regularised: bool = False,
+    ):
+        super().__init__(
+            name=name,
+            slug=slug,
+            per_layer=per_layer,
+            uses_base_code=uses_base_code,
+            applies_truncation=not per_layer,
+            description=description,
+        )
         self.needs_pn_stats = pn_regularised
         if pn_regularised:
             self.settings_key, self.settings_class = "pn", PNSettings
@@ -154,8 +192,10 @@ class WSpace(_LayerCodeSpace):
 
     def pn_stats(self, ctx):
         if ctx.pn_stats is None:
-            raise ValueError(f"space {self.name!r} needs P_N statistics: compute them once with "
-                             f"fzplus.pn_stats.compute_pn_stats(generator) (or load the saved .npz) and pass pn_stats=")
+            raise ValueError(
+                f"space {self.name!r} needs P_N statistics: compute them once with "
+                f"fzplus.pn_stats.compute_pn_stats(generator) (or load the saved .npz) and pass pn_stats="
+            )
         return ctx.pn_stats
 
     def apply_direction(self, codes, direction, alpha, ctx):

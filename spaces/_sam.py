@@ -39,11 +39,13 @@ Codes: the pivot's variable (w or z [N, L, 512]) plus `residuals` [N, sum_r C_r 
 `segment_distances` [N, k + 1, len(SEGMENTS)] (each candidate's mean map value per segment; NaN where a
 segment is empty).
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -60,12 +62,20 @@ REFINED = ("residuals", "residual_sizes", "latent_map", "segment_distances")
 class SAMSettings:
     """the second stage of SAM and SAM w/ Z+ (spaces/_sam.py); defaults are SAM's (sam_inv_optimization.py), for a 1024 generator"""
 
-    tau: float = setting(0.225, minimum=0, description="a segment takes the coarsest candidate whose mean distance is <= tau "
-                                                          "(SAM: 0.225, LPIPS-VGG at 256 px)")
+    tau: float = setting(
+        0.225,
+        minimum=0,
+        description="a segment takes the coarsest candidate whose mean distance is <= tau "
+        "(SAM: 0.225, LPIPS-VGG at 256 px)",
+    )
     residual_sizes: tuple[int, ...] | None = setting(
-        None, minItems=1, uniqueItems=True, items={"enum": [4, 8, 16, 32, 64, 128, 256, 512]},
+        None,
+        minItems=1,
+        uniqueItems=True,
+        items={"enum": [4, 8, 16, 32, 64, 128, 256, 512]},
         description="blocks after which a masked feature residual is added; null = SAM's 16, 32, 64, 128 where the generator "
-                    "has them below its size, else every inner block above 4 px")
+        "has them below its size, else every inner block above 4 px",
+    )
     steps: int = setting(1001, minimum=0, description="steps of each single-latent inversion and of the joint one")
     lr: float = setting(0.05, exclusiveMinimum=0, description="peak lr of SAM's cosine ramp")
     lr_rampdown: float = setting(0.25, exclusiveMinimum=0, maximum=1)
@@ -74,7 +84,9 @@ class SAMSettings:
     lambda_per: float = setting(1.0, minimum=0)
     lambda_delta: float = setting(1e-3, minimum=0, description="weight of sum_i |c_i - c_0| over the pivot's layers")
     lambda_residual: float = setting(5.0, minimum=0, description="weight of sum_r mean(dF_r^2)")
-    parser: str = setting("dlib-landmarks", description="face parser (fzplus.faces.parsing.PARSERS): the segments a latent is chosen for")
+    parser: str = setting(
+        "dlib-landmarks", description="face parser (fzplus.faces.parsing.PARSERS): the segments a latent is chosen for"
+    )
 
     def __post_init__(self):
         if self.residual_sizes is not None:  # finest last, as the codes store them
@@ -95,14 +107,17 @@ class SAMSettings:
         return self.lr * ramp * min(1.0, t / self.lr_rampup)
 
 
-def select_latents(maps: torch.Tensor, segments: torch.Tensor, *, tau: float, segment_count: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def select_latents(
+    maps: torch.Tensor, segments: torch.Tensor, *, tau: float, segment_count: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """SAM's selection rule. maps [N, K, R, R]: each candidate's per-pixel distance, finest residual first and
     the pivot last; segments [N, R, R] int labels in [0, S). Per image and segment, the candidates are scanned
     from the finest to the pivot and the last whose segment mean is <= tau wins (the finest if none is).
     Returns (latent_map [N, R, R] int64 candidate indices, segment means [N, K, S], NaN for empty segments);
     S = segment_count (default: the largest label + 1)."""
-    assert maps.ndim == 4 and segments.shape == (maps.shape[0], *maps.shape[2:]), \
+    assert maps.ndim == 4 and segments.shape == (maps.shape[0], *maps.shape[2:]), (
         f"maps must be [N, K, R, R] and segments [N, R, R], got {tuple(maps.shape)} and {tuple(segments.shape)}"
+    )
     n, k = maps.shape[:2]
     count = int(segments.max()) + 1 if segment_count is None else int(segment_count)
     onehot = F.one_hot(segments.long(), count).permute(0, 3, 1, 2).to(maps.dtype)  # [N, S, R, R]
@@ -115,8 +130,14 @@ def select_latents(maps: torch.Tensor, segments: torch.Tensor, *, tau: float, se
     return latent_map, means
 
 
-def residual_synthesis(generator, ws: torch.Tensor, residuals: Mapping[int, torch.Tensor], masks: Mapping[int, torch.Tensor],
-                       *, keep: Mapping[int, torch.Tensor] | None = None) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+def residual_synthesis(
+    generator,
+    ws: torch.Tensor,
+    residuals: Mapping[int, torch.Tensor],
+    masks: Mapping[int, torch.Tensor],
+    *,
+    keep: Mapping[int, torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
     """Images [N, 3, R, R] of ws [N, num_ws, D] with x <- x + dF_r m_r after the block of size r (after its
     toRGB, as SAM), or, given keep (an edit), x <- x (1 - m_r) + keep_r m_r. Also returns each block's
     features after that step {r: [N, C_r, r, r]} (what an edit keeps). residuals {r: [N, C_r, r, r]}, masks
@@ -145,8 +166,14 @@ class SAMSpace(LatentSpace):
     figures = ("latent_maps",)
 
     def __init__(self, *, name: str, slug: str, pivot: LatentSpace, description: str):
-        if pivot.uses_base_code or len(pivot.variables) != 1 or not (isinstance(pivot, _LayerCodeSpace) and pivot.per_layer):
-            raise ValueError(f"{name}: the pivot must be a per-layer whole-generator space (W+, Z+), got {pivot.name!r}")
+        if (
+            pivot.uses_base_code
+            or len(pivot.variables) != 1
+            or not (isinstance(pivot, _LayerCodeSpace) and pivot.per_layer)
+        ):
+            raise ValueError(
+                f"{name}: the pivot must be a per-layer whole-generator space (W+, Z+), got {pivot.name!r}"
+            )
         self.name, self.slug, self.description, self.pivot = name, slug, description, pivot
         self.domain, self.variables = pivot.domain, tuple(pivot.variables)
         self.code_key = pivot.variables[0]
@@ -181,9 +208,13 @@ class SAMSpace(LatentSpace):
         n, size = z.shape[0], ctx.generator.resolution
         from fzplus.faces.parsing import SEGMENTS
 
-        return {**codes, "residuals": z.new_zeros(n, 0), "residual_sizes": torch.zeros(n, 0, dtype=torch.long, device=z.device),
-                "latent_map": torch.zeros(n, size, size, dtype=torch.uint8, device=z.device),
-                "segment_distances": z.new_zeros(n, 1, len(SEGMENTS))}
+        return {
+            **codes,
+            "residuals": z.new_zeros(n, 0),
+            "residual_sizes": torch.zeros(n, 0, dtype=torch.long, device=z.device),
+            "latent_map": torch.zeros(n, size, size, dtype=torch.uint8, device=z.device),
+            "segment_distances": z.new_zeros(n, 1, len(SEGMENTS)),
+        }
 
     # ---- residuals, masks, rendering ---------------------------------------------------------------
     @staticmethod
@@ -191,8 +222,10 @@ class SAMSpace(LatentSpace):
         blocks = generator.synthesis.block_resolutions
         bad = [r for r in sizes if r not in blocks or r >= generator.resolution]
         if bad:
-            raise ValueError(f"SAM residual sizes {bad} are not inner block sizes of this generator {list(blocks[:-1])}; "
-                             "set inversion.sam.residual_sizes")
+            raise ValueError(
+                f"SAM residual sizes {bad} are not inner block sizes of this generator {list(blocks[:-1])}; "
+                "set inversion.sam.residual_sizes"
+            )
         return {r: (generator.synthesis.channels[r], r, r) for r in sorted(sizes)}
 
     def unpack(self, codes, generator) -> tuple[dict[int, torch.Tensor], dict[int, torch.Tensor]]:
@@ -232,7 +265,11 @@ class SAMSpace(LatentSpace):
             ws = self.generator_inputs({self.code_key: code}, ctx).ws
             mse, per = image_losses(residual_synthesis(ctx.generator, ws, residuals, masks)[0], everyone)
             delta = (code[:, 1:] - code[:, :1]).norm(dim=-1).sum(dim=1)
-            size = sum(t.square().flatten(1).mean(dim=1) for t in residuals.values()) if residuals else torch.zeros_like(mse)
+            size = (
+                sum(t.square().flatten(1).mean(dim=1) for t in residuals.values())
+                if residuals
+                else torch.zeros_like(mse)
+            )
             reg = s.lambda_delta * delta + s.lambda_residual * size
             total = s.lambda_mse * mse + s.lambda_per * per + reg
             optimizer.zero_grad(set_to_none=True)
@@ -246,14 +283,22 @@ class SAMSpace(LatentSpace):
         traces = {t: torch.stack(v, dim=1) if v else code.new_zeros(code.shape[0], 0) for t, v in trace.items()}
         return code.detach(), {r: t.detach() for r, t in residuals.items()}, traces
 
-    def refine(self, codes, ctx: SpaceContext, *, image_losses, settings: Mapping[str, Any] | None = None,
-               progress: bool = False, desc: str = "") -> tuple[dict, dict]:
+    def refine(
+        self,
+        codes,
+        ctx: SpaceContext,
+        *,
+        image_losses,
+        settings: Mapping[str, Any] | None = None,
+        progress: bool = False,
+        desc: str = "",
+    ) -> tuple[dict, dict]:
         """Measure each candidate latent's invertibility, select one per segment, then optimise them jointly."""
         from fzplus.faces.parsing import SEGMENTS, parse_faces
 
         s = self.settings_for(settings if settings is not None else ctx.settings)
         G, pivot = ctx.generator, codes[self.code_key].detach()
-        n, size = pivot.shape[0], G.resolution
+        n = pivot.shape[0]
         shapes = self.residual_shapes(G, s.sizes_for(G))
         finest_first = sorted(shapes, reverse=True)
         everyone = torch.arange(n, device=pivot.device)
@@ -262,20 +307,40 @@ class SAMSpace(LatentSpace):
         ones = {r: pivot.new_ones(n, 1, r, r) for r in shapes}
         maps = []
         for r in finest_first:  # the single-latent inversions: pivot + one unmasked residual
-            code, residual, _ = self._optimise(pivot, {r: zeros[r]}, {r: ones[r]}, ctx, image_losses, s, progress=progress,
-                                               desc=f"{desc} invertibility F{r}")
+            code, residual, _ = self._optimise(
+                pivot,
+                {r: zeros[r]},
+                {r: ones[r]},
+                ctx,
+                image_losses,
+                s,
+                progress=progress,
+                desc=f"{desc} invertibility F{r}",
+            )
             with torch.no_grad():
-                image = residual_synthesis(G, self.generator_inputs({self.code_key: code}, ctx).ws, residual, {r: ones[r]})[0]
+                image = residual_synthesis(
+                    G, self.generator_inputs({self.code_key: code}, ctx).ws, residual, {r: ones[r]}
+                )[0]
             maps.append(image_losses.maps(image, everyone))
         with torch.no_grad():
             maps.append(image_losses.maps(self.pivot.render({self.code_key: pivot}, ctx), everyone))
         latent_map, means = select_latents(torch.stack(maps, dim=1), segments, tau=s.tau, segment_count=len(SEGMENTS))
         masks = latent_masks(latent_map, sorted(shapes))
-        code, residuals, traces = self._optimise(pivot, zeros, masks, ctx, image_losses, s, progress=progress, desc=f"{desc} joint")
+        code, residuals, traces = self._optimise(
+            pivot, zeros, masks, ctx, image_losses, s, progress=progress, desc=f"{desc} joint"
+        )
         flat = torch.cat([residuals[r].flatten(1) for r in sorted(shapes)], dim=1)
         sizes = torch.tensor(sorted(shapes), dtype=torch.long, device=pivot.device).expand(n, -1).clone()
-        return ({self.code_key: code, "residuals": flat, "residual_sizes": sizes, "latent_map": latent_map.to(torch.uint8),
-                 "segment_distances": means}, traces)
+        return (
+            {
+                self.code_key: code,
+                "residuals": flat,
+                "residual_sizes": sizes,
+                "latent_map": latent_map.to(torch.uint8),
+                "segment_distances": means,
+            },
+            traces,
+        )
 
     def candidate_names(self, sizes: Sequence[int]) -> list[str]:
         """Names of the latent_map's values: the residuals finest first, then the pivot."""
@@ -291,4 +356,3 @@ def latent_masks(latent_map: torch.Tensor, sizes: Sequence[int]) -> dict[int, to
         chosen = (latent_map == order.index(r)).to(torch.float32)[:, None]
         masks[r] = (F.interpolate(chosen, size=(r, r), mode="area") >= 0.5).to(torch.float32)
     return masks
-

@@ -25,11 +25,13 @@ Rendering adds delta to the generator's weights per image, N images at once thro
 torch.func.functional_call under vmap. `tune_reference` is the plain path (a copy of the generator per
 image, torch.optim.Adam, PTI's loop) that the batched tuning is tested against.
 """
+
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 
@@ -52,7 +54,9 @@ class TuningSettings:
     lr: float = setting(3e-4, exclusiveMinimum=0)
     lambda_mse: float = setting(1.0, minimum=0)
     lambda_per: float = setting(1.0, minimum=0)
-    stop_at: float = setting(0.06, minimum=0, description="an image stops once its perceptual distance (the profile's) is <= this")
+    stop_at: float = setting(
+        0.06, minimum=0, description="an image stops once its perceptual distance (the profile's) is <= this"
+    )
 
 
 def synthesis_parameters(generator) -> dict[str, torch.Tensor]:
@@ -70,8 +74,9 @@ def tuned_synthesis(generator, delta: torch.Tensor, ws: torch.Tensor) -> torch.T
 
     synthesis = generator.synthesis
     base = synthesis_parameters(generator)
-    assert delta.ndim == 2 and delta.shape == (ws.shape[0], parameter_count(generator)), \
+    assert delta.ndim == 2 and delta.shape == (ws.shape[0], parameter_count(generator)), (
         f"delta must be [{ws.shape[0]}, {parameter_count(generator)}], got {tuple(delta.shape)}"
+    )
     buffers = dict(synthesis.named_buffers())
     # One split, not a slice per parameter: a slice's backward writes a zero-filled [n, P] gradient each
     # (10x the step's time at 64 px); split's backward concatenates the pieces once.
@@ -90,12 +95,24 @@ class TunedSpace(LatentSpace):
     refined_variables = ("delta",)
     settings_key, settings_class = "tuning", TuningSettings
 
-    def __init__(self, *, name: str, slug: str, pivot: LatentSpace, description: str, render_batch: int = 8,
-                 stored_dtype: torch.dtype = STORED_DTYPE):
+    def __init__(
+        self,
+        *,
+        name: str,
+        slug: str,
+        pivot: LatentSpace,
+        description: str,
+        render_batch: int = 8,
+        stored_dtype: torch.dtype = STORED_DTYPE,
+    ):
         if pivot.uses_base_code:
-            raise ValueError(f"{name}: the pivot {pivot.name!r} is an F space; tuning renders whole-generator codes only")
+            raise ValueError(
+                f"{name}: the pivot {pivot.name!r} is an F space; tuning renders whole-generator codes only"
+            )
         if pivot.settings_class is not None or pivot.needs_pn_stats or pivot.encoder_kind is not None:
-            raise ValueError(f"{name}: the pivot {pivot.name!r} needs settings or artefacts of its own; the method passes it its own")
+            raise ValueError(
+                f"{name}: the pivot {pivot.name!r} needs settings or artefacts of its own; the method passes it its own"
+            )
         self.name, self.slug, self.description, self.pivot = name, slug, description, pivot
         self.domain, self.variables = pivot.domain, tuple(pivot.variables)
         self.uses_base_code, self.applies_truncation = False, pivot.applies_truncation
@@ -135,13 +152,23 @@ class TunedSpace(LatentSpace):
         if "delta" not in codes:  # during the pivot's own inversion
             return self.pivot.render(codes, ctx)
         ws = self.generator_inputs(codes, ctx).ws
-        parts = [tuned_synthesis(ctx.generator, codes["delta"][i: i + self.render_batch], ws[i: i + self.render_batch])
-                 for i in range(0, ws.shape[0], self.render_batch)]
+        parts = [
+            tuned_synthesis(ctx.generator, codes["delta"][i : i + self.render_batch], ws[i : i + self.render_batch])
+            for i in range(0, ws.shape[0], self.render_batch)
+        ]
         return torch.cat(parts)
 
     # ---- the tuning stage --------------------------------------------------------------------------
-    def refine(self, codes: dict[str, torch.Tensor], ctx: SpaceContext, *, image_losses: ImageLosses,
-               settings: TuningSettings | Mapping[str, Any] | None = None, progress: bool = False, desc: str = "") -> tuple[dict, dict]:
+    def refine(
+        self,
+        codes: dict[str, torch.Tensor],
+        ctx: SpaceContext,
+        *,
+        image_losses: ImageLosses,
+        settings: TuningSettings | Mapping[str, Any] | None = None,
+        progress: bool = False,
+        desc: str = "",
+    ) -> tuple[dict, dict]:
         """Tune each image's synthesis weights around its pivot codes, all images at once.
 
         Adam is written out per image so that an image that reaches `stop_at` stops exactly as PTI's loop
@@ -172,7 +199,9 @@ class TunedSpace(LatentSpace):
                 going = per.detach() > s.stop_at  # PTI: `if loss_lpips <= lpips_threshold: break`, before the step
                 if going.any():
                     (grad,) = torch.autograd.grad(total[going].sum(), rows)
-                    _adam_rows(delta, m, v, grad[going], idx[going], t=step + 1, lr=s.lr)  # all active ones since step 0
+                    _adam_rows(
+                        delta, m, v, grad[going], idx[going], t=step + 1, lr=s.lr
+                    )  # all active ones since step 0
                 active[idx[~going]] = False
             for name in ("total", "mse", "perceptual"):
                 trace[name].append(last[name].clone())
@@ -183,7 +212,9 @@ class TunedSpace(LatentSpace):
         return {**pivot, "delta": delta.to(self.stored_dtype)}, traces
 
 
-def _adam_rows(param: torch.Tensor, m: torch.Tensor, v: torch.Tensor, grad: torch.Tensor, rows: torch.Tensor, *, t: int, lr: float) -> None:
+def _adam_rows(
+    param: torch.Tensor, m: torch.Tensor, v: torch.Tensor, grad: torch.Tensor, rows: torch.Tensor, *, t: int, lr: float
+) -> None:
     """torch.optim.Adam's update (no weight decay, no amsgrad) of param[rows] at step t, in place; in place on the
     whole tensors when every row moves (the common case: 5 passes over N x P floats, no gathers)."""
     (b1, b2), scale = ADAM_BETAS, lr / (1 - ADAM_BETAS[0] ** t)
@@ -197,8 +228,14 @@ def _adam_rows(param: torch.Tensor, m: torch.Tensor, v: torch.Tensor, grad: torc
     param[rows] = param[rows] - scale * m[rows] / ((v[rows] / (1 - b2**t)).sqrt() + ADAM_EPS)
 
 
-def tune_reference(space: TunedSpace, codes: Mapping[str, torch.Tensor], ctx: SpaceContext, *, image_losses: ImageLosses,
-                   settings: Mapping[str, Any] | None = None) -> torch.Tensor:
+def tune_reference(
+    space: TunedSpace,
+    codes: Mapping[str, torch.Tensor],
+    ctx: SpaceContext,
+    *,
+    image_losses: ImageLosses,
+    settings: Mapping[str, Any] | None = None,
+) -> torch.Tensor:
     """The plain path: PTI's loop for each image alone, on its own copy of the generator with
     torch.optim.Adam. Returns the tuned deltas [N, P] in float32 (for tests of the batched `refine`)."""
     s = space.settings_for(settings if settings is not None else ctx.settings)
@@ -213,7 +250,7 @@ def tune_reference(space: TunedSpace, codes: Mapping[str, torch.Tensor], ctx: Sp
         optimizer = torch.optim.Adam(params, lr=s.lr, betas=ADAM_BETAS, eps=ADAM_EPS)
         index = torch.tensor([i], device=ws.device)
         for _ in range(s.steps):
-            mse, per = image_losses(G.synthesis(ws[i: i + 1]), index)
+            mse, per = image_losses(G.synthesis(ws[i : i + 1]), index)
             if per.item() <= s.stop_at:
                 break
             optimizer.zero_grad(set_to_none=True)

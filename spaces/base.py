@@ -31,13 +31,15 @@ stages, config schema and report read these declarations and probe nothing else:
 Everything that is not a code but changes what a code means (base size, truncation, P_N statistics, the
 method's settings) is in a `SpaceContext`, built by the inversion engine (or by `render` / `edit`).
 """
+
 from __future__ import annotations
 
 import abc
 import math
 import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import torch
 
@@ -121,7 +123,7 @@ class LatentSpace(abc.ABC):
     settings_class: type | None = None
     needs_pn_stats: bool = False  # the run's P_N statistics reach the space as ctx.pn_stats
     # a method whose first stage IS this space's inversion (PTI, SAM): the engine can take that inversion as given
-    pivot: "LatentSpace | None" = None
+    pivot: LatentSpace | None = None
     figures: tuple[str, ...] = ()  # extra figures it draws, names of FIGURE_KINDS
 
     @property
@@ -146,7 +148,9 @@ class LatentSpace(abc.ABC):
 
     # ---- to implement ------------------------------------------------------------------------------
     @abc.abstractmethod
-    def init_codes(self, targets: torch.Tensor, ctx: SpaceContext, *, image_seeds: Sequence[int], encoder: Encoder | None = None) -> dict[str, torch.Tensor]:
+    def init_codes(
+        self, targets: torch.Tensor, ctx: SpaceContext, *, image_seeds: Sequence[int], encoder: Encoder | None = None
+    ) -> dict[str, torch.Tensor]:
         """Starting codes for targets [N, 3, R, R]; image_seeds: one seed per image (random inits)."""
 
     @abc.abstractmethod
@@ -154,11 +158,13 @@ class LatentSpace(abc.ABC):
         """Differentiable map from codes to generator inputs."""
 
     @abc.abstractmethod
-    def apply_direction(self, codes: dict[str, torch.Tensor], direction: torch.Tensor, alpha: float, ctx: SpaceContext) -> dict[str, torch.Tensor]:
+    def apply_direction(
+        self, codes: dict[str, torch.Tensor], direction: torch.Tensor, alpha: float, ctx: SpaceContext
+    ) -> dict[str, torch.Tensor]:
         """New codes moved by alpha * direction ([D], in `domain`) on the edited layers."""
 
     # ---- defaults ----------------------------------------------------------------------------------
-    def project_(self, codes: dict[str, torch.Tensor]) -> None:
+    def project_(self, codes: dict[str, torch.Tensor]) -> None:  # noqa: B027 (an optional hook; unconstrained by default)
         """In place, after every optimiser step. Default: unconstrained."""
 
     def regularizer(self, codes: dict[str, torch.Tensor], ctx: SpaceContext) -> torch.Tensor:
@@ -170,11 +176,21 @@ class LatentSpace(abc.ABC):
         """The codes that render the generator's own sample of z [N, z_dim] (its ws truncated as the context
         says): the true codes of an in-domain target, for ground-truth edit fidelity. Optional: without it
         a space runs only with editing.ground_truth.images: 0."""
-        raise NotImplementedError(f"space {self.name!r} does not say which of its codes render a generated sample; "
-                                  "implement codes_for_sample for ground-truth edit fidelity, or set editing.ground_truth.images: 0")
+        raise NotImplementedError(
+            f"space {self.name!r} does not say which of its codes render a generated sample; "
+            "implement codes_for_sample for ground-truth edit fidelity, or set editing.ground_truth.images: 0"
+        )
 
-    def refine(self, codes: dict[str, torch.Tensor], ctx: SpaceContext, *, image_losses: Callable, settings: Any = None,
-               progress: bool = False, desc: str = "") -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    def refine(
+        self,
+        codes: dict[str, torch.Tensor],
+        ctx: SpaceContext,
+        *,
+        image_losses: Callable,
+        settings: Any = None,
+        progress: bool = False,
+        desc: str = "",
+    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """A method's second stage, run by the engine after the last inversion step when the plugin implements it
         (`has_second_stage`): (codes, with `refined_variables` added if it declares any; loss traces
         {total, mse, perceptual, reg: [N, steps]}).
@@ -203,25 +219,37 @@ class LatentSpace(abc.ABC):
 def validate_space(space: object, *, source: str) -> LatentSpace:
     """Check a plugin's declared fields; raise RegistrationError naming `source` and the fix."""
     if not isinstance(space, LatentSpace):
-        raise RegistrationError(f"{source}: SPACE must be an instance of spaces.base.LatentSpace, got {type(space).__name__}")
+        raise RegistrationError(
+            f"{source}: SPACE must be an instance of spaces.base.LatentSpace, got {type(space).__name__}"
+        )
     missing = [f for f in REQUIRED_FIELDS if getattr(space, f, None) in (None, "", ())]
     if missing:
-        raise RegistrationError(f"{source}: space {space.name or '<unnamed>'!r} lacks required field(s) {missing}; "
-                                f"set them on the plugin (see spaces/base.py, REQUIRED_FIELDS)")
+        raise RegistrationError(
+            f"{source}: space {space.name or '<unnamed>'!r} lacks required field(s) {missing}; "
+            f"set them on the plugin (see spaces/base.py, REQUIRED_FIELDS)"
+        )
     if not SLUG_PATTERN.match(space.slug):
-        raise RegistrationError(f"{source}: slug {space.slug!r} is not filesystem-safe; use lowercase letters, digits and '_'")
+        raise RegistrationError(
+            f"{source}: slug {space.slug!r} is not filesystem-safe; use lowercase letters, digits and '_'"
+        )
     if space.domain not in DOMAINS:
         raise RegistrationError(f"{source}: domain {space.domain!r} must be one of {DOMAINS}")
     if not all(isinstance(v, str) and v for v in space.variables):
         raise RegistrationError(f"{source}: variables must be a tuple of non-empty names, got {space.variables!r}")
     if space.encoder_kind not in (None, *ENCODER_KINDS):
-        raise RegistrationError(f"{source}: encoder_kind {space.encoder_kind!r} must be None or one of {list(ENCODER_KINDS)}")
+        raise RegistrationError(
+            f"{source}: encoder_kind {space.encoder_kind!r} must be None or one of {list(ENCODER_KINDS)}"
+        )
     if (space.settings_key is None) != (space.settings_class is None):
-        raise RegistrationError(f"{source}: set both settings_key (the config section inversion.<key>) and settings_class "
-                                f"(a dataclass of fzplus.settings.setting fields), or neither")
+        raise RegistrationError(
+            f"{source}: set both settings_key (the config section inversion.<key>) and settings_class "
+            f"(a dataclass of fzplus.settings.setting fields), or neither"
+        )
     if space.settings_key is not None:
         if not SLUG_PATTERN.match(space.settings_key):
-            raise RegistrationError(f"{source}: settings_key {space.settings_key!r} must be lowercase letters, digits and '_'")
+            raise RegistrationError(
+                f"{source}: settings_key {space.settings_key!r} must be lowercase letters, digits and '_'"
+            )
         try:
             schema_of(space.settings_class)
         except TypeError as error:
@@ -229,7 +257,9 @@ def validate_space(space: object, *, source: str) -> LatentSpace:
     if space.pivot is not None and not isinstance(space.pivot, LatentSpace):
         raise RegistrationError(f"{source}: pivot must be a LatentSpace, got {type(space.pivot).__name__}")
     if space.refined_variables and not space.has_second_stage:
-        raise RegistrationError(f"{source}: {space.name!r} declares refined_variables {space.refined_variables} but implements no refine")
+        raise RegistrationError(
+            f"{source}: {space.name!r} declares refined_variables {space.refined_variables} but implements no refine"
+        )
     for figure in space.figures:
         if figure not in FIGURE_KINDS:
             raise RegistrationError(f"{source}: figure {figure!r} is not one of {sorted(FIGURE_KINDS)}")
@@ -248,7 +278,9 @@ def sample_ws(z: torch.Tensor, ctx: SpaceContext) -> torch.Tensor:
     return G.truncate(ws, psi=ctx.truncation_psi, cutoff=ctx.truncation_cutoff)
 
 
-def with_true_base_code(codes: dict[str, torch.Tensor], ws: torch.Tensor, ctx: SpaceContext, *, uses_base_code: bool) -> dict[str, torch.Tensor]:
+def with_true_base_code(
+    codes: dict[str, torch.Tensor], ws: torch.Tensor, ctx: SpaceContext, *, uses_base_code: bool
+) -> dict[str, torch.Tensor]:
     """F spaces: add the true f of a sample with ws [N, num_ws, w_dim], the generator's features at the split."""
     if uses_base_code:
         codes["f"] = ctx.generator.features(ws, at=ctx.base_size).f
@@ -266,9 +298,13 @@ def base_code_init(targets: torch.Tensor, ctx: SpaceContext, *, encoder: Encoder
 
             return mean_feature_map(G, base_size=s).expand(n, *expected).to(targets.dtype).clone()
         if isinstance(encoder, torch.nn.Module) and encoder.training:
-            raise ValueError("the encoder is in training mode; call encoder.eval() so that per-image results do not depend on the batch")
+            raise ValueError(
+                "the encoder is in training mode; call encoder.eval() so that per-image results do not depend on the batch"
+            )
         f = encoder(targets)
     if tuple(f.shape) != (n, *expected):
-        raise ValueError(f"encoder returned {tuple(f.shape)}; base size {s} needs [N, {expected[0]}, {s}, {s}] "
-                         f"(train the encoder for this generator and base size)")
+        raise ValueError(
+            f"encoder returned {tuple(f.shape)}; base size {s} needs [N, {expected[0]}, {s}, {s}] "
+            f"(train the encoder for this generator and base size)"
+        )
     return f.detach().to(targets.dtype)

@@ -5,6 +5,7 @@ optimisation. The image loss, steps and learning rate are the run's, as for ever
 differs from W+ only by IDInvert's two ingredients (IDInvert itself: 100 steps of Adam 0.01 on MSE +
 5e-5 x VGG16 conv4_3 feature MSE). Edits, truncation (none) and generated samples' codes are W+'s.
 """
+
 from dataclasses import dataclass
 
 from fzplus.settings import setting
@@ -16,7 +17,9 @@ from ._families import WSpace
 class DomainSettings:
     """IDInvert's domain regulariser"""
 
-    lambda_domain: float = setting(2.0, minimum=0, description="weight of IDInvert's domain term mean((w - E(G(w)))^2) (IDInvert: 2.0)")
+    lambda_domain: float = setting(
+        2.0, minimum=0, description="weight of IDInvert's domain term mean((w - E(G(w)))^2) (IDInvert: 2.0)"
+    )
 
 
 class DomainRegularisedSpace(WSpace):
@@ -29,12 +32,16 @@ class DomainRegularisedSpace(WSpace):
         from fzplus.encoders.domain import encode_ws  # plugins stay importable without the encoder module
 
         if encoder is None:
-            raise ValueError(f"{self.name} starts from its W+ encoder: pass encoder= (fzplus.encoders.domain.load_domain_encoder; "
-                             "the pipeline's rule idinvert_encoder)")
+            raise ValueError(
+                f"{self.name} starts from its W+ encoder: pass encoder= (fzplus.encoders.domain.load_domain_encoder; "
+                "the pipeline's rule idinvert_encoder)"
+            )
         w = encode_ws(encoder, targets).to(targets.dtype)
         expected = (targets.shape[0], *self.code_shape(ctx))
         if tuple(w.shape) != expected:
-            raise ValueError(f"{self.name}: the encoder returned codes {tuple(w.shape)}; this generator needs {list(expected)}")
+            raise ValueError(
+                f"{self.name}: the encoder returned codes {tuple(w.shape)}; this generator needs {list(expected)}"
+            )
         return {"w": w}
 
     def regularizer(self, codes, ctx):
@@ -45,5 +52,10 @@ class DomainRegularisedSpace(WSpace):
         return self.settings_for(ctx.settings).lambda_domain * domain_distance(ctx.encoder, ctx.generator, codes["w"])
 
 
-SPACE = DomainRegularisedSpace(name="IDInvert", slug="idinvert", per_layer=True, uses_base_code=False,
-                               description="W+ from the domain-guided encoder E(x), regularised by mean((w - E(G(w)))^2) (IDInvert)")
+SPACE = DomainRegularisedSpace(
+    name="IDInvert",
+    slug="idinvert",
+    per_layer=True,
+    uses_base_code=False,
+    description="W+ from the domain-guided encoder E(x), regularised by mean((w - E(G(w)))^2) (IDInvert)",
+)

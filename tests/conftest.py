@@ -1,5 +1,6 @@
 """Shared fixtures: tiny random generators (fast on 2 CPU cores), the asset mirror, and one local run of the
 pipeline on the `ci` profile (tests/test_pipeline.py, tests/test_slurm.py)."""
+
 from __future__ import annotations
 
 import os
@@ -63,9 +64,20 @@ def mirror() -> pathlib.Path:
     return path
 
 
-def snakemake(workdir: pathlib.Path, *args: str, env: dict | None = None, timeout: int = 900) -> subprocess.CompletedProcess:
+def snakemake(
+    workdir: pathlib.Path, *args: str, env: dict | None = None, timeout: int = 900
+) -> subprocess.CompletedProcess:
     """The repository's workflow run in `workdir` (its results/ go there)."""
-    command = [sys.executable, "-m", "snakemake", "-s", str(REPO_ROOT / "Snakefile"), "--directory", str(workdir), *args]
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(REPO_ROOT / "Snakefile"),
+        "--directory",
+        str(workdir),
+        *args,
+    ]
     return subprocess.run(command, capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=timeout)
 
 
@@ -82,8 +94,19 @@ def pytest_collection_modifyitems(session, config, items):
     items[:] = [item for item in items if item not in users] + users  # their own order is kept
     workdir = pathlib.Path(tempfile.mkdtemp(prefix="fzplus-ci-run-"))
     log = open(workdir / "snakemake.log", "w")
-    command = [sys.executable, "-m", "snakemake", "-s", str(REPO_ROOT / "Snakefile"), "--directory", str(workdir),
-               "--cores", "2", "--config", "profile=ci"]
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(REPO_ROOT / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--cores",
+        "2",
+        "--config",
+        "profile=ci",
+    ]
     _CI_RUN.update(workdir=workdir, log=log, process=subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT))
 
 

@@ -1,5 +1,6 @@
 """FFHQ-style alignment of unaligned photos (targets.align: ffhq): the quad's geometry, alignment that undoes
 a photo's framing, scale and rotation, and the errors and records of the targets stage."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -29,10 +30,14 @@ def frontal_landmarks(*, eye_distance: float = 20.0, mouth_drop: float = 20.0) -
     return lm
 
 
-def moved(photo: Image.Image, *, scale: float, degrees: float, canvas: tuple[int, int], at: tuple[int, int]) -> np.ndarray:
+def moved(
+    photo: Image.Image, *, scale: float, degrees: float, canvas: tuple[int, int], at: tuple[int, int]
+) -> np.ndarray:
     """The photo rescaled, rotated and pasted off-centre on a non-square canvas."""
     side = round(photo.width * scale)
-    turned = photo.resize((side, side), Image.BICUBIC).rotate(degrees, resample=Image.BICUBIC, expand=True, fillcolor=(128, 120, 110))
+    turned = photo.resize((side, side), Image.BICUBIC).rotate(
+        degrees, resample=Image.BICUBIC, expand=True, fillcolor=(128, 120, 110)
+    )
     out = Image.new("RGB", canvas, (90, 100, 110))
     out.paste(turned, at)
     return np.asarray(out)
@@ -66,20 +71,30 @@ def test_alignment_undoes_framing_scale_and_rotation(mirror):
         assert error < 0.02, f"eyes/mouth moved by {error:.3f} of the side (scale {scale}, {degrees} deg)"
     # ... and the eyes sit level, where FFHQ puts them: the upper half, symmetric about the centre
     eyes = feature_points(reference.pixels)[:2]
-    assert abs(eyes[0, 1] - eyes[1, 1]) < 0.02 and 0.35 < eyes[:, 1].mean() < 0.55 and abs(eyes[:, 0].mean() - 0.5) < 0.02
+    assert (
+        abs(eyes[0, 1] - eyes[1, 1]) < 0.02 and 0.35 < eyes[:, 1].mean() < 0.55 and abs(eyes[:, 0].mean() - 0.5) < 0.02
+    )
 
 
 def test_targets_stage_aligns_photos_and_records_the_quad(mirror, tmp_path):
     photo = Image.open(mirror / PHOTO).convert("RGB").resize((300, 300), Image.LANCZOS)
     folder = tmp_path / "photos"
     folder.mkdir()
-    Image.fromarray(moved(photo, scale=1.2, degrees=10.0, canvas=(700, 520), at=(200, 30))).save(folder / "holiday.jpg", quality=95)
+    Image.fromarray(moved(photo, scale=1.2, degrees=10.0, canvas=(700, 520), at=(200, 30))).save(
+        folder / "holiday.jpg", quality=95
+    )
     with pytest.raises(TargetImageError, match="holiday.jpg.*not square.*targets.align: ffhq"):
         prepare_targets(folder, tmp_path / "plain", resolution=32)
     table = prepare_targets(folder, tmp_path / "out", resolution=32, align="ffhq")
-    assert table.alignment[0].startswith("ffhq quad (tl bl br tr) ") and table.width[0] == 700 and table.height[0] == 520
-    corners = np.array([[float(v) for v in c.split(",")] for c in table.alignment[0].split(") ")[1].split(" -> ")[0].split()])
-    assert corners.shape == (4, 2) and (corners[:, 0].mean() > 200) and (corners[:, 1].mean() > 30)  # the face's place in the photo
+    assert (
+        table.alignment[0].startswith("ffhq quad (tl bl br tr) ") and table.width[0] == 700 and table.height[0] == 520
+    )
+    corners = np.array(
+        [[float(v) for v in c.split(",")] for c in table.alignment[0].split(") ")[1].split(" -> ")[0].split()]
+    )
+    assert (
+        corners.shape == (4, 2) and (corners[:, 0].mean() > 200) and (corners[:, 1].mean() > 30)
+    )  # the face's place in the photo
     assert Image.open(tmp_path / "out" / "images" / "holiday.png").size == (32, 32)
     assert pd.read_csv(tmp_path / "out" / "targets.csv").alignment[0] == table.alignment[0]
 
@@ -89,7 +104,9 @@ def test_a_photo_without_a_face_is_an_error_naming_it(tmp_path):
     folder.mkdir()
     Image.new("RGB", (300, 200), (128, 128, 128)).save(folder / "wall.png")
     Image.new("RGB", (300, 200), (30, 60, 90)).save(folder / "sky.png")
-    with pytest.raises(TargetImageError, match=r"(?s)2 of 2 .*sky\.png: no face found to align.*wall\.png: no face found") as caught:
+    with pytest.raises(
+        TargetImageError, match=r"(?s)2 of 2 .*sky\.png: no face found to align.*wall\.png: no face found"
+    ) as caught:
         prepare_targets(folder, tmp_path / "out", resolution=32, align="ffhq")
     assert "targets.align: null" in str(caught.value)
     assert not (tmp_path / "out").exists()  # nothing half-written

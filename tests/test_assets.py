@@ -1,4 +1,5 @@
 """Asset declarations, verified copies from the mirror, clear errors, nothing half-written."""
+
 from __future__ import annotations
 
 import csv
@@ -37,15 +38,35 @@ def toy(tmp_path):
         (mirror / FOLDER / name).write_bytes(data)
     (mirror / FILE).mkdir()
     (mirror / FILE / "weights.pt").write_bytes(weights)
-    declarations = {"assets": {
-        FOLDER: dict(kind="folder", source=dict(repository="someone/repo", commit="0" * 40, path="data"), licence="MIT",
-                     files={name: dict(sha256=sha(data)) for name, data in contents.items()}),
-        FILE: dict(kind="file", file="weights.pt", sha256=sha(weights), source=dict(url="https://example.org/weights.pt"), licence="MIT"),
-    }}
+    declarations = {
+        "assets": {
+            FOLDER: dict(
+                kind="folder",
+                source=dict(repository="someone/repo", commit="0" * 40, path="data"),
+                licence="MIT",
+                files={name: dict(sha256=sha(data)) for name, data in contents.items()},
+            ),
+            FILE: dict(
+                kind="file",
+                file="weights.pt",
+                sha256=sha(weights),
+                source=dict(url="https://example.org/weights.pt"),
+                licence="MIT",
+            ),
+        }
+    }
     path = tmp_path / "assets.yaml"
     path.write_text(yaml.safe_dump(declarations))
-    return dict(mirror=mirror, declarations_path=path, declarations=load_asset_declarations(path), contents=contents,
-                weights=weights, resources=tmp_path / "resources", raw=declarations, tmp=tmp_path)
+    return dict(
+        mirror=mirror,
+        declarations_path=path,
+        declarations=load_asset_declarations(path),
+        contents=contents,
+        weights=weights,
+        resources=tmp_path / "resources",
+        raw=declarations,
+        tmp=tmp_path,
+    )
 
 
 def leftovers(resources):
@@ -54,7 +75,9 @@ def leftovers(resources):
 
 
 def test_folder_copy_is_verified_and_complete(toy):
-    path = materialize_asset(FOLDER, declarations=toy["declarations"], resources_dir=toy["resources"], mirror=toy["mirror"], download=False)
+    path = materialize_asset(
+        FOLDER, declarations=toy["declarations"], resources_dir=toy["resources"], mirror=toy["mirror"], download=False
+    )
     assert path == toy["resources"] / FOLDER
     for name, data in toy["contents"].items():
         assert (path / name).read_bytes() == data
@@ -62,7 +85,9 @@ def test_folder_copy_is_verified_and_complete(toy):
 
 
 def test_file_asset_path_and_second_call_is_a_no_op(toy):
-    kwargs = dict(declarations=toy["declarations"], resources_dir=toy["resources"], mirror=toy["mirror"], download=False)
+    kwargs = dict(
+        declarations=toy["declarations"], resources_dir=toy["resources"], mirror=toy["mirror"], download=False
+    )
     path = materialize_asset(FILE, **kwargs)
     assert path == toy["resources"] / FILE / "weights.pt" and path.read_bytes() == toy["weights"]
     stamp = path.stat().st_mtime_ns
@@ -74,16 +99,26 @@ def test_corrupted_mirror_file_gives_mismatch_error_and_writes_nothing(toy):
     bad = toy["mirror"] / FOLDER / "sub" / "b.bin"
     bad.write_bytes(b"tampered")
     with pytest.raises(AssetError) as info:
-        materialize_asset(FOLDER, declarations=toy["declarations"], resources_dir=toy["resources"], mirror=toy["mirror"], download=False)
+        materialize_asset(
+            FOLDER,
+            declarations=toy["declarations"],
+            resources_dir=toy["resources"],
+            mirror=toy["mirror"],
+            download=False,
+        )
     message = str(info.value)
     assert str(bad) in message and "checksum mismatch" in message
     assert sha(toy["contents"]["sub/b.bin"]) in message and sha(b"tampered") in message  # expected and actual
-    assert not (toy["resources"] / FOLDER).exists()  # not even the good file a.bin: the folder appears whole or not at all
+    assert not (
+        toy["resources"] / FOLDER
+    ).exists()  # not even the good file a.bin: the folder appears whole or not at all
     assert leftovers(toy["resources"]) == []
 
 
 def test_corrupted_copy_in_resources_is_replaced_from_the_mirror(toy):
-    kwargs = dict(declarations=toy["declarations"], resources_dir=toy["resources"], mirror=toy["mirror"], download=False)
+    kwargs = dict(
+        declarations=toy["declarations"], resources_dir=toy["resources"], mirror=toy["mirror"], download=False
+    )
     path = materialize_asset(FOLDER, **kwargs)
     (path / "a.bin").write_bytes(b"bit rot")
     materialize_asset(FOLDER, **kwargs)
@@ -92,13 +127,17 @@ def test_corrupted_copy_in_resources_is_replaced_from_the_mirror(toy):
 
 
 def test_failed_refresh_leaves_the_previous_copy_untouched(toy):
-    kwargs = dict(declarations=toy["declarations"], resources_dir=toy["resources"], mirror=toy["mirror"], download=False)
+    kwargs = dict(
+        declarations=toy["declarations"], resources_dir=toy["resources"], mirror=toy["mirror"], download=False
+    )
     path = materialize_asset(FOLDER, **kwargs)
     (path / "a.bin").write_bytes(b"bit rot")
     (toy["mirror"] / FOLDER / "a.bin").write_bytes(b"also rotten")
     with pytest.raises(AssetError, match="checksum mismatch"):
         materialize_asset(FOLDER, **kwargs)
-    assert (path / "a.bin").read_bytes() == b"bit rot" and (path / "sub" / "b.bin").read_bytes() == toy["contents"]["sub/b.bin"]
+    assert (path / "a.bin").read_bytes() == b"bit rot" and (path / "sub" / "b.bin").read_bytes() == toy["contents"][
+        "sub/b.bin"
+    ]
     assert leftovers(toy["resources"]) == []
 
 
@@ -106,11 +145,13 @@ def test_missing_asset_says_how_to_provide_it(toy):
     empty_mirror = toy["tmp"] / "empty-mirror"
     empty_mirror.mkdir()
     with pytest.raises(AssetError) as info:
-        materialize_asset(FILE, declarations=toy["declarations"], resources_dir=toy["resources"], mirror=empty_mirror, download=False)
+        materialize_asset(
+            FILE, declarations=toy["declarations"], resources_dir=toy["resources"], mirror=empty_mirror, download=False
+        )
     message = str(info.value)
     assert f"asset {FILE!r} is missing" in message and "weights.pt" in message
     assert str(empty_mirror / FILE) in message and ENV_VAR in message  # way 1: the mirror
-    assert str(toy["resources"] / FILE) in message                    # way 2: resources/
+    assert str(toy["resources"] / FILE) in message  # way 2: resources/
     assert "https://example.org/weights.pt" in message
     assert not (toy["resources"] / FILE).exists() and leftovers(toy["resources"]) == []
 
@@ -138,7 +179,9 @@ def test_unverified_asset_is_accepted_and_its_hash_recorded(toy):
     raw["assets"][FILE].update(sha256=None, verify=False)
     toy["declarations_path"].write_text(yaml.safe_dump(raw))
     declarations = load_asset_declarations(toy["declarations_path"])
-    hashes = asset_sha256s([FILE, FOLDER], declarations=declarations, resources_dir=toy["resources"], mirror=toy["mirror"], download=False)
+    hashes = asset_sha256s(
+        [FILE, FOLDER], declarations=declarations, resources_dir=toy["resources"], mirror=toy["mirror"], download=False
+    )
     assert hashes[FILE]["files"] == {"weights.pt": sha(toy["weights"])} and hashes[FILE]["verified"] is False
     assert hashes[FOLDER]["files"] == {name: sha(data) for name, data in toy["contents"].items()}
     assert hashes[FOLDER]["verified"] is True
@@ -146,12 +189,19 @@ def test_unverified_asset_is_accepted_and_its_hash_recorded(toy):
 
 def test_user_provided_folder_is_used_in_place(toy):
     raw = toy["raw"]
-    raw["assets"]["my-faces"] = dict(kind="folder", user_provided=True, source=dict(dataset="CelebA-HQ"), licence="research",
-                                     how_to_obtain="Download CelebA-HQ yourself.")
+    raw["assets"]["my-faces"] = dict(
+        kind="folder",
+        user_provided=True,
+        source=dict(dataset="CelebA-HQ"),
+        licence="research",
+        how_to_obtain="Download CelebA-HQ yourself.",
+    )
     toy["declarations_path"].write_text(yaml.safe_dump(raw))
     declarations = load_asset_declarations(toy["declarations_path"])
     kwargs = dict(declarations=declarations, resources_dir=toy["resources"], mirror=toy["mirror"], download=False)
-    with pytest.raises(AssetError, match=r"(?s)'my-faces' \(user-provided folder\) was not found.*Download CelebA-HQ yourself"):
+    with pytest.raises(
+        AssetError, match=r"(?s)'my-faces' \(user-provided folder\) was not found.*Download CelebA-HQ yourself"
+    ):
         materialize_asset("my-faces", **kwargs)
     (toy["mirror"] / "my-faces").mkdir()
     (toy["mirror"] / "my-faces" / "1.png").write_bytes(b"x")
@@ -159,14 +209,20 @@ def test_user_provided_folder_is_used_in_place(toy):
     assert asset_sha256s(["my-faces"], **kwargs)["my-faces"]["files"] is None
 
 
-@pytest.mark.parametrize("change, expected", [
-    (lambda a: a[FILE].update(sha256=None), "sha256 is null; declare the checksum, or set 'verify: false'"),
-    (lambda a: a[FILE].update(sha256="abc"), "sha256 must be 64 lowercase hex digits"),
-    (lambda a: a[FILE].update(checksum="x"), "unknown fields \\['checksum'\\]"),
-    (lambda a: a[FILE].pop("licence"), "missing fields \\['licence'\\]"),
-    (lambda a: a[FILE].update(kind="blob"), "kind 'blob' must be one of"),
-    (lambda a: a[FOLDER].update(files={"../escape.bin": {"sha256": "0" * 64}}), "must be a relative path inside the asset folder"),
-])
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        (lambda a: a[FILE].update(sha256=None), "sha256 is null; declare the checksum, or set 'verify: false'"),
+        (lambda a: a[FILE].update(sha256="abc"), "sha256 must be 64 lowercase hex digits"),
+        (lambda a: a[FILE].update(checksum="x"), "unknown fields \\['checksum'\\]"),
+        (lambda a: a[FILE].pop("licence"), "missing fields \\['licence'\\]"),
+        (lambda a: a[FILE].update(kind="blob"), "kind 'blob' must be one of"),
+        (
+            lambda a: a[FOLDER].update(files={"../escape.bin": {"sha256": "0" * 64}}),
+            "must be a relative path inside the asset folder",
+        ),
+    ],
+)
 def test_bad_declarations_are_refused(toy, change, expected):
     change(toy["raw"]["assets"])
     toy["declarations_path"].write_text(yaml.safe_dump(toy["raw"]))
@@ -184,7 +240,9 @@ def test_duplicate_declaration_is_refused(tmp_path):
 
 def test_unknown_asset_lists_the_declared_ones(toy):
     with pytest.raises(AssetError, match=f"asset 'nope' is not declared; declared assets: {FILE}, {FOLDER}"):
-        materialize_asset("nope", declarations=toy["declarations"], resources_dir=toy["resources"], mirror=toy["mirror"])
+        materialize_asset(
+            "nope", declarations=toy["declarations"], resources_dir=toy["resources"], mirror=toy["mirror"]
+        )
 
 
 # ---- the real declarations against the real mirror -----------------------------------------------------
@@ -198,12 +256,16 @@ def test_project_declarations_match_the_mirror_manifests(mirror):
         root = f"https://raw.githubusercontent.com/{decl.source['repository']}/{decl.source['commit']}/"
         assert decl.urls == {f: root + row["source_path"] for f, row in manifest.items()}
     assert len(declarations["celebahq-stargan-v2"].files) == 56
-    assert declarations["lpips-vgg16"].files["vgg16-397923af.pth"].startswith("397923af")  # torchvision's name carries the prefix
+    assert (
+        declarations["lpips-vgg16"].files["vgg16-397923af.pth"].startswith("397923af")
+    )  # torchvision's name carries the prefix
 
 
 def test_project_folder_assets_materialize_from_the_mirror(mirror, tmp_path):
     declarations = load_asset_declarations(CONFIG_DIR / "assets.yaml")
-    path = materialize_asset("celebahq-stargan-v2", declarations=declarations, resources_dir=tmp_path, mirror=mirror, download=False)
+    path = materialize_asset(
+        "celebahq-stargan-v2", declarations=declarations, resources_dir=tmp_path, mirror=mirror, download=False
+    )
     files = sorted(p.name for p in path.iterdir())
     assert len(files) == 56 and "MANIFEST.tsv" not in files
     assert all(file_sha256(path / f) == declarations["celebahq-stargan-v2"].files[f] for f in files)

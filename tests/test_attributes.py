@@ -1,4 +1,5 @@
 """Offline attribute labeller: landmark geometry, mirror behaviour on a real face, no-face fallback."""
+
 from __future__ import annotations
 
 import math
@@ -10,7 +11,6 @@ import torch
 from PIL import Image
 
 from fzplus.edits.attributes import ATTRIBUTES, label_attributes, landmark_scores
-
 from fzplus.faces.landmarks import as_uint8_images
 
 TURNED_FACE = "083510.jpg"  # a CelebA-HQ face of the mirror with the head visibly turned
@@ -21,8 +21,14 @@ def synthetic_landmarks(*, eye_height: float, lip_gap: float, nose_x: float) -> 
     and (1, 2), the nose tip at (nose_x, 1); every other point at the origin."""
     p = np.zeros((68, 2))
     for start, cx in ((36, -1.0), (42, 1.0)):
-        p[start:start + 6] = [[cx - 0.5, 0], [cx - 0.2, -eye_height], [cx + 0.2, -eye_height],
-                              [cx + 0.5, 0], [cx + 0.2, eye_height], [cx - 0.2, eye_height]]
+        p[start : start + 6] = [
+            [cx - 0.5, 0],
+            [cx - 0.2, -eye_height],
+            [cx + 0.2, -eye_height],
+            [cx + 0.5, 0],
+            [cx + 0.2, eye_height],
+            [cx - 0.2, eye_height],
+        ]
     p[48], p[54], p[30] = [-1, 2], [1, 2], [nose_x, 1]
     for top, bottom, x in ((61, 67, -0.3), (62, 66, 0.0), (63, 65, 0.3)):
         p[top], p[bottom] = [x, 2 - lip_gap / 2], [x, 2 + lip_gap / 2]
@@ -42,7 +48,9 @@ def test_landmark_scores_known_geometry_and_similarity_invariance():
     moved = landmark_scores(3.0 * points @ rotation.T + [40.0, 17.0])
     for name in ATTRIBUTES:
         assert moved[name] == pytest.approx(scores[name])
-    assert landmark_scores(synthetic_landmarks(eye_height=0.15, lip_gap=0.4, nose_x=-0.5))["yaw"] == pytest.approx(-0.25)
+    assert landmark_scores(synthetic_landmarks(eye_height=0.15, lip_gap=0.4, nose_x=-0.5))["yaw"] == pytest.approx(
+        -0.25
+    )
 
 
 def test_yaw_flips_sign_for_the_mirror_image(mirror):

@@ -1,5 +1,6 @@
 """Generator checkpoints: exact round trips through NVIDIA pickles, rosinality .pt files and the own format,
 rosinality's numerics on the converted tensors, and clear, safe refusals of everything else."""
+
 from __future__ import annotations
 
 import argparse
@@ -78,21 +79,35 @@ def test_nvidia_pickle_has_nvidia_layout(tmp_path, monkeypatch, tiny_generator):
     persistence, util = types.ModuleType("torch_utils.persistence"), types.ModuleType("dnnlib.util")
     persistence._reconstruct_persistent_obj = reconstruct
     util.EasyDict = type("EasyDict", (dict,), {})
-    for name, module in {"torch_utils": types.ModuleType("torch_utils"), "torch_utils.persistence": persistence,
-                         "dnnlib": types.ModuleType("dnnlib"), "dnnlib.util": util}.items():
+    for name, module in {
+        "torch_utils": types.ModuleType("torch_utils"),
+        "torch_utils.persistence": persistence,
+        "dnnlib": types.ModuleType("dnnlib"),
+        "dnnlib.util": util,
+    }.items():
         monkeypatch.setitem(sys.modules, name, module)
     write_nvidia_pickle(tiny_generator, tmp_path / "g.pkl")
     with open(tmp_path / "g.pkl", "rb") as f:
         data = pickle.load(f)  # our own file, read against the stand-ins above
 
     assert list(data) == ["G", "D", "G_ema", "augment_pipe", "training_set_kwargs"]
-    assert {m["class_name"] for m in metas} == {"Generator", "Discriminator", "MappingNetwork", "SynthesisNetwork", "SynthesisBlock",
-                                                 "SynthesisLayer", "ToRGBLayer", "FullyConnectedLayer"}
+    assert {m["class_name"] for m in metas} == {
+        "Generator",
+        "Discriminator",
+        "MappingNetwork",
+        "SynthesisNetwork",
+        "SynthesisBlock",
+        "SynthesisLayer",
+        "ToRGBLayer",
+        "FullyConnectedLayer",
+    }
     G_ema = data["G_ema"]
     assert G_ema.class_name == "Generator" and data["D"].class_name == "Discriminator" and data["augment_pipe"] is None
     kwargs = G_ema.state["_init_kwargs"]
     assert (kwargs["img_resolution"], kwargs["c_dim"], kwargs["z_dim"]) == (32, 0, 512)
-    assert isinstance(kwargs["synthesis_kwargs"], util.EasyDict) and kwargs["synthesis_kwargs"]["architecture"] == "skip"
+    assert (
+        isinstance(kwargs["synthesis_kwargs"], util.EasyDict) and kwargs["synthesis_kwargs"]["architecture"] == "skip"
+    )
     assert default_rule(kwargs["synthesis_kwargs"], 32) == tiny_generator.synthesis.channels
     b8 = G_ema.state["_modules"]["synthesis"].state["_modules"]["b8"]
     assert b8.class_name == "SynthesisBlock" and b8.state["_modules"]["conv0"].class_name == "SynthesisLayer"
@@ -106,7 +121,9 @@ def test_nvidia_pickle_has_nvidia_layout(tmp_path, monkeypatch, tiny_generator):
 
     tensors, expected = flatten(G_ema), tiny_generator.state_dict()
     assert tensors.keys() == expected.keys() and all(torch.equal(tensors[k], expected[k]) for k in expected)
-    assert isinstance(tensors["mapping.fc0.weight"], torch.nn.Parameter) and not isinstance(tensors["mapping.w_avg"], torch.nn.Parameter)
+    assert isinstance(tensors["mapping.fc0.weight"], torch.nn.Parameter) and not isinstance(
+        tensors["mapping.w_avg"], torch.nn.Parameter
+    )
 
 
 def default_rule(synthesis_kwargs, resolution):
@@ -136,7 +153,10 @@ def make_stylegan3(snapshot):
     modules["input"] = modules.pop("b4")  # StyleGAN3: Fourier-feature 'input', then L0_36_512, ...
 
 
-@pytest.mark.parametrize("variant, phrase", [(make_conditional, "c_dim=10"), (make_resnet, "architecture='resnet'"), (make_stylegan3, "StyleGAN3")])
+@pytest.mark.parametrize(
+    "variant, phrase",
+    [(make_conditional, "c_dim=10"), (make_resnet, "architecture='resnet'"), (make_stylegan3, "StyleGAN3")],
+)
 def test_unsupported_nvidia_generators_are_refused_clearly(tmp_path, tiny_generator, variant, phrase):
     snapshot = nvidia_snapshot(tiny_generator)
     variant(snapshot)
@@ -148,14 +168,18 @@ def test_unsupported_nvidia_generators_are_refused_clearly(tmp_path, tiny_genera
 
 
 # ---- rosinality ------------------------------------------------------------------------------------------
-def rosinality_forward(sd: dict, z: torch.Tensor, *, latent_avg: torch.Tensor, psi: float, lr_mlp: float = 0.01) -> torch.Tensor:
+def rosinality_forward(
+    sd: dict, z: torch.Tensor, *, latent_avg: torch.Tensor, psi: float, lr_mlp: float = 0.01
+) -> torch.Tensor:
     """rosinality's Generator.forward (randomize_noise=False, truncation=psi), written from its model.py
     with per-sample modulated weights, on a g_ema state dict."""
     x = z * torch.rsqrt(z.square().mean(dim=1, keepdim=True) + 1e-8)
     i = 1
     while f"style.{i}.weight" in sd:
         W = sd[f"style.{i}.weight"]
-        x = F.leaky_relu(F.linear(x, W * lr_mlp / math.sqrt(W.shape[1])) + sd[f"style.{i}.bias"] * lr_mlp, 0.2) * math.sqrt(2)
+        x = F.leaky_relu(
+            F.linear(x, W * lr_mlp / math.sqrt(W.shape[1])) + sd[f"style.{i}.bias"] * lr_mlp, 0.2
+        ) * math.sqrt(2)
         i += 1
     w = latent_avg + psi * (x - latent_avg)
 
@@ -173,9 +197,11 @@ def rosinality_forward(sd: dict, z: torch.Tensor, *, latent_avg: torch.Tensor, p
         if demodulate:
             per_sample = per_sample * torch.rsqrt(per_sample.square().sum(dim=[2, 3, 4]) + 1e-8)[:, :, None, None, None]
         if upsample:
-            out = torch.cat([F.conv_transpose2d(x[n:n + 1], per_sample[n].transpose(0, 1), stride=2) for n in range(len(x))])
+            out = torch.cat(
+                [F.conv_transpose2d(x[n : n + 1], per_sample[n].transpose(0, 1), stride=2) for n in range(len(x))]
+            )
             return upfirdn(out, sd[f"{prefix}.conv.blur.kernel"], up=1, pad=(1, 1))
-        return torch.cat([F.conv2d(x[n:n + 1], per_sample[n], padding=weight.shape[-1] // 2) for n in range(len(x))])
+        return torch.cat([F.conv2d(x[n : n + 1], per_sample[n], padding=weight.shape[-1] // 2) for n in range(len(x))])
 
     def styled_conv(x, prefix, noise, *, upsample=False):
         out = modulated(x, prefix, demodulate=True, upsample=upsample) + sd[f"{prefix}.noise.weight"] * noise
@@ -236,8 +262,15 @@ def test_rosinality_without_latent_avg_estimates_it(tmp_path, tiny_generator):
 def test_rosinality_training_checkpoint_in_legacy_torch_format(tmp_path, tiny_generator):
     # train.py's keys (argparse options included) in torch's pre-1.6 container, plus latent_avg
     g_ema = rosinality_state_dict(tiny_generator)
-    checkpoint = {"g": g_ema, "d": {}, "g_ema": g_ema, "g_optim": {"state": {}, "param_groups": [{"lr": 0.002}]},
-                  "args": argparse.Namespace(size=32, n_mlp=2), "ada_aug_p": 0.0, "latent_avg": tiny_generator.w_avg}
+    checkpoint = {
+        "g": g_ema,
+        "d": {},
+        "g_ema": g_ema,
+        "g_optim": {"state": {}, "param_groups": [{"lr": 0.002}]},
+        "args": argparse.Namespace(size=32, n_mlp=2),
+        "ada_aug_p": 0.0,
+        "latent_avg": tiny_generator.w_avg,
+    }
     torch.save(checkpoint, tmp_path / "000100.pt", _use_new_zipfile_serialization=False)
     assert max_image_difference(load_generator(tmp_path / "000100.pt"), tiny_generator) < 1e-5
 
@@ -246,7 +279,9 @@ def test_rosinality_training_checkpoint_in_legacy_torch_format(tmp_path, tiny_ge
 @pytest.mark.parametrize("resolution", RESOLUTIONS)
 def test_own_format_float16(tmp_path, resolution):
     G = make_tiny_generator(resolution=resolution, seed=resolution + 2)
-    save_generator(G, tmp_path / "g16.pt", dtype=torch.float16, metadata={"recipe": {"steps": 10, "lr": 2e-3}, "tags": ["tiny"]})
+    save_generator(
+        G, tmp_path / "g16.pt", dtype=torch.float16, metadata={"recipe": {"steps": 10, "lr": 2e-3}, "tags": ["tiny"]}
+    )
     loaded = load_generator(tmp_path / "g16.pt")
     assert all(t.dtype == torch.float32 for t in loaded.state_dict().values())
     # Exact statement: the file holds G's tensors rounded to float16.
@@ -260,7 +295,11 @@ def test_own_format_float16(tmp_path, resolution):
     assert (tmp_path / "g16.pt").stat().st_size < 0.6 * _own_size(G, tmp_path)
     metadata = read_checkpoint_metadata(tmp_path / "g16.pt")
     assert metadata["recipe"] == {"steps": 10, "lr": 2e-3} and metadata["tags"] == ["tiny"]
-    assert metadata["stored_dtype"] == "float16" and metadata["format"] == "fzplus-generator" and metadata["config"] == G.config
+    assert (
+        metadata["stored_dtype"] == "float16"
+        and metadata["format"] == "fzplus-generator"
+        and metadata["config"] == G.config
+    )
 
 
 def _own_size(G, folder) -> int:
@@ -297,7 +336,9 @@ def test_shape_mismatch_names_file_and_tensor(tmp_path, tiny_generator):
     payload = torch.load(path, weights_only=True)
     payload["state_dict"]["synthesis.b8.conv0.weight"] = torch.zeros(32, 32, 1, 1)
     torch.save(payload, path)
-    with pytest.raises(CheckpointError, match=r"edited\.pt.*shape mismatch: synthesis\.b8\.conv0\.weight \(32, 32, 1, 1\)"):
+    with pytest.raises(
+        CheckpointError, match=r"edited\.pt.*shape mismatch: synthesis\.b8\.conv0\.weight \(32, 32, 1, 1\)"
+    ):
         load_generator(path)
 
 
@@ -354,18 +395,21 @@ def _tensorflow_pickle(path, sentinel, G):
     path.write_bytes(b"\x80\x03cdnnlib.tflib.network\nNetwork\nq\x00)\x81q\x01.")  # what NVIDIA's TF pickles open with
 
 
-@pytest.mark.parametrize("make, phrase", [
-    (_random_bytes, "neither a torch file nor"),
-    (_empty, "is empty"),
-    (_truncated_nvidia_pickle, "truncated or corrupt pickle"),
-    (_truncated_torch_file, "truncated or corrupt torch file"),
-    (_pickle_calling_os_system, r"refused without running it"),
-    (_old_protocol_pickle_calling_os_system, "neither a torch file nor"),
-    (_torch_file_calling_os_system, "not unpickled"),
-    (_unrelated_torch_dict, r"keys \['epoch', 'model'\]"),
-    (_pickle_without_G_ema, r"without an NVIDIA network under 'G_ema' \(found keys \['D'\]\)"),
-    (_tensorflow_pickle, "legacy.py"),
-])
+@pytest.mark.parametrize(
+    "make, phrase",
+    [
+        (_random_bytes, "neither a torch file nor"),
+        (_empty, "is empty"),
+        (_truncated_nvidia_pickle, "truncated or corrupt pickle"),
+        (_truncated_torch_file, "truncated or corrupt torch file"),
+        (_pickle_calling_os_system, r"refused without running it"),
+        (_old_protocol_pickle_calling_os_system, "neither a torch file nor"),
+        (_torch_file_calling_os_system, "not unpickled"),
+        (_unrelated_torch_dict, r"keys \['epoch', 'model'\]"),
+        (_pickle_without_G_ema, r"without an NVIDIA network under 'G_ema' \(found keys \['D'\]\)"),
+        (_tensorflow_pickle, "legacy.py"),
+    ],
+)
 def test_non_generator_files_are_refused_with_file_name(tmp_path, tiny_generator, make, phrase):
     path, sentinel = tmp_path / f"{make.__name__.strip('_')}.pkl", tmp_path / "SENTINEL"
     make(path, sentinel, tiny_generator)

@@ -1,4 +1,5 @@
 """The torchvision compatibility step: lpips and facenet-pytorch import and run on this machine."""
+
 from __future__ import annotations
 
 import subprocess
@@ -68,12 +69,14 @@ def test_fallback_must_run_before_torchvision_is_imported():
 def test_torchvision_is_imported_only_when_used_and_then_works():
     # fzplus and the stlpips-vgg metric leave torchvision unimported (its import costs a job ~3 s); the fallback
     # still takes effect when something imports torchvision afterwards
-    code = ("import sys, torch, fzplus\n"
-            "from fzplus.perceptual import build_perceptual\n"
-            "build_perceptual('stlpips-vgg')\n"
-            "assert 'torchvision' not in sys.modules, 'torchvision imported'\n"
-            "from torchvision.ops import nms\n"
-            "print(nms(torch.tensor([[0, 0, 10, 10.0], [1, 1, 11, 11]]), torch.tensor([0.9, 0.8]), 0.5).tolist())")
+    code = (
+        "import sys, torch, fzplus\n"
+        "from fzplus.perceptual import build_perceptual\n"
+        "build_perceptual('stlpips-vgg')\n"
+        "assert 'torchvision' not in sys.modules, 'torchvision imported'\n"
+        "from torchvision.ops import nms\n"
+        "print(nms(torch.tensor([[0, 0, 10, 10.0], [1, 1, 11, 11]]), torch.tensor([0.9, 0.8]), 0.5).tolist())"
+    )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.split()[-1] == "[0]"

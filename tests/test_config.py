@@ -1,14 +1,22 @@
 """Profile configs: every profile validates, errors name the file, the key path and what is allowed."""
+
 from __future__ import annotations
 
 import copy
 
 import pytest
-
-import spaces
 import yaml
 
-from fzplus.config import CONFIG_DIR, ConfigError, command_line_overrides, config_asset_hashes, load_config, load_schema, materialize_config_assets
+import spaces
+from fzplus.config import (
+    CONFIG_DIR,
+    ConfigError,
+    command_line_overrides,
+    config_asset_hashes,
+    load_config,
+    load_schema,
+    materialize_config_assets,
+)
 
 PROFILES = ("mini", "paper", "ci")
 
@@ -42,7 +50,12 @@ def test_profiles_follow_the_paper_where_they_should():
     assert (paper["inversion"]["steps"], paper["inversion"]["base_size"]) == (1200, 16)
     for config in (mini, paper, ci):
         assert sorted(config["inversion"]["spaces"]) == sorted(spaces.names())  # null: every registered plugin
-        assert config["inversion"]["spaces"][:2] == ["Z", "Z+"] and config["inversion"]["spaces"][-4:] == ["PTI", "PTI w/ Z+", "SAM", "SAM w/ Z+"]
+        assert config["inversion"]["spaces"][:2] == ["Z", "Z+"] and config["inversion"]["spaces"][-4:] == [
+            "PTI",
+            "PTI w/ Z+",
+            "SAM",
+            "SAM w/ Z+",
+        ]
         assert config["statistics"]["pairs"] == [["F/Z+", "F/W+(P_N)"], ["PTI w/ Z+", "PTI"], ["SAM w/ Z+", "SAM"]]
     alphas = paper["editing"]["alphas"]
     assert len(alphas) == 11 and min(alphas) == -2 and max(alphas) == 2
@@ -74,16 +87,19 @@ def test_misspelt_key_names_file_key_path_and_suggestion(tmp_path, ci_dict):
     assert "'inversion.stpes'" in message and "did you mean 'inversion.steps'" in message
 
 
-@pytest.mark.parametrize("key, value, expected", [
-    ("inversion.steps", -5, ["inversion.steps", ">= 0", "-5"]),
-    ("perceptual.backend", "lpips", ["perceptual.backend", "'lpips'", "'stlpips-vgg'", "'lpips-vgg'"]),
-    ("identity.backend", "arcface", ["identity.backend", "'dlib'", "'facenet'"]),
-    ("device", "gpu", ["device", "'cpu'", "'cuda'", "'auto'"]),
-    ("inversion.lr", "fast", ["inversion.lr", "number", "'fast'"]),
-    ("inversion.lr", 0, ["inversion.lr", "> 0"]),
-    ("generator.truncation_psi", 1.5, ["generator.truncation_psi", "<= 1"]),
-    ("statistics.pairs", [["F/Z+"]], ["statistics.pairs[0]", "at least 2"]),
-])
+@pytest.mark.parametrize(
+    "key, value, expected",
+    [
+        ("inversion.steps", -5, ["inversion.steps", ">= 0", "-5"]),
+        ("perceptual.backend", "lpips", ["perceptual.backend", "'lpips'", "'stlpips-vgg'", "'lpips-vgg'"]),
+        ("identity.backend", "arcface", ["identity.backend", "'dlib'", "'facenet'"]),
+        ("device", "gpu", ["device", "'cpu'", "'cuda'", "'auto'"]),
+        ("inversion.lr", "fast", ["inversion.lr", "number", "'fast'"]),
+        ("inversion.lr", 0, ["inversion.lr", "> 0"]),
+        ("generator.truncation_psi", 1.5, ["generator.truncation_psi", "<= 1"]),
+        ("statistics.pairs", [["F/Z+"]], ["statistics.pairs[0]", "at least 2"]),
+    ],
+)
 def test_bad_value_names_file_key_path_and_what_is_allowed(tmp_path, ci_dict, key, value, expected):
     path = write_yaml(tmp_path / "bad.yaml", ci_dict)
     with pytest.raises(ConfigError) as info:
@@ -134,7 +150,9 @@ def test_space_names_are_checked_against_the_registry():
     assert config["inversion"]["spaces"] == ["f_z_plus", "F/W+(P_N)"]
     with pytest.raises(ConfigError, match=r"inversion.spaces\[1\] = 'F/Zplus' is not a registered latent space"):
         load_config("ci", overrides={"inversion.spaces": ["F/Z+", "F/Zplus", "F/W+(P_N)"], **one_pair})
-    with pytest.raises(ConfigError, match=r"statistics.pairs\[0\] compares 'F/W\+\(P_N\)', which is not in inversion.spaces"):
+    with pytest.raises(
+        ConfigError, match=r"statistics.pairs\[0\] compares 'F/W\+\(P_N\)', which is not in inversion.spaces"
+    ):
         load_config("ci", overrides={"inversion.spaces": ["F/Z+"], **one_pair})
 
 
@@ -144,7 +162,9 @@ def test_asset_names_are_checked_against_the_declarations():
 
 
 def test_fitted_interfacegan_needs_offline_attributes():
-    with pytest.raises(ConfigError, match=r"directions.interfacegan.attributes\[0\] = 'Smiling' cannot be labelled offline"):
+    with pytest.raises(
+        ConfigError, match=r"directions.interfacegan.attributes\[0\] = 'Smiling' cannot be labelled offline"
+    ):
         load_config("ci", overrides={"directions.interfacegan.boundaries_asset": None})
 
 
@@ -164,19 +184,33 @@ def test_config_assets_are_materialized_and_hashed(mirror, tmp_path):
     assert paths["targets.asset"] == tmp_path / "resources" / "celebahq-stargan-v2"
     assert len(list(paths["targets.asset"].glob("*.jpg"))) == 56
     hashes = config_asset_hashes(config)
-    assert len(hashes["interfacegan-stylegan2-ffhq-z"]["files"]) == 39 and hashes["celebahq-stargan-v2"]["verified"] is True
+    assert (
+        len(hashes["interfacegan-stylegan2-ffhq-z"]["files"]) == 39
+        and hashes["celebahq-stargan-v2"]["verified"] is True
+    )
 
 
 def test_released_boundary_attributes_are_checked_against_the_asset():
-    with pytest.raises(ConfigError, match=r"attributes\[0\] = 'Smiles' has no boundary in asset 'interfacegan-stylegan2-ffhq-z' \(did you mean 'Smiling'\?\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"attributes\[0\] = 'Smiles' has no boundary in asset 'interfacegan-stylegan2-ffhq-z' \(did you mean 'Smiling'\?\)",
+    ):
         load_config("paper", overrides={"directions.interfacegan.attributes": ["Smiles"]})
 
 
 def test_command_line_overrides_type_what_snakemake_leaves_as_strings():
     # Snakemake parses `--config 'inversion={steps: 50, lr: 1e-3}' seed=3` with YAML's BaseLoader inside mappings.
-    given = {"seed": 3, "inversion": {"steps": "50", "lr": "1e-3", "spaces": ["F/Z+", "W"]},
-             "generator": {"checkpoint": "null", "truncation_cutoff": "~"}, "report": {"title": "a: b", "x": "true"}}
+    given = {
+        "seed": 3,
+        "inversion": {"steps": "50", "lr": "1e-3", "spaces": ["F/Z+", "W"]},
+        "generator": {"checkpoint": "null", "truncation_cutoff": "~"},
+        "report": {"title": "a: b", "x": "true"},
+    }
     typed = command_line_overrides(given)
-    assert typed == {"seed": 3, "inversion": {"steps": 50, "lr": 1e-3, "spaces": ["F/Z+", "W"]},
-                     "generator": {"checkpoint": None, "truncation_cutoff": None}, "report": {"title": "a: b", "x": True}}
+    assert typed == {
+        "seed": 3,
+        "inversion": {"steps": 50, "lr": 1e-3, "spaces": ["F/Z+", "W"]},
+        "generator": {"checkpoint": None, "truncation_cutoff": None},
+        "report": {"title": "a: b", "x": True},
+    }
     assert load_config("ci", overrides=command_line_overrides({"inversion": {"steps": "7"}}))["inversion"]["steps"] == 7

@@ -1,4 +1,5 @@
 """Direction finders: planted structure is recovered, draws are reproducible, files and registry fail clearly."""
+
 from __future__ import annotations
 
 import math
@@ -59,7 +60,7 @@ def test_random_directions_reproducible_with_configured_std():
     assert float(a.vectors.std()) == pytest.approx(SIGMA_AUTHORS_CODE, rel=0.02)
     assert abs(float(a.vectors.mean())) < 4 * SIGMA_AUTHORS_CODE / math.sqrt(a.vectors.numel())
     wide = find_directions("random", count=64, seed=3, sigma=SIGMA_PAPER_TEXT)
-    assert SIGMA_PAPER_TEXT ** 2 == pytest.approx(0.04)
+    assert SIGMA_PAPER_TEXT**2 == pytest.approx(0.04)
     assert torch.allclose(wide.vectors, a.vectors * (SIGMA_PAPER_TEXT / SIGMA_AUTHORS_CODE), rtol=1e-5)
     with pytest.raises(ValueError, match="sigma"):
         find_directions("random", sigma=0.0)
@@ -67,36 +68,64 @@ def test_random_directions_reproducible_with_configured_std():
 
 def test_ganspace_w_recovers_planted_principal_directions():
     mapping, U, _, s = planted_linear_mapping()
-    dirs = find_directions("ganspace", mapping=mapping, z_dim=64, domain="W", components=(0, 1, 2, 3),
-                           num_samples=20_000, batch_size=5_000, seed=1, progress=False)
+    dirs = find_directions(
+        "ganspace",
+        mapping=mapping,
+        z_dim=64,
+        domain="W",
+        components=(0, 1, 2, 3),
+        num_samples=20_000,
+        batch_size=5_000,
+        seed=1,
+        progress=False,
+    )
     assert dirs.domain == "W" and dirs.unit and dirs.names == ("pc0", "pc1", "pc2", "pc3")
     for k in range(4):
         assert abs_cos(dirs.vectors[k], U[:, k]) > 0.99
         v = dirs.vectors[k].double()
         assert v[v.abs().argmax()] > 0  # deterministic sign convention
-    expected_ratio = s[:4] ** 2 / (s ** 2).sum()
+    expected_ratio = s[:4] ** 2 / (s**2).sum()
     np.testing.assert_allclose(dirs.diagnostics["explained_variance_ratio"], expected_ratio, rtol=0.05)
     np.testing.assert_allclose(dirs.diagnostics["coordinate_std"], s[:4], rtol=0.03)
 
 
 def test_ganspace_z_recovers_planted_linear_relation_eq6():
     mapping, U, V, _ = planted_linear_mapping(seed=2)
-    dirs = find_directions("ganspace", mapping=mapping, z_dim=64, domain="Z", components=(1, 2, 3),
-                           num_samples=20_000, batch_size=5_000, seed=1, progress=False)
+    dirs = find_directions(
+        "ganspace",
+        mapping=mapping,
+        z_dim=64,
+        domain="Z",
+        components=(1, 2, 3),
+        num_samples=20_000,
+        batch_size=5_000,
+        seed=1,
+        progress=False,
+    )
     assert dirs.domain == "Z" and dirs.names == ("pc1", "pc2", "pc3")
-    w_dirs = find_directions("ganspace", mapping=mapping, z_dim=64, domain="W", components=(1, 2, 3),
-                             num_samples=20_000, batch_size=5_000, seed=1, progress=False)
+    w_dirs = find_directions(
+        "ganspace",
+        mapping=mapping,
+        z_dim=64,
+        domain="W",
+        components=(1, 2, 3),
+        num_samples=20_000,
+        batch_size=5_000,
+        seed=1,
+        progress=False,
+    )
     for row, k in enumerate((1, 2, 3)):
         assert abs_cos(dirs.vectors[row], V[:, k]) > 0.99
         # Moving z along n_k must increase the W coordinate x^k (signs tied through the regression).
-        moved = mapping(dirs.vectors[row:row + 1]) - mapping(torch.zeros(1, 64))
+        moved = mapping(dirs.vectors[row : row + 1]) - mapping(torch.zeros(1, 64))
         assert float(moved[0] @ w_dirs.vectors[row]) > 0
     assert min(dirs.diagnostics["z_coordinate_correlation"]) > 0.95
 
 
 def test_ganspace_fast_path_matches_reference_on_a_generator(tiny_generator):
-    kwargs = dict(mapping=tiny_generator.mapping, components=(0, 2, 5), num_samples=800, batch_size=400, seed=7,
-                  progress=False)
+    kwargs = dict(
+        mapping=tiny_generator.mapping, components=(0, 2, 5), num_samples=800, batch_size=400, seed=7, progress=False
+    )
     for domain in ("W", "Z"):
         fast = find_directions("ganspace", domain=domain, **kwargs)
         slow = find_directions("ganspace", domain=domain, reference=True, **kwargs)
@@ -118,8 +147,9 @@ def planted_attribute(*, n: int = 4_000, dim: int = 512, seed: int = 0):
 def test_interfacegan_svm_separates_planted_attribute():
     codes, scores, normal = planted_attribute()
     scores[:50] = np.nan  # e.g. faces the labeller did not find
-    dirs = find_directions("interfacegan", codes=torch.from_numpy(codes), scores=scores, names=["planted"],
-                           chosen=0.2, seed=0)
+    dirs = find_directions(
+        "interfacegan", codes=torch.from_numpy(codes), scores=scores, names=["planted"], chosen=0.2, seed=0
+    )
     assert dirs.method == "interfacegan" and dirs.unit and dirs.names == ("planted",)
     cos = float(dirs.vectors[0].double() @ torch.from_numpy(normal))
     assert cos > 0.9  # signed: the direction points to higher scores

@@ -1,6 +1,7 @@
 """Editing metrics from planted sweeps: undetected faces score the floor, identity at a matched attribute change
 (a space whose edits change nothing scores the floor and cannot win), KID differences with a paired bootstrap,
 and the verdict table's use of the informative flags."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -13,24 +14,43 @@ FLOOR = 0.80
 ALPHAS = (-2.0, -1.0, 0.0, 1.0, 2.0)
 
 
-def planted_sweep(*, strength: dict[str, float], identity_drop: dict[str, float], images=("a", "b", "c", "d")) -> pd.DataFrame:
+def planted_sweep(
+    *, strength: dict[str, float], identity_drop: dict[str, float], images=("a", "b", "c", "d")
+) -> pd.DataFrame:
     """InterFaceGAN smile edits: attribute score 1 + strength * alpha, identity 0.95 - drop * |alpha|."""
     rows = []
     for space in strength:
         for k, image_id in enumerate(images):
             for alpha in ALPHAS:
-                rows.append(dict(space=space, family="interfacegan", direction="smile", image_id=image_id, alpha=alpha,
-                                 similarity=0.95 - identity_drop[space] * abs(alpha) - 0.001 * k, distance=0.0,
-                                 target_detected=True, edited_detected=True,
-                                 attribute_score=1.0 + strength[space] * alpha))
+                rows.append(
+                    dict(
+                        space=space,
+                        family="interfacegan",
+                        direction="smile",
+                        image_id=image_id,
+                        alpha=alpha,
+                        similarity=0.95 - identity_drop[space] * abs(alpha) - 0.001 * k,
+                        distance=0.0,
+                        target_detected=True,
+                        edited_detected=True,
+                        attribute_score=1.0 + strength[space] * alpha,
+                    )
+                )
     return pd.DataFrame(rows)
 
 
 def test_undetected_edits_score_the_floor():
     frame = pd.DataFrame(dict(similarity=[0.9, 0.95, 0.99], edited_detected=[True, False, True]))
     np.testing.assert_array_equal(editing.scored_similarity(frame, floor=FLOOR), [0.9, FLOOR, 0.99])
-    baselines = pd.DataFrame(dict(metric="identity", reference=["other", "other", "gray"], kind="floor", image_id=["a", "b", "a"],
-                                  value=[0.7, 0.9, 0.1]))
+    baselines = pd.DataFrame(
+        dict(
+            metric="identity",
+            reference=["other", "other", "gray"],
+            kind="floor",
+            image_id=["a", "b", "a"],
+            value=[0.7, 0.9, 0.1],
+        )
+    )
     assert editing.identity_floor(baselines) == pytest.approx(0.8)
     with pytest.raises(ValueError, match="editing_references"):
         editing.identity_floor(baselines[baselines.reference == "gray"])
@@ -45,7 +65,9 @@ def test_achieved_change_follows_the_direction_sign():
 
 
 def test_identity_at_matched_change_interpolates_and_a_space_that_changes_nothing_scores_the_floor():
-    sweep = planted_sweep(strength={"strong": 0.2, "weak": 0.1, "none": 0.0}, identity_drop={"strong": 0.02, "weak": 0.01, "none": 0.0})
+    sweep = planted_sweep(
+        strength={"strong": 0.2, "weak": 0.1, "none": 0.0}, identity_drop={"strong": 0.02, "weak": 0.01, "none": 0.0}
+    )
     changes = editing.attribute_changes(sweep, floor=FLOOR)
     levels = editing.matched_levels(changes, at_alpha=1.0)
     assert levels == {"smile": pytest.approx(0.1)}  # median of 0.2, 0.1, 0.0 at |alpha| = 1
@@ -56,7 +78,9 @@ def test_identity_at_matched_change_interpolates_and_a_space_that_changes_nothin
     assert by_space.loc["weak", "similarity"] == pytest.approx(0.95 - 0.01 - 0.0015, abs=1e-9)
     assert by_space.loc["none", "reached"] == 0 and by_space.loc["none", "similarity"] == FLOOR
     # without matching, the space that changes nothing has the best identity; matched, it has the worst
-    per_image = editing.per_image_metrics(sweep, pd.DataFrame(columns=["space", "image_id", "alpha", "perceptual", "mse"]), matched, floor=FLOOR)
+    per_image = editing.per_image_metrics(
+        sweep, pd.DataFrame(columns=["space", "image_id", "alpha", "perceptual", "mse"]), matched, floor=FLOOR
+    )
     means = per_image.groupby(["metric", "space"]).value.mean()
     assert means["identity"].idxmax() == "none" and means["identity_matched"].idxmin() == "none"
 
@@ -83,10 +107,18 @@ def test_kid_difference_finds_the_more_realistic_space():
 def test_verdicts_only_from_informative_metrics():
     rng = np.random.default_rng(2)
     ids = [f"i{k}" for k in range(12)]
-    per_image = pd.concat([pd.DataFrame(dict(space=s, image_id=ids, metric=m, value=base + rng.normal(0, 0.01, 12)))
-                           for s, base in (("A", 0.9), ("B", 0.8)) for m in ("identity", "fidelity_mse")], ignore_index=True)
-    flags = pd.DataFrame([dict(metric=m, space=s, informative=(m == "identity")) for m in ("identity", "fidelity_mse") for s in "AB"])
+    per_image = pd.concat(
+        [
+            pd.DataFrame(dict(space=s, image_id=ids, metric=m, value=base + rng.normal(0, 0.01, 12)))
+            for s, base in (("A", 0.9), ("B", 0.8))
+            for m in ("identity", "fidelity_mse")
+        ],
+        ignore_index=True,
+    )
+    flags = pd.DataFrame(
+        [dict(metric=m, space=s, informative=(m == "identity")) for m in ("identity", "fidelity_mse") for s in "AB"]
+    )
     table = editing.verdict_table(per_image, {}, np.zeros((2, 2)), flags, [("A", "B")], samples=200).set_index("metric")
-    assert table.loc["identity", "verdict"] == "better"          # higher identity is better
+    assert table.loc["identity", "verdict"] == "better"  # higher identity is better
     assert table.loc["fidelity_mse", "verdict"] == "uninformative"  # A is worse here, but the metric was flagged
     assert table.loc["identity", "ci_low"] > 0

@@ -1,4 +1,5 @@
 """Editing-metric comparisons: bootstrap intervals, permutation p-values, verdicts and the tidy table."""
+
 from __future__ import annotations
 
 import itertools
@@ -7,8 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmarks.statistics.paired import (bootstrap_set_difference, comparison_table, paired_bootstrap,
-                                           verdict)
+from benchmarks.statistics.paired import bootstrap_set_difference, comparison_table, paired_bootstrap, verdict
 
 
 def planted(*, n: int = 40, effect: float = 0.1, sd: float = 0.05, seed: int = 0):
@@ -18,8 +18,12 @@ def planted(*, n: int = 40, effect: float = 0.1, sd: float = 0.05, seed: int = 0
 
 
 def long_frame(spaces: dict[str, dict[str, np.ndarray]]) -> pd.DataFrame:
-    rows = [dict(space=space, image_id=f"img{i:03d}", metric=metric, value=float(v))
-            for space, metrics in spaces.items() for metric, values in metrics.items() for i, v in enumerate(values)]
+    rows = [
+        dict(space=space, image_id=f"img{i:03d}", metric=metric, value=float(v))
+        for space, metrics in spaces.items()
+        for metric, values in metrics.items()
+        for i, v in enumerate(values)
+    ]
     return pd.DataFrame(rows)
 
 
@@ -131,25 +135,45 @@ def test_bootstrap_set_difference_covers_a_planted_offset():
 def make_table_frame():
     c, r = planted(n=30, seed=8)
     w = r + np.random.default_rng(9).normal(0.0, 0.05, 30)
-    return long_frame({"fw": {"id_sim": c, "lpips": c}, "w+": {"id_sim": r, "lpips": r},
-                       "w": {"id_sim": w, "lpips": w}})
+    return long_frame(
+        {"fw": {"id_sim": c, "lpips": c}, "w+": {"id_sim": r, "lpips": r}, "w": {"id_sim": w, "lpips": w}}
+    )
 
 
 def test_comparison_table_rows_and_order_independence():
     frame = make_table_frame()
     metrics = {"id_sim": "higher", "lpips": "lower", "absent": "lower"}
-    table = comparison_table(frame, [("fw", "w+"), ("w", "w+")], metrics, samples=300,
-                             informative={("w", "w+", "lpips"): False})
-    assert list(table.columns) == ["candidate", "reference", "metric", "better", "n", "n_missing", "mean_candidate",
-                                   "mean_reference", "mean_improvement", "ci_low", "ci_high", "p_value", "verdict"]
+    table = comparison_table(
+        frame, [("fw", "w+"), ("w", "w+")], metrics, samples=300, informative={("w", "w+", "lpips"): False}
+    )
+    assert list(table.columns) == [
+        "candidate",
+        "reference",
+        "metric",
+        "better",
+        "n",
+        "n_missing",
+        "mean_candidate",
+        "mean_reference",
+        "mean_improvement",
+        "ci_low",
+        "ci_high",
+        "p_value",
+        "verdict",
+    ]
     assert len(table) == 4 and "absent" not in set(table["metric"])
     by_key = table.set_index(["candidate", "reference", "metric"])
     assert by_key.loc[("fw", "w+", "id_sim"), "verdict"] == "better"
     assert by_key.loc[("fw", "w+", "lpips"), "verdict"] == "worse"
     assert by_key.loc[("w", "w+", "lpips"), "verdict"] == "uninformative"
     shuffled = frame.sample(frac=1.0, random_state=0)
-    reordered = comparison_table(shuffled, [("w", "w+"), ("fw", "w+")], dict(reversed(list(metrics.items()))),
-                                 samples=300, informative={("w", "w+", "lpips"): False})
+    reordered = comparison_table(
+        shuffled,
+        [("w", "w+"), ("fw", "w+")],
+        dict(reversed(list(metrics.items()))),
+        samples=300,
+        informative={("w", "w+", "lpips"): False},
+    )
     again = reordered.set_index(["candidate", "reference", "metric"]).loc[by_key.index]
     pd.testing.assert_frame_equal(again, by_key)
     rows_differ = by_key.loc[("fw", "w+", "id_sim"), "ci_low"] != by_key.loc[("w", "w+", "id_sim"), "ci_low"]

@@ -1,4 +1,5 @@
 """The face-layout benchmark's crop fit: a planted centred crop is recovered."""
+
 from __future__ import annotations
 
 import numpy as np

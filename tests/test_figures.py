@@ -1,5 +1,6 @@
 """Figures: each writes a PNG of the stated pixel size; Fig. 6 has one deep line per space and one light line
 per (target x direction); grids place every image and caption; output is deterministic."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -9,9 +10,19 @@ import torch
 from matplotlib.colors import to_hex
 from PIL import Image
 
-from benchmarks.report.figures import (DEEP_LINEWIDTH, GRID_CAPTION_INCHES, GRID_HEADER_INCHES, GRID_LABEL_INCHES,
-                                LIGHT_LINEWIDTH, PAPER_COLOURS, editing_grid, identity_vs_step_plot, loss_curves,
-                                reconstruction_grid, space_colours)
+from benchmarks.report.figures import (
+    DEEP_LINEWIDTH,
+    GRID_CAPTION_INCHES,
+    GRID_HEADER_INCHES,
+    GRID_LABEL_INCHES,
+    LIGHT_LINEWIDTH,
+    PAPER_COLOURS,
+    editing_grid,
+    identity_vs_step_plot,
+    loss_curves,
+    reconstruction_grid,
+    space_colours,
+)
 
 SPACES = ["F/W+(P_N)", "F/Z+"]
 
@@ -24,10 +35,21 @@ def png_size(path) -> tuple[int, int]:
 
 def planted_identity(*, images=("a", "b", "c", "d"), directions=("d1", "d2", "d3")) -> pd.DataFrame:
     rng = np.random.default_rng(0)
-    rows = [dict(space=space, family=family, direction=direction, image_id=image_id, alpha=alpha,
-                 similarity=1 - 0.1 * abs(alpha) * (1 + k) + rng.normal(0, 0.01))
-            for k, space in enumerate(SPACES) for family in ("ganspace", "interfacegan") for direction in directions
-            for image_id in images for alpha in np.linspace(-2, 2, 5)]
+    rows = [
+        dict(
+            space=space,
+            family=family,
+            direction=direction,
+            image_id=image_id,
+            alpha=alpha,
+            similarity=1 - 0.1 * abs(alpha) * (1 + k) + rng.normal(0, 0.01),
+        )
+        for k, space in enumerate(SPACES)
+        for family in ("ganspace", "interfacegan")
+        for direction in directions
+        for image_id in images
+        for alpha in np.linspace(-2, 2, 5)
+    ]
     return pd.DataFrame(rows)
 
 
@@ -44,11 +66,11 @@ def test_identity_plot_has_one_deep_line_per_space(tmp_path):
         assert len(light) == len(SPACES) * 4 * 3 and len(ax.lines) == len(deep) + len(light)
         for space, line in zip(SPACES, deep):
             assert to_hex(line.get_color()) == PAPER_COLOURS[space]
-            assert sum(to_hex(l.get_color()) == PAPER_COLOURS[space] for l in light) == 12
+            assert sum(to_hex(curve.get_color()) == PAPER_COLOURS[space] for curve in light) == 12
             rows = identity[(identity.space == space) & (identity.family == ax.get_title())]
             np.testing.assert_allclose(line.get_ydata(), rows.groupby("alpha").similarity.mean().to_numpy())
     one = identity_vs_step_plot(identity, spaces=["F/Z+"], families=["ganspace"], path=tmp_path / "one.png", dpi=50)
-    assert len(one.axes) == 1 and sum(l.get_linewidth() == DEEP_LINEWIDTH for l in one.axes[0].lines) == 1
+    assert len(one.axes) == 1 and sum(curve.get_linewidth() == DEEP_LINEWIDTH for curve in one.axes[0].lines) == 1
     with pytest.raises(ValueError, match="no identity rows for spaces \\['W'\\]"):
         identity_vs_step_plot(identity, spaces=["W"], path=tmp_path / "x.png")
 
@@ -57,11 +79,26 @@ def test_reconstruction_grid_layout_and_captions(tmp_path):
     rng = np.random.default_rng(1)
     targets = torch.from_numpy(rng.uniform(-1, 1, (3, 3, 16, 16))).float()
     recons = {"F/Z+": targets * 0.9, "Z": rng.integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)}
-    metrics = pd.DataFrame(dict(space="F/Z+", image_id=["i0", "i1", "i2"], mse=[0.01742, 0.02, 0.03],
-                                ssim=0.8, perceptual=[0.11330, np.nan, 0.2]))
+    metrics = pd.DataFrame(
+        dict(
+            space="F/Z+",
+            image_id=["i0", "i1", "i2"],
+            mse=[0.01742, 0.02, 0.03],
+            ssim=0.8,
+            perceptual=[0.11330, np.nan, 0.2],
+        )
+    )
     path = tmp_path / "fig2.png"
-    figure = reconstruction_grid(targets, recons, image_ids=["i0", "i1", "i2"], spaces=["F/Z+", "Z"], path=path,
-                                 per_image_metrics=metrics, cell_inches=1.0, dpi=40)
+    figure = reconstruction_grid(
+        targets,
+        recons,
+        image_ids=["i0", "i1", "i2"],
+        spaces=["F/Z+", "Z"],
+        path=path,
+        per_image_metrics=metrics,
+        cell_inches=1.0,
+        dpi=40,
+    )
     width = GRID_LABEL_INCHES + 3 * 1.0
     height = GRID_HEADER_INCHES + 3 * (1.0 + GRID_CAPTION_INCHES)
     assert png_size(path) == (round(width * 40), round(height * 40))
@@ -80,8 +117,10 @@ def test_reconstruction_grid_layout_and_captions(tmp_path):
 
 
 def test_editing_grid_size_and_determinism(tmp_path):
-    rows = [(space, torch.linspace(-1, 1, 4 * 3 * 8 * 8).reshape(4, 3, 8, 8) * sign) for space, sign in
-            (("F/W+(P_N)", 1), ("F/Z+", -1))]
+    rows = [
+        (space, torch.linspace(-1, 1, 4 * 3 * 8 * 8).reshape(4, 3, 8, 8) * sign)
+        for space, sign in (("F/W+(P_N)", 1), ("F/Z+", -1))
+    ]
     labels = ["-2.0", "-0.7", "0.7", "2.0"]
     first, second = tmp_path / "a.png", tmp_path / "b.png"
     editing_grid(rows, column_labels=labels, path=first, cell_inches=0.8, dpi=50)
@@ -94,14 +133,27 @@ def test_editing_grid_size_and_determinism(tmp_path):
 
 def test_loss_curves(tmp_path):
     steps = np.arange(20)
-    losses = pd.concat([pd.DataFrame(dict(space=space, image_id=image_id, step=steps, total=scale * np.exp(-steps / 5),
-                                          mse=scale * 0.1, perceptual=0.0))
-                        for space, scale in (("Z", 2.0), ("F/Z+", 1.0)) for image_id in ("a", "b")])
+    losses = pd.concat(
+        [
+            pd.DataFrame(
+                dict(
+                    space=space,
+                    image_id=image_id,
+                    step=steps,
+                    total=scale * np.exp(-steps / 5),
+                    mse=scale * 0.1,
+                    perceptual=0.0,
+                )
+            )
+            for space, scale in (("Z", 2.0), ("F/Z+", 1.0))
+            for image_id in ("a", "b")
+        ]
+    )
     path = tmp_path / "losses.png"
     figure = loss_curves(losses, path=path, panel_inches=(3.0, 2.0), dpi=50)
     assert png_size(path) == (3 * 3 * 50, 2 * 50)
     assert [ax.get_yscale() for ax in figure.axes] == ["log", "log", "linear"]  # perceptual is 0 throughout
-    assert all([l.get_label() for l in ax.lines] == ["Z", "F/Z+"] for ax in figure.axes)
+    assert all([curve.get_label() for curve in ax.lines] == ["Z", "F/Z+"] for ax in figure.axes)
     np.testing.assert_allclose(figure.axes[0].lines[1].get_ydata(), np.exp(-steps / 5))
     with pytest.raises(KeyError, match="reg"):
         loss_curves(losses, path=path, columns=("reg",))

@@ -1,13 +1,13 @@
 """Numerical identities of the StyleGAN2 generator and its split at the base code F."""
+
 from __future__ import annotations
 
 import pytest
 import torch
 
+from conftest import make_tiny_generator
 from fzplus.generator import BaseCode, Generator
 from fzplus.generator.ops import fir_filter_2d, modulated_conv2d, upsample2d
-
-from conftest import make_tiny_generator
 
 
 @pytest.mark.parametrize("resolution", [32, 64, 128])
@@ -89,7 +89,7 @@ def test_batch_is_independent(tiny_generator):
     ws = G.map(torch.randn(3, 512))
     batch = G.synthesize(ws)
     for i in range(3):
-        assert (G.synthesize(ws[i:i + 1]) - batch[i:i + 1]).abs().max().item() < 1e-5
+        assert (G.synthesize(ws[i : i + 1]) - batch[i : i + 1]).abs().max().item() < 1e-5
 
 
 def test_fused_reference_path_matches_fast_path(tiny_generator):

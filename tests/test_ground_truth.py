@@ -1,6 +1,7 @@
 """Ground-truth edit fidelity: every space's true codes render the generator's own sample, the fidelity of the
 true codes is 0 at every alpha, and a perturbed inversion scores its own reconstruction error at alpha = 0
 and a larger error under strong edits."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -32,8 +33,16 @@ def mse_distance(x, y):
 def directions(domain: str, seed: int = 0) -> dict[str, Directions]:
     vectors = torch.randn(2, 512, generator=torch.Generator().manual_seed(seed))
     vectors = vectors / vectors.norm(dim=1, keepdim=True) * (4.0 if domain == "Z" else 1.0)
-    return {"random": Directions(vectors=vectors, domain=domain, names=("d0", "d1"), method="random", unit=False,
-                                 diagnostics={"unit_rule": "test"})}
+    return {
+        "random": Directions(
+            vectors=vectors,
+            domain=domain,
+            names=("d0", "d1"),
+            method="random",
+            unit=False,
+            diagnostics={"unit_rule": "test"},
+        )
+    }
 
 
 def test_samples_are_seeded_and_named(samples):
@@ -66,9 +75,25 @@ def test_fidelity_of_the_true_codes_is_zero_at_every_alpha(samples, name):
     G, ids, z, _ = samples
     space = spaces.get(name)
     truth = true_codes(space, z, G, base_size=BASE)
-    table = edit_fidelity({k: v.clone() for k, v in truth.items()}, truth, space, G, directions(space.domain), image_ids=ids,
-                          distance=mse_distance, alphas=(-2.0, 0.0, 1.0, 2.0))
-    assert len(table) == 2 * 4 * 3 and set(table.columns) >= {"space", "family", "direction", "image_id", "alpha", "perceptual", "mse"}
+    table = edit_fidelity(
+        {k: v.clone() for k, v in truth.items()},
+        truth,
+        space,
+        G,
+        directions(space.domain),
+        image_ids=ids,
+        distance=mse_distance,
+        alphas=(-2.0, 0.0, 1.0, 2.0),
+    )
+    assert len(table) == 2 * 4 * 3 and set(table.columns) >= {
+        "space",
+        "family",
+        "direction",
+        "image_id",
+        "alpha",
+        "perceptual",
+        "mse",
+    }
     assert table.mse.max() == 0 and table.perceptual.max() == 0
 
 
@@ -79,7 +104,9 @@ def test_fidelity_of_a_perturbed_inversion_starts_at_its_reconstruction_error_an
     noise = torch.randn(truth["w"].shape, generator=torch.Generator().manual_seed(3))
     perturbed = {"w": truth["w"] + 0.3 * noise}
     alphas = (-3.0, -1.5, 0.0, 1.5, 3.0)
-    table = edit_fidelity(perturbed, truth, space, G, directions("W"), image_ids=ids, distance=mse_distance, alphas=alphas)
+    table = edit_fidelity(
+        perturbed, truth, space, G, directions("W"), image_ids=ids, distance=mse_distance, alphas=alphas
+    )
     at_zero = table[table.alpha == 0].groupby("image_id").mse.first()
     expected = per_image_mse(render(perturbed, G, space).clamp(-1, 1), render(truth, G, space).clamp(-1, 1))
     np.testing.assert_allclose(at_zero.reindex(ids).to_numpy(), expected, rtol=1e-6)

@@ -1,4 +1,5 @@
 """Identity-similarity backends on real CelebA-HQ faces (mirror) and on images without a face."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -8,8 +9,12 @@ import skimage.data
 import torch
 from PIL import Image
 
-from benchmarks.metrics.identity import (identity_backends, identity_similarity, make_identity_backend,
-                                 register_identity_backend)
+from benchmarks.metrics.identity import (
+    identity_backends,
+    identity_similarity,
+    make_identity_backend,
+    register_identity_backend,
+)
 from benchmarks.metrics.identity.facenet_backend import VGGFACE2_FILE, VGGFACE2_URL
 
 FACES = "celebahq-stargan-v2"
@@ -67,7 +72,9 @@ def test_faces_located_once_give_the_same_embeddings_and_attributes(mirror):
     alone, shared = backend.embed(images), backend.embed(images, faces=faces)
     np.testing.assert_array_equal(alone[0], shared[0])
     np.testing.assert_array_equal(alone[1], shared[1])
-    pd.testing.assert_frame_equal(label_attributes(images, progress=False), label_attributes(None, faces=faces, progress=False))
+    pd.testing.assert_frame_equal(
+        label_attributes(images, progress=False), label_attributes(None, faces=faces, progress=False)
+    )
     with pytest.raises(ValueError, match="min_size"):
         backend.embed(images, faces=locate_faces(images, min_size=128))
 
@@ -98,8 +105,9 @@ def test_facenet_without_weights_says_how_to_provide_them(tmp_path, monkeypatch)
 def test_facenet_pipeline_with_random_weights_in_the_released_format(mirror, tmp_path, monkeypatch):
     """Real MTCNN (its weights ship in the wheel); a random InceptionResnetV1 saved like the released file
     (with the VGGFace2 classifier head), found in facenet-pytorch's cache location."""
-    import fzplus  # noqa: F401
     from facenet_pytorch import InceptionResnetV1
+
+    import fzplus  # noqa: F401
 
     torch.manual_seed(0)
     network = InceptionResnetV1(pretrained=None, classify=False)

@@ -1,4 +1,5 @@
 """IDInvert: the domain-guided W+ encoder, its files and training, and the domain-regularised space."""
+
 from __future__ import annotations
 
 import re
@@ -9,8 +10,14 @@ import torch
 import spaces
 from conftest import make_domain_encoder, make_tiny_generator
 from fzplus.encoders.base_code import EncoderFileError, build_encoder, save_encoder
-from fzplus.encoders.domain import (build_domain_encoder, domain_distance, encode_ws, load_domain_encoder, read_domain_encoder_file,
-                             save_domain_encoder)
+from fzplus.encoders.domain import (
+    build_domain_encoder,
+    domain_distance,
+    encode_ws,
+    load_domain_encoder,
+    read_domain_encoder_file,
+    save_domain_encoder,
+)
 from fzplus.encoders.domain_training import evaluate_domain_encoder, train_domain_encoder
 from fzplus.inversion import edit, invert, render
 from spaces.base import SpaceContext
@@ -65,11 +72,15 @@ def test_domain_term_is_zero_exactly_at_a_code_the_encoder_maps_back_to_itself(g
 
 def test_domain_term_pulls_codes_towards_the_encoders_domain(generator):
     encoder = make_domain_encoder(generator)
-    w = generator.w_avg.expand(2, generator.num_ws, -1).clone() + 0.3 * torch.randn(2, generator.num_ws, generator.w_dim)
+    w = generator.w_avg.expand(2, generator.num_ws, -1).clone() + 0.3 * torch.randn(
+        2, generator.num_ws, generator.w_dim
+    )
     w.requires_grad_(True)
     (grad,) = torch.autograd.grad(domain_distance(encoder, generator, w).sum(), w)
     assert grad.abs().sum() > 0
-    assert (domain_distance(encoder, generator, (w - 0.5 * grad).detach()) < domain_distance(encoder, generator, w.detach())).all()
+    assert (
+        domain_distance(encoder, generator, (w - 0.5 * grad).detach()) < domain_distance(encoder, generator, w.detach())
+    ).all()
 
 
 def test_space_starts_at_the_encoder_output_and_needs_an_encoder(generator, targets):
@@ -85,13 +96,24 @@ def test_space_starts_at_the_encoder_output_and_needs_an_encoder(generator, targ
 
 def test_inversion_traces_the_weighted_domain_term_and_zero_edit_is_the_inversion(generator, targets):
     encoder = make_domain_encoder(generator)
-    result = invert(targets, generator, IDINVERT, steps=3, perceptual=None, progress=False, encoder=encoder, method_settings={"lambda_domain": 3.0})
+    result = invert(
+        targets,
+        generator,
+        IDINVERT,
+        steps=3,
+        perceptual=None,
+        progress=False,
+        encoder=encoder,
+        method_settings={"lambda_domain": 3.0},
+    )
     start = encode_ws(encoder, targets)
     assert torch.allclose(result.losses["reg"][:, 0], 3.0 * domain_distance(encoder, generator, start), rtol=1e-5)
     assert not torch.equal(result.codes["w"], start)
     assert result.settings["method_settings"] == {"lambda_domain": 3.0}
     direction = torch.randn(generator.w_dim)
-    assert torch.equal(render(edit(result.codes, IDINVERT, generator, direction, 0.0), generator, IDINVERT), result.reconstructions)
+    assert torch.equal(
+        render(edit(result.codes, IDINVERT, generator, direction, 0.0), generator, IDINVERT), result.reconstructions
+    )
 
 
 def test_saved_encoder_loads_only_for_its_generator(generator, tmp_path):
@@ -104,7 +126,9 @@ def test_saved_encoder_loads_only_for_its_generator(generator, tmp_path):
     other = make_tiny_generator(seed=5)
     with pytest.raises(EncoderFileError, match=re.escape(str(path)) + ".*other weights"):
         load_domain_encoder(path, generator=other)
-    f_encoder = save_encoder(build_encoder(generator, base_size=8, stage_channels=(4, 8, 8)), tmp_path / "f.pt", generator=generator)
+    f_encoder = save_encoder(
+        build_encoder(generator, base_size=8, stage_channels=(4, 8, 8)), tmp_path / "f.pt", generator=generator
+    )
     with pytest.raises(EncoderFileError, match="IDInvert encoder file"):
         load_domain_encoder(f_encoder, generator=generator)
     with pytest.raises(FileNotFoundError, match="train_mini_idinvert_encoder"):

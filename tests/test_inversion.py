@@ -1,4 +1,5 @@
 """Inversion engine and the function API: constraints, batching invariance, edits, resizing protocol."""
+
 from __future__ import annotations
 
 import math
@@ -10,7 +11,16 @@ from PIL import Image
 
 import spaces
 from conftest import encoder_for, make_tiny_generator
-from fzplus.inversion import LOSS_TERMS, derive_image_seed, edit, invert, load_target, render, resize_bicubic, resize_lanczos
+from fzplus.inversion import (
+    LOSS_TERMS,
+    derive_image_seed,
+    edit,
+    invert,
+    load_target,
+    render,
+    resize_bicubic,
+    resize_lanczos,
+)
 from fzplus.perceptual import build_perceptual
 from fzplus.pn_stats import compute_pn_stats
 
@@ -82,9 +92,9 @@ def test_batch_of_four_equals_four_single_inversions(targets, name):
     settings = dict(steps=3, base_size=8, pn_stats=pn_stats, seed=11)
     batched = quick(x, G, name, image_keys=keys, **settings)
     for i, key in enumerate(keys):
-        alone = quick(x[i: i + 1], G, name, image_keys=[key], **settings)
+        alone = quick(x[i : i + 1], G, name, image_keys=[key], **settings)
         for var, value in alone.codes.items():
-            assert torch.allclose(batched.codes[var][i: i + 1], value, atol=1e-5, rtol=0), (key, var)
+            assert torch.allclose(batched.codes[var][i : i + 1], value, atol=1e-5, rtol=0), (key, var)
         assert torch.allclose(batched.losses["total"][i], alone.losses["total"][0], rtol=1e-9)
     if name == "Z+":  # chunking is space-independent; Z+ has per-image random starts
         chunked = quick(x, G, name, image_keys=keys, batch_size=3, **settings)
@@ -106,17 +116,25 @@ def test_f_spaces_reconstruct_better_than_standalone_spaces(generator, targets):
 
 
 def test_loss_trace_adds_up_and_has_one_entry_per_step(generator, targets, pn_stats, stlpips):
-    result = quick(targets[:2], generator, "F/W+(P_N)", steps=3, pn_stats=pn_stats, lambda_per=10.0,
-                   perceptual=stlpips, perceptual_size=32)
+    result = quick(
+        targets[:2],
+        generator,
+        "F/W+(P_N)",
+        steps=3,
+        pn_stats=pn_stats,
+        lambda_per=10.0,
+        perceptual=stlpips,
+        perceptual_size=32,
+    )
     assert set(result.losses) == set(LOSS_TERMS)
     for term in LOSS_TERMS:
         assert result.losses[term].shape == (2, 3)
-    l = result.losses
-    assert torch.allclose(l["total"], l["mse"] + 10.0 * l["perceptual"] + l["reg"], rtol=1e-6)
-    assert (l["perceptual"] > 0).all() and (l["reg"] > 0).all()
+    terms = result.losses
+    assert torch.allclose(terms["total"], terms["mse"] + 10.0 * terms["perceptual"] + terms["reg"], rtol=1e-6)
+    assert (terms["perceptual"] > 0).all() and (terms["reg"] > 0).all()
     start = quick(targets[:2], generator, "F/W+(P_N)", steps=0, pn_stats=pn_stats)  # renders the initial codes
     assert start.losses["total"].shape == (2, 0)
-    assert torch.allclose(l["mse"][:, 0], (start.reconstructions - targets[:2]).square().flatten(1).mean(1))
+    assert torch.allclose(terms["mse"][:, 0], (start.reconstructions - targets[:2]).square().flatten(1).mean(1))
     mean_features = generator.features(generator.w_avg[None, None].repeat(1, generator.num_ws, 1), at=16).f
     assert torch.equal(result.initial_base_code, mean_features.expand(2, -1, -1, -1))  # no encoder: mean feature map
     assert result.settings["perceptual"] == "stlpips-vgg" and result.settings["base_size"] == 16
@@ -186,7 +204,9 @@ def test_resizing_protocol(tmp_path):
     assert (loaded - resize_lanczos(full, 32).clamp(-1, 1)).abs().max() <= 0.5 / 127.5 + 1e-6
     levels = (loaded + 1) * 127.5
     assert torch.allclose(levels, levels.round(), atol=1e-3)  # 8-bit values
-    reference = np.asarray(Image.fromarray(pixels[:, :, 0].astype(np.float32)).resize((32, 32), Image.Resampling.LANCZOS))
+    reference = np.asarray(
+        Image.fromarray(pixels[:, :, 0].astype(np.float32)).resize((32, 32), Image.Resampling.LANCZOS)
+    )
     assert np.abs(loaded[0, 0].numpy() - np.clip(reference / 127.5 - 1, -1, 1)).max() <= 0.5 / 127.5 + 1e-6
     constant = torch.full((2, 3, 16, 16), 0.25)
     assert torch.allclose(resize_lanczos(constant, 40), torch.full((2, 3, 40, 40), 0.25), atol=1e-5)

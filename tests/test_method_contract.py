@@ -5,6 +5,7 @@ The one-file test copies the repository, drops in a toy method ("W+, then N more
 learning rate", with the settings section inversion.extra_steps) and edits nothing else: the config validates
 the new section (fills its defaults, refuses a misspelt key), and the default ci run plans the method, runs it
 and writes its rows in Table 1 and the editing tables."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -77,8 +78,9 @@ SPACE = ExtraStepsSpace(name="W+ extra steps", slug="w_plus_extra_steps", per_la
 
 def copy_repository(dest: pathlib.Path) -> pathlib.Path:
     """The tracked files of the repository (the committed mini models aside: the ci profile does not read them)."""
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO_ROOT, capture_output=True, text=True,
-                           check=True).stdout.split()
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
     for name in files:
         if name.startswith("models/") or not (REPO_ROOT / name).is_file():
             continue
@@ -90,7 +92,9 @@ def copy_repository(dest: pathlib.Path) -> pathlib.Path:
 
 def run_python(repo: pathlib.Path, code: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(repo), "FZPLUS_ASSET_MIRROR": str(asset_mirror())}
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=repo, capture_output=True, text=True, env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], cwd=repo, capture_output=True, text=True, env=env, timeout=300
+    )
 
 
 @pytest.fixture(scope="module")
@@ -101,13 +105,15 @@ def repo_with_toy(tmp_path_factory) -> pathlib.Path:
 
 
 def test_a_new_method_file_brings_its_validated_settings_section(repo_with_toy):
-    result = run_python(repo_with_toy, """
-        import json, spaces
+    result = run_python(
+        repo_with_toy,
+        """
+        import json, os, spaces
         from fzplus.config import ConfigError, load_config
-        assert spaces.__file__.startswith(%r), spaces.__file__
+        assert spaces.__file__.startswith(os.environ["PYTHONPATH"]), spaces.__file__
         cfg = load_config("ci")
-        print(json.dumps({"spaces": cfg["inversion"]["spaces"], "section": cfg["inversion"]["extra_steps"],
-                          "set": load_config("ci", overrides={"inversion.extra_steps.steps": 5})["inversion"]["extra_steps"]}))
+        changed = load_config("ci", overrides={"inversion.extra_steps.steps": 5})["inversion"]["extra_steps"]
+        print(json.dumps({"spaces": cfg["inversion"]["spaces"], "section": cfg["inversion"]["extra_steps"], "set": changed}))
         for bad in ({"inversion.extra_steps.stpes": 3}, {"inversion.extra_steps.lr": 0}):
             try:
                 load_config("ci", overrides=bad)
@@ -115,13 +121,17 @@ def test_a_new_method_file_brings_its_validated_settings_section(repo_with_toy):
                 print(str(error).replace("\\n", " "))
             else:
                 raise SystemExit(f"accepted {bad}")
-    """ % str(repo_with_toy))
+    """,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     first, misspelt, bound = result.stdout.strip().split("\n")
     parsed = json.loads(first)
     assert "W+ extra steps" in parsed["spaces"]
     assert parsed["section"] == {"steps": 2, "lr": 0.05} and parsed["set"] == {"steps": 5, "lr": 0.05}
-    assert "unknown key 'inversion.extra_steps.stpes'" in misspelt and "did you mean 'inversion.extra_steps.steps'" in misspelt
+    assert (
+        "unknown key 'inversion.extra_steps.stpes'" in misspelt
+        and "did you mean 'inversion.extra_steps.steps'" in misspelt
+    )
     assert "inversion.extra_steps.lr must be > 0" in bound
 
 
@@ -133,10 +143,23 @@ def test_the_default_ci_run_plans_runs_and_tables_a_new_method_file(repo_with_to
     workdir = tmp_path / "run"
     shutil.copytree(ci_workdir / "results", workdir / "results", copy_function=shutil.copy2)
     if (ci_workdir / ".snakemake" / "metadata").is_dir():
-        shutil.copytree(ci_workdir / ".snakemake" / "metadata", workdir / ".snakemake" / "metadata", copy_function=shutil.copy2)
+        shutil.copytree(
+            ci_workdir / ".snakemake" / "metadata", workdir / ".snakemake" / "metadata", copy_function=shutil.copy2
+        )
     env = {**os.environ, "PYTHONPATH": str(repo_with_toy), "FZPLUS_ASSET_MIRROR": str(asset_mirror())}
-    command = [sys.executable, "-m", "snakemake", "-s", str(repo_with_toy / "Snakefile"), "--directory", str(workdir), "--cores", "2",
-               "--config", "profile=ci"]
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(repo_with_toy / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--cores",
+        "2",
+        "--config",
+        "profile=ci",
+    ]
     plan = subprocess.run([*command, "--dry-run"], capture_output=True, text=True, env=env, timeout=600)
     assert plan.returncode == 0, plan.stderr[-3000:]
     for job in ("invert", "invert_ground_truth", "edit", "tables", "editing_tables", "report"):
@@ -166,8 +189,10 @@ def test_each_settings_section_is_generated_from_its_class():
         section = inversion[key]
         assert section == schema_of(cls)
         defaults = {f.name: f.default for f in dataclasses.fields(cls)}
-        assert {k: tuple(v) if isinstance(v, list) else v for k, v in
-                {k: p["default"] for k, p in section["properties"].items()}.items()} == defaults
+        assert {
+            k: tuple(v) if isinstance(v, list) else v
+            for k, v in {k: p["default"] for k, p in section["properties"].items()}.items()
+        } == defaults
     for kind in ENCODER_KINDS.values():
         assert schema["properties"][kind.section] == schema_of(kind.recipe)
 
@@ -176,7 +201,10 @@ def test_library_defaults_are_read_from_the_settings_classes():
     engine = inspect.signature(invert).parameters
     for field in dataclasses.fields(InversionSettings):
         assert engine[field.name].default == getattr(PAPER, field.name), field.name
-    for train, recipe in ((train_encoder, ENCODER_KINDS["base-code"].recipe()), (train_domain_encoder, ENCODER_KINDS["w-plus"].recipe())):
+    for train, recipe in (
+        (train_encoder, ENCODER_KINDS["base-code"].recipe()),
+        (train_domain_encoder, ENCODER_KINDS["w-plus"].recipe()),
+    ):
         parameters = inspect.signature(train).parameters
         shared = [f.name for f in dataclasses.fields(recipe) if f.name in parameters and f.name != "steps"]
         assert len(shared) >= 6
@@ -225,8 +253,19 @@ def test_malformed_method_declarations_are_refused_at_registration():
 
 def test_no_plugin_capability_is_probed_outside_the_contract():
     probe = re.compile(r"\b(getattr|hasattr)\(\s*(space|pivot|plugin|s)\b")
-    sources = [*REPO_ROOT.glob("fzplus/**/*.py"), *REPO_ROOT.glob("benchmarks/**/*.py"), *REPO_ROOT.glob("spaces/*.py"),
-               *REPO_ROOT.glob("workflow/**/*.smk"), *REPO_ROOT.glob("workflow/**/*.py"), REPO_ROOT / "workflow" / "Snakefile"]
-    found = [f"{path.relative_to(REPO_ROOT)}:{n}: {line.strip()}" for path in sources if path.name != "base.py" or path.parent.name != "spaces"
-             for n, line in enumerate(path.read_text().splitlines(), 1) if probe.search(line)]
+    sources = [
+        *REPO_ROOT.glob("fzplus/**/*.py"),
+        *REPO_ROOT.glob("benchmarks/**/*.py"),
+        *REPO_ROOT.glob("spaces/*.py"),
+        *REPO_ROOT.glob("workflow/**/*.smk"),
+        *REPO_ROOT.glob("workflow/**/*.py"),
+        REPO_ROOT / "workflow" / "Snakefile",
+    ]
+    found = [
+        f"{path.relative_to(REPO_ROOT)}:{n}: {line.strip()}"
+        for path in sources
+        if path.name != "base.py" or path.parent.name != "spaces"
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if probe.search(line)
+    ]
     assert not found, "plugins probed outside spaces/base.py:\n" + "\n".join(found)

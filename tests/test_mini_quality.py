@@ -1,5 +1,6 @@
 """The mini generator's quality measures: Frechet distance on known Gaussians, style-mixing grid layout,
 latent-sensitivity split."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -33,7 +34,10 @@ def test_frechet_distance_known_values():
 
 def test_style_mixing_grid_layout():
     G = make_tiny_generator(resolution=32)
-    rows, cols = torch.randn(2, 512, generator=torch.Generator().manual_seed(1)), torch.randn(3, 512, generator=torch.Generator().manual_seed(2))
+    rows, cols = (
+        torch.randn(2, 512, generator=torch.Generator().manual_seed(1)),
+        torch.randn(3, 512, generator=torch.Generator().manual_seed(2)),
+    )
     grid = style_mixing_grid(G, rows, cols, coarse_layers=4)
     assert grid.shape == (3 * 4, 3, 32, 32)
     assert torch.equal(grid[0], torch.ones(3, 32, 32))  # blank corner

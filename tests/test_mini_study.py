@@ -1,5 +1,6 @@
 """The mini study's validity on the committed mini generator: edit strengths matched across Z and W, a
 well-posed P_N regulariser, and a W+(P_N) inversion that moves (issue: a mini study that measures the method)."""
+
 from __future__ import annotations
 
 import pathlib
@@ -41,7 +42,9 @@ def family_directions(G, family: str, domain: str):
     if family == "random":
         return find_directions("random", count=3, sigma=0.04, seed=0, domain=domain)
     if family == "ganspace":
-        return find_directions("ganspace", mapping=G.mapping, domain=domain, components=(1, 2, 3), num_samples=20_000, progress=False)
+        return find_directions(
+            "ganspace", mapping=G.mapping, domain=domain, components=(1, 2, 3), num_samples=20_000, progress=False
+        )
     from fzplus.edits.attributes import label_attributes
 
     z = torch.randn(600, G.z_dim, generator=torch.Generator().manual_seed(1))
@@ -50,8 +53,15 @@ def family_directions(G, family: str, domain: str):
         codes = z if domain == "Z" else G.mapping(z)
     table = label_attributes(images, progress=False)
     attributes = ["smile", "mouth_open", "yaw"]
-    return find_directions("interfacegan", codes=codes, scores=table[attributes].to_numpy(np.float64), names=attributes,
-                           domain=domain, chosen=0.2, seed=0)
+    return find_directions(
+        "interfacegan",
+        codes=codes,
+        scores=table[attributes].to_numpy(np.float64),
+        names=attributes,
+        domain=domain,
+        chosen=0.2,
+        seed=0,
+    )
 
 
 @pytest.mark.parametrize("family", ["random", "ganspace", "interfacegan"])
@@ -60,8 +70,13 @@ def test_one_unit_of_alpha_moves_the_images_about_equally_in_z_and_w(mini_genera
     distance = lambda x, y: stlpips(x, y)  # noqa: E731  (64 px: the profile's perceptual size)
     moved = {}
     for domain in ("Z", "W"):
-        calibrated = calibrate_directions(family_directions(G, family, domain), generator=G, distance=distance,
-                                          covariance_samples=20_000, num_images=16)
+        calibrated = calibrate_directions(
+            family_directions(G, family, domain),
+            generator=G,
+            distance=distance,
+            covariance_samples=20_000,
+            num_images=16,
+        )
         moved[domain] = np.mean(calibrated.diagnostics["image_distance_per_unit"])
         assert moved[domain] > 1e-4, (family, domain, moved)  # the edits move the images at all
     assert 0.5 <= moved["Z"] / moved["W"] <= 2.0, (family, moved)
@@ -94,7 +109,12 @@ def test_w_directions_without_a_unit_are_refused(tiny_generator):
 def test_pn_regulariser_at_the_start_is_on_the_scale_of_fresh_codes(mini_generator, mini_pn_stats, name):
     G, stats = mini_generator, mini_pn_stats
     space = spaces.get(name)
-    ctx = SpaceContext(generator=G, base_size=8 if space.uses_base_code else None, pn_stats=stats, settings=space.settings_for({"lambda_pn": 1.0}))
+    ctx = SpaceContext(
+        generator=G,
+        base_size=8 if space.uses_base_code else None,
+        pn_stats=stats,
+        settings=space.settings_for({"lambda_pn": 1.0}),
+    )
     codes = space.init_codes(torch.zeros(2, 3, 64, 64), ctx, image_seeds=[0, 1])
     with torch.no_grad():
         fresh = G.mapping(torch.randn(2048, G.z_dim, generator=torch.Generator().manual_seed(9)))
@@ -106,15 +126,29 @@ def test_pn_regulariser_at_the_start_is_on_the_scale_of_fresh_codes(mini_generat
     # without it w_avg whitens to ~1e4 on this generator
     assert float(stats.regularizer(G.w_avg)) <= 10 * fresh_mean
     summary = stats.summary(fresh_w=fresh, w_avg=G.w_avg)
-    assert summary["components_floored"] > 100 and summary["condition_number_whitened"] <= 1 / stats.variance_floor * 1.0001
+    assert (
+        summary["components_floored"] > 100
+        and summary["condition_number_whitened"] <= 1 / stats.variance_floor * 1.0001
+    )
 
 
-def test_w_plus_pn_inversion_lowers_mse_by_30_percent_at_the_profiles_steps(mini_generator, mini_pn_stats, stlpips, mirror):
+def test_w_plus_pn_inversion_lowers_mse_by_30_percent_at_the_profiles_steps(
+    mini_generator, mini_pn_stats, stlpips, mirror
+):
     G = mini_generator
     paths = sorted((mirror / MINI["targets"]["asset"]).glob("*.jpg"))[:2]
     targets = load_targets(paths, resolution=G.resolution, crop=MINI["targets"]["crop"])
     inv = MINI["inversion"]
-    result = invert(targets, G, "W+(P_N)", steps=inv["steps"], perceptual=stlpips, perceptual_size=MINI["perceptual"]["size"],
-                    pn_stats=mini_pn_stats, seed=0, progress=False)
+    result = invert(
+        targets,
+        G,
+        "W+(P_N)",
+        steps=inv["steps"],
+        perceptual=stlpips,
+        perceptual_size=MINI["perceptual"]["size"],
+        pn_stats=mini_pn_stats,
+        seed=0,
+        progress=False,
+    )
     mse = result.losses["mse"]  # [N, steps]
     assert bool((mse[:, -1] <= 0.7 * mse[:, 0]).all()), mse[:, [0, -1]]

@@ -1,4 +1,5 @@
 """Perceptual backends: identities, differentiability, batch independence, frozen weights, offline errors."""
+
 from __future__ import annotations
 
 import urllib.error
@@ -18,7 +19,11 @@ def stlpips():
 def images():
     g = torch.Generator().manual_seed(0)
     base = torch.rand(3, 3, 32, 32, generator=g) * 2 - 1
-    return base, (base + 0.1 * torch.randn(base.shape, generator=g)).clamp(-1, 1), (base + 0.4 * torch.randn(base.shape, generator=g)).clamp(-1, 1)
+    return (
+        base,
+        (base + 0.1 * torch.randn(base.shape, generator=g)).clamp(-1, 1),
+        (base + 0.4 * torch.randn(base.shape, generator=g)).clamp(-1, 1),
+    )
 
 
 def test_registry_has_both_backends():
@@ -88,11 +93,11 @@ def test_distances_of_a_batch_are_those_of_its_images(stlpips, images):
     batched = stlpips(x, base)
     batched.sum().backward()
     for i in range(3):
-        xi = slightly[i: i + 1].clone().requires_grad_(True)
-        d = stlpips(xi, base[i: i + 1])
+        xi = slightly[i : i + 1].clone().requires_grad_(True)
+        d = stlpips(xi, base[i : i + 1])
         d.sum().backward()
-        assert torch.allclose(d, batched[i: i + 1], rtol=1e-4)
-        assert torch.allclose(xi.grad, x.grad[i: i + 1], rtol=1e-3, atol=1e-4 * x.grad[i].abs().max().item())
+        assert torch.allclose(d, batched[i : i + 1], rtol=1e-4)
+        assert torch.allclose(xi.grad, x.grad[i : i + 1], rtol=1e-3, atol=1e-4 * x.grad[i].abs().max().item())
 
 
 def test_lpips_vgg_offline_raises_a_clear_error(monkeypatch, tmp_path):
@@ -165,10 +170,15 @@ def test_stand_in_fails_on_use_and_answers_protocol_probes_plainly():
     import sys
 
     # a fresh interpreter, so that stlpips is imported before torchvision and holds the stand-in
-    code = ("from fzplus.perceptual import build_perceptual\n"
-            "build_perceptual('stlpips-vgg')\n"
-            "import stlpips_pytorch.invariant_networks as networks\n"
-            "assert not hasattr(networks.tv, '__wrapped__')\n"
-            "networks.tv.vgg16()\n")
+    code = (
+        "from fzplus.perceptual import build_perceptual\n"
+        "build_perceptual('stlpips-vgg')\n"
+        "import stlpips_pytorch.invariant_networks as networks\n"
+        "assert not hasattr(networks.tv, '__wrapped__')\n"
+        "networks.tv.vgg16()\n"
+    )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert run.returncode != 0 and "RuntimeError: torchvision.models is a stand-in installed by fzplus.perceptual" in run.stderr, run.stderr[-2000:]
+    assert (
+        run.returncode != 0
+        and "RuntimeError: torchvision.models is a stand-in installed by fzplus.perceptual" in run.stderr
+    ), run.stderr[-2000:]

@@ -1,5 +1,6 @@
 """The Snakemake pipeline end to end on the `ci` profile, its incremental behaviour, and planning of the
 `paper` profile with stand-in assets (and its clear stop without them)."""
+
 from __future__ import annotations
 
 import os
@@ -59,21 +60,38 @@ def test_ci_profile_produces_every_output(ci_run):
         assert (out / "figures" / figure).stat().st_size > 1000
     # the tuning methods: the Fig. 9 table beside their pivots, float16 tuned weights for each image
     tuning = pd.read_csv(out / "tables" / "tuning.csv", dtype={"image_id": str})
-    beside_pivots = ("W", "PTI", "Z+", "PTI w/ Z+", "W+", "SAM", "SAM w/ Z+")  # each pivot once, before its first method
+    beside_pivots = (
+        "W",
+        "PTI",
+        "Z+",
+        "PTI w/ Z+",
+        "W+",
+        "SAM",
+        "SAM w/ Z+",
+    )  # each pivot once, before its first method
     assert list(tuning.columns) == ["image_id"] + [f"{s} {m}" for s in beside_pivots for m in ("MSE", "perceptual")]
     assert list(tuning.image_id)[-1] == "mean" and len(tuning) == 5 and tuning.notna().all().all()
     codes = torch.load(out / "inversion" / "pti" / "codes.pt", weights_only=True)
-    assert len(codes) == 4 and all(c["delta"].dtype == torch.float16 and c["delta"].abs().max() > 0 for c in codes.values())
+    assert len(codes) == 4 and all(
+        c["delta"].dtype == torch.float16 and c["delta"].abs().max() > 0 for c in codes.values()
+    )
     pivot = torch.load(out / "inversion" / "w" / "codes.pt", weights_only=True)  # the W job's codes, reused
     assert all(torch.equal(codes[i]["w"], pivot[i]["w"]) for i in codes)
     # SAM: a latent chosen per pixel among the residuals (8, 16 px) and the pivot, its map drawn for the report
     for slug in ("sam", "sam_z_plus"):
         codes = torch.load(out / "inversion" / slug / "codes.pt", weights_only=True)
-        assert all(c["residual_sizes"].tolist() == [[8, 16]] and int(c["latent_map"].max()) <= 2 for c in codes.values())
+        assert all(
+            c["residual_sizes"].tolist() == [[8, 16]] and int(c["latent_map"].max()) <= 2 for c in codes.values()
+        )
         assert (out / "figures" / f"latent_maps_{slug}.png").stat().st_size > 1000
     report = (out / "report.html").read_text()
     assert "Methods on a pivot" in report
-    assert "F/Z+" in report and "data:image/png;base64," in report and "validation_accuracy" in report and "Editing: verdicts" in report
+    assert (
+        "F/Z+" in report
+        and "data:image/png;base64," in report
+        and "validation_accuracy" in report
+        and "Editing: verdicts" in report
+    )
     assert '"git"' in (out / "provenance.json").read_text() or "git" in (out / "provenance.json").read_text()
 
 
@@ -87,7 +105,9 @@ def test_alpha_zero_edit_matches_the_inversion(ci_run):
 
 def planned_slugs(dry_run_output: str, rule: str) -> set[str]:
     """The `slug` wildcards of a dry run's planned jobs of one rule."""
-    return set(re.findall(rf"^(?:local)?rule {rule}:\n(?:[ \t]+.*\n)*?[ \t]+wildcards: slug=(\w+)", dry_run_output, flags=re.M))
+    return set(
+        re.findall(rf"^(?:local)?rule {rule}:\n(?:[ \t]+.*\n)*?[ \t]+wildcards: slug=(\w+)", dry_run_output, flags=re.M)
+    )
 
 
 def test_a_changed_setting_reruns_exactly_the_rules_that_read_it(ci_run):
@@ -136,23 +156,46 @@ def test_a_new_plugin_file_is_compared_by_the_default_run_with_nothing_else_edit
     from fzplus.assets import REPO_ROOT
 
     copy = tmp_path / "repo"
-    shutil.copytree(REPO_ROOT, copy, ignore=shutil.ignore_patterns(".git", ".venv", "results", "resources", ".snakemake", "__pycache__"))
+    shutil.copytree(
+        REPO_ROOT,
+        copy,
+        ignore=shutil.ignore_patterns(".git", ".venv", "results", "resources", ".snakemake", "__pycache__"),
+    )
     (copy / "spaces" / "dropped_in.py").write_text(NEW_SPACE)
-    command = [sys.executable, "-m", "snakemake", "-s", str(copy / "Snakefile"), "--directory", str(copy), "-n", "--cores", "1",
-               "--config", "profile=ci"]
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(copy / "Snakefile"),
+        "--directory",
+        str(copy),
+        "-n",
+        "--cores",
+        "1",
+        "--config",
+        "profile=ci",
+    ]
     # the copy's packages, not the checkout's (where the file was not added): `python -m` puts the working
     # directory first on sys.path, then PYTHONPATH, both before the editable install
-    result = subprocess.run(command, capture_output=True, text=True, cwd=copy, env={**os.environ, "PYTHONPATH": str(copy)}, timeout=300)
+    result = subprocess.run(
+        command, capture_output=True, text=True, cwd=copy, env={**os.environ, "PYTHONPATH": str(copy)}, timeout=300
+    )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "dropped_in" in planned_slugs(result.stdout, "invert") and "dropped_in" in planned_slugs(result.stdout, "edit")
+    assert "dropped_in" in planned_slugs(result.stdout, "invert") and "dropped_in" in planned_slugs(
+        result.stdout, "edit"
+    )
     tables_job = re.search(r"^rule tables:\n(?:[ \t]+.*\n)*?[ \t]+input: (.*)$", result.stdout, flags=re.M).group(1)
     assert "inversion/dropped_in/metrics.csv" in tables_job
 
 
 def make_paper_mirror(root: pathlib.Path, real_mirror: pathlib.Path) -> pathlib.Path:
     """Stand-in files under the paper profile's asset names (planning checks presence, not contents)."""
-    files = {"nvidia-stylegan2-ffhq-1024/stylegan2-ffhq-1024x1024.pkl": b"stand-in",
-             "lpips-vgg16/vgg16-397923af.pth": b"stand-in", "facenet-vggface2/20180402-114759-vggface2.pt": b"stand-in"}
+    files = {
+        "nvidia-stylegan2-ffhq-1024/stylegan2-ffhq-1024x1024.pkl": b"stand-in",
+        "lpips-vgg16/vgg16-397923af.pth": b"stand-in",
+        "facenet-vggface2/20180402-114759-vggface2.pt": b"stand-in",
+    }
     for rel, data in files.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_bytes(data)
@@ -165,7 +208,9 @@ def make_paper_mirror(root: pathlib.Path, real_mirror: pathlib.Path) -> pathlib.
 
 def test_paper_profile_plans_every_job_with_its_assets(tmp_path, mirror):
     stand_ins = make_paper_mirror(tmp_path / "mirror", mirror)
-    result = snakemake(tmp_path, "-n", "--cores", "1", "--config", "profile=paper", env={"FZPLUS_ASSET_MIRROR": str(stand_ins)})
+    result = snakemake(
+        tmp_path, "-n", "--cores", "1", "--config", "profile=paper", env={"FZPLUS_ASSET_MIRROR": str(stand_ins)}
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     plan = planned_jobs(result.stdout)
     count = len(spaces.names())  # every registered plugin
@@ -175,8 +220,16 @@ def test_paper_profile_plans_every_job_with_its_assets(tmp_path, mirror):
 def test_paper_profile_stops_with_a_clear_message_without_its_assets(tmp_path):
     empty = tmp_path / "empty-mirror"
     empty.mkdir()
-    result = snakemake(tmp_path, "-n", "--cores", "1", "--config", "profile=paper", "allow_download=False",
-                       env={"FZPLUS_ASSET_MIRROR": str(empty)})
+    result = snakemake(
+        tmp_path,
+        "-n",
+        "--cores",
+        "1",
+        "--config",
+        "profile=paper",
+        "allow_download=False",
+        env={"FZPLUS_ASSET_MIRROR": str(empty)},
+    )
     assert result.returncode != 0
     message = result.stdout + result.stderr
     assert "missing assets" in message and "celebahq-user" in message and "nvidia-stylegan2-ffhq-1024" in message

@@ -1,5 +1,6 @@
 """The editing protocol: identity_sweep scores every (family, direction, alpha, image) exactly as scoring each
 edit on its own would, while embedding the alpha = 0 faces once per image."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -7,10 +8,10 @@ import pandas as pd
 import pytest
 import torch
 
+from benchmarks.metrics.edit_identity import identity_sweep
 from benchmarks.metrics.identity import IdentityBackend, identity_similarity
 from conftest import make_tiny_generator
 from fzplus.edits.directions import Directions
-from benchmarks.metrics.edit_identity import identity_sweep
 from fzplus.edits.protocol import edit_sweep
 from fzplus.inversion import invert
 
@@ -50,13 +51,16 @@ def test_sweep_equals_scoring_each_edit_alone_and_embeds_alpha_zero_once(inverte
     generator, targets, codes = inverted
     space, alphas, ids = spaces.get("F/Z+"), (-1.0, 0.0, 1.0), ["a", "b", "c"]
     backend = PooledPixels()
-    table, _ = identity_sweep(targets, ids, codes, space, generator, families(), backend, alphas=alphas,
-                              batch_size=batch_size, progress=False)
+    table, _ = identity_sweep(
+        targets, ids, codes, space, generator, families(), backend, alphas=alphas, batch_size=batch_size, progress=False
+    )
     # 3 targets, then per image: 2 directions x 2 non-zero alphas + one alpha = 0 face
     assert backend.embedded == 3 + 3 * (2 * 2 + 1)
 
     reference = []
-    for name, alpha, part, images in edit_sweep(codes, space, generator, families()["random"], alphas=alphas, batch_size=batch_size):
+    for name, alpha, part, images in edit_sweep(
+        codes, space, generator, families()["random"], alphas=alphas, batch_size=batch_size
+    ):
         scores = identity_similarity(PooledPixels(), targets[part], images)
         reference.append(scores.assign(direction=name, alpha=alpha, image_id=ids[part]))
     reference = pd.concat(reference, ignore_index=True)

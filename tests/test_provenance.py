@@ -1,4 +1,5 @@
 """Provenance: valid JSON with the config, seeds, assets, git revision, package versions and device."""
+
 from __future__ import annotations
 
 import json
@@ -19,15 +20,22 @@ ASSETS = {"toy": {"path": "resources/toy", "verified": True, "files": {"a.bin": 
 
 def head_revision() -> str | None:
     try:
-        return subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
 
 
 def test_written_file_is_valid_json_with_everything(tmp_path):
     config = load_config("ci")
-    path = write_provenance(tmp_path / "sub" / "provenance.json", config, asset_hashes=ASSETS, seeds=config_seeds(config),
-                            extra={"rule": "report", "n_images": np.int64(4)})
+    path = write_provenance(
+        tmp_path / "sub" / "provenance.json",
+        config,
+        asset_hashes=ASSETS,
+        seeds=config_seeds(config),
+        extra={"rule": "report", "n_images": np.int64(4)},
+    )
     record = json.loads(path.read_text())
     assert record["config"] == json.loads(json.dumps(config))
     assert record["seeds"] == {"seed": 0, "targets.seed": 0, "generator.random.seed": 0}
@@ -69,8 +77,12 @@ def test_dirty_flag_follows_the_work_tree(tmp_path):
 
 
 def test_non_finite_numbers_become_null_and_odd_objects_are_refused():
-    record = collect_provenance({"x": 1}, asset_hashes={}, seeds={},
-                                extra={"nan": float("nan"), "path": pathlib.Path("a/b"), "t": torch.tensor(2.5), "set": {3, 1}})
+    record = collect_provenance(
+        {"x": 1},
+        asset_hashes={},
+        seeds={},
+        extra={"nan": float("nan"), "path": pathlib.Path("a/b"), "t": torch.tensor(2.5), "set": {3, 1}},
+    )
     assert record["extra"] == {"nan": None, "path": "a/b", "t": 2.5, "set": [1, 3]}
     json.dumps(record, allow_nan=False)  # strict JSON
     with pytest.raises(TypeError, match="cannot store object values as JSON"):

@@ -1,5 +1,6 @@
 """KID realism metric (benchmarks.metrics.realism): the estimator on Gaussians, and on the committed mini generator with
 the ST-LPIPS trunk, where blurred or noised copies of its samples must read as far less realistic."""
+
 from __future__ import annotations
 
 import math
@@ -75,15 +76,18 @@ def test_kid_per_group():
 
 # ---- real perceptual trunk on the committed mini generator ----------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def stlpips():
     from fzplus.perceptual import build_perceptual
+
     return build_perceptual("stlpips-vgg")
 
 
 @pytest.fixture(scope="module")
 def mini_samples():
     from fzplus.generator import load_generator
+
     G = load_generator(ROOT / "models" / "mini" / "generator.pt").eval().requires_grad_(False)
     with torch.no_grad():
         return [G(G.sample_z(48, seed=seed)).clamp(-1, 1) for seed in (1, 2)]
@@ -116,8 +120,10 @@ def test_kid_separates_degraded_samples(stlpips, mini_samples):
     reference, fresh = mini_samples
     noised = (fresh + 0.3 * torch.randn(fresh.shape, generator=torch.Generator().manual_seed(0))).clamp(-1, 1)
     ref = realism_features(reference, stlpips)
-    scores = {name: kid(realism_features(images, stlpips), ref)
-              for name, images in (("same", fresh), ("blurred", gaussian_blur(fresh)), ("noised", noised))}
+    scores = {
+        name: kid(realism_features(images, stlpips), ref)
+        for name, images in (("same", fresh), ("blurred", gaussian_blur(fresh)), ("noised", noised))
+    }
     print("KID vs seed-1 samples:", {k: f"{v:.4g}" for k, v in scores.items()})
     assert scores["blurred"] > 0 and scores["noised"] > 0, scores
     assert abs(scores["same"]) < 0.1 * min(scores["blurred"], scores["noised"]), scores

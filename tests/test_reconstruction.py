@@ -1,4 +1,5 @@
 """Reconstruction metrics: MSE and SSIM against hand computations, the uint8 conversion, the per-image frame."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -8,8 +9,15 @@ import torch
 from PIL import Image
 from scipy.ndimage import correlate1d
 
-from benchmarks.metrics.reconstruction import (mse, read_images, reconstruction_metrics, reconstruction_metrics_from_files,
-                                       ssim, to_float, to_uint8)
+from benchmarks.metrics.reconstruction import (
+    mse,
+    read_images,
+    reconstruction_metrics,
+    reconstruction_metrics_from_files,
+    ssim,
+    to_float,
+    to_uint8,
+)
 
 C1, C2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
 
@@ -22,7 +30,7 @@ def constant_images(values, *, size: int = 16) -> np.ndarray:
 def reference_ssim(a: np.ndarray, b: np.ndarray) -> float:
     """Wang et al. SSIM written out for one uint8 [H, W, 3] pair: 11-tap Gaussian (sigma 1.5) weights
     normalised to 1, edge-repeating reflection, population moments, mean of the whole map, mean of channels."""
-    taps = np.exp(-np.arange(-5, 6) ** 2 / (2 * 1.5 ** 2))
+    taps = np.exp(-(np.arange(-5, 6) ** 2) / (2 * 1.5**2))
     taps /= taps.sum()
 
     def blur(image):
@@ -32,8 +40,8 @@ def reference_ssim(a: np.ndarray, b: np.ndarray) -> float:
     for channel in range(3):
         x, y = a[..., channel].astype(np.float64), b[..., channel].astype(np.float64)
         mx, my = blur(x), blur(y)
-        vx, vy, cxy = blur(x * x) - mx ** 2, blur(y * y) - my ** 2, blur(x * y) - mx * my
-        ssim_map = (2 * mx * my + C1) * (2 * cxy + C2) / ((mx ** 2 + my ** 2 + C1) * (vx + vy + C2))
+        vx, vy, cxy = blur(x * x) - mx**2, blur(y * y) - my**2, blur(x * y) - mx * my
+        ssim_map = (2 * mx * my + C1) * (2 * cxy + C2) / ((mx**2 + my**2 + C1) * (vx + vy + C2))
         scores.append(ssim_map.mean())
     return float(np.mean(scores))
 
@@ -52,8 +60,9 @@ def test_mse_accepts_uint8_in_either_layout():
     a, b = rng.integers(0, 256, (2, 3, 12, 12, 3), dtype=np.uint8)
     expected = ((a / 127.5 - b / 127.5) ** 2).mean(axis=(1, 2, 3))
     np.testing.assert_allclose(mse(a, b), expected, rtol=1e-6)
-    np.testing.assert_allclose(mse(torch.from_numpy(a).permute(0, 3, 1, 2), torch.from_numpy(b).permute(0, 3, 1, 2)),
-                               expected, rtol=1e-6)
+    np.testing.assert_allclose(
+        mse(torch.from_numpy(a).permute(0, 3, 1, 2), torch.from_numpy(b).permute(0, 3, 1, 2)), expected, rtol=1e-6
+    )
 
 
 def test_mse_rejects_unpaired_images():
@@ -65,9 +74,9 @@ def test_uint8_round_trip_and_rounding():
     every_value = np.arange(256, dtype=np.uint8).reshape(1, 16, 16, 1).repeat(3, axis=3)
     np.testing.assert_array_equal(to_uint8(to_float(every_value)), every_value)
     x = torch.zeros(1, 3, 2, 2)
-    x[0, 1, 0, 1] = -1 + 3 / 127.5   # -> 3 at pixel (0, 1) of channel 1
-    x[0, 0, 1, 0] = 1.2              # clipped -> 255
-    x[0, 2, 1, 1] = -1.5             # clipped -> 0
+    x[0, 1, 0, 1] = -1 + 3 / 127.5  # -> 3 at pixel (0, 1) of channel 1
+    x[0, 0, 1, 0] = 1.2  # clipped -> 255
+    x[0, 2, 1, 1] = -1.5  # clipped -> 0
     u = to_uint8(x)
     assert u.shape == (1, 2, 2, 3) and u.dtype == np.uint8
     assert u[0, 0, 1, 1] == 3 and u[0, 1, 0, 0] == 255 and u[0, 1, 1, 2] == 0
@@ -75,12 +84,15 @@ def test_uint8_round_trip_and_rounding():
     np.testing.assert_array_equal(to_uint8(torch.from_numpy(every_value).permute(0, 3, 1, 2)), every_value)
 
 
-@pytest.mark.parametrize("bad, message", [
-    (np.full((1, 3, 4, 4), 200.0), r"\[-1, 1\]"),
-    (np.zeros((1, 4, 4, 3), np.float32), r"\[N, 3, H, W\]"),
-    (np.zeros((1, 4, 4), np.uint8), r"\[N, H, W, 3\]"),
-    (np.zeros((1, 3, 4, 4), np.int64), "dtype"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (np.full((1, 3, 4, 4), 200.0), r"\[-1, 1\]"),
+        (np.zeros((1, 4, 4, 3), np.float32), r"\[N, 3, H, W\]"),
+        (np.zeros((1, 4, 4), np.uint8), r"\[N, H, W, 3\]"),
+        (np.zeros((1, 3, 4, 4), np.int64), "dtype"),
+    ],
+)
 def test_to_uint8_rejects_bad_input(bad, message):
     with pytest.raises((ValueError, TypeError), match=message):
         to_uint8(bad)
@@ -103,7 +115,7 @@ def test_ssim_of_constant_images_is_the_luminance_term(include_border):
 
 def test_ssim_is_the_plain_mean_of_the_channel_scores():
     a, b = constant_images([(100, 50, 50)]), constant_images([(160, 50, 50)])  # only R differs
-    luminance = (2 * 100 * 160 + C1) / (100 ** 2 + 160 ** 2 + C1)
+    luminance = (2 * 100 * 160 + C1) / (100**2 + 160**2 + C1)
     np.testing.assert_allclose(ssim(a, b), [(luminance + 2) / 3], rtol=1e-10)
 
 
@@ -127,8 +139,9 @@ def test_reconstruction_metrics_frame_and_perceptual_protocol():
         seen.append((x.shape, float(x.min()), float(x.max())))
         return (x - y).abs().mean(dim=(1, 2, 3))
 
-    frame = reconstruction_metrics(targets, recons, image_ids=["a", "b", "c"], space="F/Z+", perceptual=perceptual,
-                                   batch_size=2)
+    frame = reconstruction_metrics(
+        targets, recons, image_ids=["a", "b", "c"], space="F/Z+", perceptual=perceptual, batch_size=2
+    )
     assert list(frame.columns) == ["space", "image_id", "mse", "ssim", "perceptual"]
     assert frame.space.eq("F/Z+").all() and frame.image_id.tolist() == ["a", "b", "c"]
     assert [s[0][0] for s in seen] == [2, 1] and all(-1 <= lo and hi <= 1 for _, lo, hi in seen)
@@ -141,11 +154,14 @@ def test_reconstruction_metrics_frame_and_perceptual_protocol():
     assert raw.perceptual.isna().all()
 
 
-@pytest.mark.parametrize("ids, perceptual, message", [
-    (["a", "b"], None, "2 image_ids for 3 images"),
-    (["a", "a", "b"], None, "unique"),
-    (["a", "b", "c"], lambda x, y: torch.zeros(1), "one distance per image"),
-])
+@pytest.mark.parametrize(
+    "ids, perceptual, message",
+    [
+        (["a", "b"], None, "2 image_ids for 3 images"),
+        (["a", "a", "b"], None, "unique"),
+        (["a", "b", "c"], lambda x, y: torch.zeros(1), "one distance per image"),
+    ],
+)
 def test_reconstruction_metrics_errors(ids, perceptual, message):
     images = torch.zeros(3, 3, 16, 16)
     with pytest.raises(ValueError, match=message):

@@ -1,6 +1,7 @@
 """SAM and SAM w/ Z+ (spaces/_sam.py) and the landmark face parser (fzplus/faces/parsing.py): the selection
 rule on planted maps, zero residuals are the pivot, edits keep the masked regions' features, the parser's
 segments tile the image."""
+
 from __future__ import annotations
 
 import pathlib
@@ -27,7 +28,7 @@ def halves(images):
     """A planted parser: segment 0 is the top half of every image, segment 1 the bottom half."""
     n, size = images.shape[0], images.shape[-1]
     labels = torch.zeros(n, size, size, dtype=torch.long)
-    labels[:, size // 2:] = 1
+    labels[:, size // 2 :] = 1
     return FaceSegments(labels, np.ones(n, dtype=bool))
 
 
@@ -52,9 +53,11 @@ def test_selection_picks_the_last_candidate_at_or_below_tau_from_finest_to_pivot
     segments[0, 2:] = 1
     segments[0, :, 3] = 2
     # candidates finest first: [F_fine, F_mid, pivot]; per-segment planted means
-    planted = {0: [0.1, 0.2, 0.5],   # pivot too far: F_mid (the last <= tau) wins
-               1: [0.1, 0.5, 0.2],   # a gap in the middle: the pivot is the last <= tau
-               2: [0.9, 0.8, 0.7]}   # none <= tau: the finest
+    planted = {
+        0: [0.1, 0.2, 0.5],  # pivot too far: F_mid (the last <= tau) wins
+        1: [0.1, 0.5, 0.2],  # a gap in the middle: the pivot is the last <= tau
+        2: [0.9, 0.8, 0.7],
+    }  # none <= tau: the finest
     maps = torch.zeros(1, 3, 4, 4)
     for segment, values in planted.items():
         for k, v in enumerate(values):
@@ -80,7 +83,9 @@ def test_masks_are_binary_and_follow_the_map():
 @pytest.mark.parametrize("pivot", ["W+", "Z+"])
 def test_zero_residuals_render_the_pivot_exactly(generator, pivot):
     G = generator
-    codes = spaces.get(pivot).codes_for_sample(torch.randn(2, 512, generator=torch.Generator().manual_seed(3)), SpaceContext(generator=G))
+    codes = spaces.get(pivot).codes_for_sample(
+        torch.randn(2, 512, generator=torch.Generator().manual_seed(3)), SpaceContext(generator=G)
+    )
     ws = spaces.get(pivot).generator_inputs(codes, SpaceContext(generator=G)).ws
     zeros = {r: torch.zeros(2, G.synthesis.channels[r], r, r) for r in SIZES}
     ones = {r: torch.ones(2, 1, r, r) for r in SIZES}
@@ -90,7 +95,9 @@ def test_zero_residuals_render_the_pivot_exactly(generator, pivot):
 
 def sam_codes(name, generator, targets, *, steps=3, tau=0.5, pivot=None):
     settings = dict(residual_sizes=list(SIZES), steps=steps, tau=tau, parser="test-halves", lr=0.05)
-    return invert(targets, generator, name, steps=2, perceptual=None, progress=False, method_settings=settings, pivot=pivot)
+    return invert(
+        targets, generator, name, steps=2, perceptual=None, progress=False, method_settings=settings, pivot=pivot
+    )
 
 
 @pytest.mark.parametrize("name, pivot", [("SAM", "W+"), ("SAM w/ Z+", "Z+")])
@@ -108,16 +115,18 @@ def test_sam_starts_from_its_pivot_and_stores_what_it_chose(generator, targets, 
     assert torch.equal(result.losses["total"][:, :2], alone.losses["total"])
     assert result.losses["total"].shape == (2, 2 + 3)
     if pivot == "Z+":
-        assert torch.allclose(codes["z"].norm(dim=-1), torch.full((2, codes["z"].shape[1]), 512 ** 0.5), atol=1e-3)
+        assert torch.allclose(codes["z"].norm(dim=-1), torch.full((2, codes["z"].shape[1]), 512**0.5), atol=1e-3)
     # one latent per segment: the map is constant on each half (the planted parser)
     for image in codes["latent_map"]:
-        assert image[:SIZE // 2].unique().numel() == 1 and image[SIZE // 2:].unique().numel() == 1
+        assert image[: SIZE // 2].unique().numel() == 1 and image[SIZE // 2 :].unique().numel() == 1
 
 
 @pytest.mark.parametrize("name, pivot", [("SAM", "W+"), ("SAM w/ Z+", "Z+")])
 def test_sam_given_its_pivots_inversion_equals_sam_run_whole(generator, targets, name, pivot):
     whole = sam_codes(name, generator, targets)
-    reused = sam_codes(name, generator, targets, pivot=invert(targets, generator, pivot, steps=2, perceptual=None, progress=False))
+    reused = sam_codes(
+        name, generator, targets, pivot=invert(targets, generator, pivot, steps=2, perceptual=None, progress=False)
+    )
     for key in whole.codes:  # segment_distances: NaN for the segments the planted parser has not
         assert torch.allclose(reused.codes[key], whole.codes[key], rtol=0, atol=0, equal_nan=True), key
     assert torch.equal(reused.losses["total"], whole.losses["total"])
@@ -127,7 +136,7 @@ def test_alpha_zero_edit_is_the_inversion_and_edits_keep_the_chosen_regions_feat
     result = sam_codes("SAM", generator, targets, tau=10.0)  # every segment can take the pivot ...
     codes = dict(result.codes)
     codes["latent_map"] = torch.zeros_like(codes["latent_map"])  # ... but plant F16 everywhere in the top half
-    codes["latent_map"][:, SIZE // 2:] = 2
+    codes["latent_map"][:, SIZE // 2 :] = 2
     space = spaces.get("SAM")
     direction = torch.randn(512, generator=torch.Generator().manual_seed(5))
     same = render(edit(codes, space, generator, direction, 0.0), generator, space)
@@ -155,7 +164,10 @@ def test_default_residual_sizes_are_sams_where_the_generator_has_them():
     defaults = SAMSettings()
     assert defaults.sizes_for(fake(1024)) == (16, 32, 64, 128)  # SAM's own
     assert defaults.sizes_for(fake(64)) == (16, 32) and defaults.sizes_for(fake(16)) == (8,)
-    assert settings_from(SAMSettings, what="inversion.sam", values={"residual_sizes": [32, 8]}).sizes_for(fake(64)) == (8, 32)
+    assert settings_from(SAMSettings, what="inversion.sam", values={"residual_sizes": [32, 8]}).sizes_for(fake(64)) == (
+        8,
+        32,
+    )
 
 
 def test_unknown_settings_and_bad_sizes_are_refused(generator, targets):
@@ -172,11 +184,23 @@ def test_drawn_segments_tile_the_image_with_every_part():
     rng = np.random.default_rng(0)
     jaw = np.stack([np.linspace(12, 52, 17), 30 + 22 * np.sin(np.linspace(0, np.pi, 17))], 1)
     brows = np.stack([np.r_[np.linspace(16, 28, 5), np.linspace(36, 48, 5)], np.full(10, 20.0)], 1)
-    nose = np.stack([np.r_[np.full(4, 32.0), np.linspace(27, 37, 5)], np.r_[np.linspace(24, 36, 4), np.full(5, 38.0)]], 1)
-    eye = lambda cx: np.stack([cx + 5 * np.cos(np.linspace(0, 2 * np.pi, 6, endpoint=False)),  # noqa: E731
-                               26 + 2.5 * np.sin(np.linspace(0, 2 * np.pi, 6, endpoint=False))], 1)
-    mouth = np.stack([32 + 9 * np.cos(np.linspace(0, 2 * np.pi, 20, endpoint=False)),
-                      46 + 3 * np.sin(np.linspace(0, 2 * np.pi, 20, endpoint=False))], 1)
+    nose = np.stack(
+        [np.r_[np.full(4, 32.0), np.linspace(27, 37, 5)], np.r_[np.linspace(24, 36, 4), np.full(5, 38.0)]], 1
+    )
+    eye = lambda cx: np.stack(
+        [
+            cx + 5 * np.cos(np.linspace(0, 2 * np.pi, 6, endpoint=False)),  # noqa: E731
+            26 + 2.5 * np.sin(np.linspace(0, 2 * np.pi, 6, endpoint=False)),
+        ],
+        1,
+    )
+    mouth = np.stack(
+        [
+            32 + 9 * np.cos(np.linspace(0, 2 * np.pi, 20, endpoint=False)),
+            46 + 3 * np.sin(np.linspace(0, 2 * np.pi, 20, endpoint=False)),
+        ],
+        1,
+    )
     points = np.concatenate([jaw, brows, nose, eye(22), eye(42), mouth]) + rng.normal(0, 0.1, (68, 2))
     labels = draw_segments(points, 64)
     assert labels.shape == (64, 64) and labels.dtype == np.uint8
@@ -214,9 +238,11 @@ def test_the_perceptual_map_is_where_the_distance_comes_from(targets):
     distance_map = net.distance_map(x, net.features(targets))
     assert distance_map.shape == (2, SIZE, SIZE) and (distance_map >= 0).all()
     whole = net.distance_to_features(x, net.features(targets))
-    assert torch.allclose(distance_map.mean(dim=(1, 2)), whole, rtol=0.05)  # bilinear upsampling keeps the mean but at the edges
+    assert torch.allclose(
+        distance_map.mean(dim=(1, 2)), whole, rtol=0.05
+    )  # bilinear upsampling keeps the mean but at the edges
     changed = x.clone()
     changed[:, :, :, : SIZE // 2] = targets[:, :, :, : SIZE // 2]  # left half made identical to the target
     losses = ImageLosses(targets, net, SIZE)
     half = losses.maps(changed, torch.arange(2))
-    assert half[:, :, : SIZE // 4].mean() < 0.2 * half[:, :, -SIZE // 4:].mean()
+    assert half[:, :, : SIZE // 4].mean() < 0.2 * half[:, :, -SIZE // 4 :].mean()

@@ -1,4 +1,5 @@
 """Metric floors and ceilings: reference images, and the flag on metrics that cannot tell a face from gray."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -8,8 +9,14 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks.metrics.identity import IdentityBackend, identity_similarity
-from benchmarks.metrics.sanity import (REFERENCES, derangement, informative_check, reference_images, reference_scores,
-                               set_metric_informative)
+from benchmarks.metrics.sanity import (
+    REFERENCES,
+    derangement,
+    informative_check,
+    reference_images,
+    reference_scores,
+    set_metric_informative,
+)
 
 N, R = 12, 32
 IDS = [f"img{i:02d}" for i in range(N)]
@@ -39,22 +46,26 @@ def mse(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
 class BrightnessBackend(IdentityBackend):
     """Identity-like backend whose embedding is a constant plus a little mean colour: a gray image, another
     person and the reconstruction all get a cosine of about 1, as with a detector that finds a face anywhere."""
+
     name, on_undetected = "toy-brightness", "full-frame"
 
     def embed(self, images):
         x = torch.as_tensor(images).double()
-        return torch.cat([torch.ones(len(x), 1, dtype=torch.float64), 0.2 * x.mean((2, 3))], 1).numpy(), \
-            np.ones(len(x), bool)
+        return torch.cat([torch.ones(len(x), 1, dtype=torch.float64), 0.2 * x.mean((2, 3))], 1).numpy(), np.ones(
+            len(x), bool
+        )
 
 
 class PixelBackend(IdentityBackend):
     """Identity-like backend whose embedding is the pixels (scaled so that distance**2 is the MSE)."""
+
     name, on_undetected = "toy-pixels", "full-frame"
 
     def embed(self, images):
         x = torch.as_tensor(images).double().flatten(1)
-        return torch.cat([x / np.sqrt(x.shape[1]), torch.ones(len(x), 1, dtype=torch.float64)], 1).numpy(), \
-            np.ones(len(x), bool)
+        return torch.cat([x / np.sqrt(x.shape[1]), torch.ones(len(x), 1, dtype=torch.float64)], 1).numpy(), np.ones(
+            len(x), bool
+        )
 
 
 def test_reference_shapes_ranges_and_determinism():
@@ -130,12 +141,12 @@ def test_identity_like_backend_that_scores_gray_like_a_face_is_flagged():
 
 def test_pixel_backend_that_sees_the_face_is_passed():
     images, recon = toy_faces(), toy_recon(toy_faces())
-    score = identity_scorer(PixelBackend(), "distance", lambda d: np.exp(-5.0 * d ** 2))
+    score = identity_scorer(PixelBackend(), "distance", lambda d: np.exp(-5.0 * d**2))
     table = reference_scores(score, images, image_ids=IDS)
     check = informative_check(pd.Series(score(images, recon), index=IDS), table, better="higher")
     assert check["informative"] is True, check["reason"]
     assert check["reason"] == "reconstructions score clearly above the floor"
-    assert check["best_floor"] == "blur" and check["sign_test_p"] == pytest.approx(0.5 ** N)
+    assert check["best_floor"] == "blur" and check["sign_test_p"] == pytest.approx(0.5**N)
     assert check["recon_median"] > check["best_floor_median"] and check["separation"] >= 0.25
 
 
@@ -155,8 +166,14 @@ def test_lower_is_better_orientation_and_original_units():
 
 def hand_frame(n: int = 10) -> pd.DataFrame:
     ids = [f"i{k}" for k in range(n)]
-    return pd.DataFrame(dict(reference=["f"] * n + ["c"] * n, kind=["floor"] * n + ["ceiling"] * n,
-                             image_id=ids * 2, value=[0.5] * n + [1.0] * n))
+    return pd.DataFrame(
+        dict(
+            reference=["f"] * n + ["c"] * n,
+            kind=["floor"] * n + ["ceiling"] * n,
+            image_id=ids * 2,
+            value=[0.5] * n + [1.0] * n,
+        )
+    )
 
 
 def test_each_condition_can_fail_and_nans_are_dropped():
@@ -170,7 +187,7 @@ def test_each_condition_can_fail_and_nans_are_dropped():
     flat = table.assign(value=0.5)
     assert "ceiling" in informative_check(np.full(10, 0.9), flat, better="higher")["reason"]
     with_nans = informative_check(np.array([np.nan, np.nan] + [0.9] * 8), table, better="higher")
-    assert with_nans["informative"] is True and with_nans["sign_test_p"] == pytest.approx(0.5 ** 8)
+    assert with_nans["informative"] is True and with_nans["sign_test_p"] == pytest.approx(0.5**8)
     lonely = informative_check(np.array([0.9] + [np.nan] * 9), table, better="higher")
     assert lonely["informative"] is False and "fewer than 2" in lonely["reason"]
 

@@ -7,6 +7,7 @@ local run with one space's outputs (its inversion, in-domain inversion and edits
 and has the cluster make the tables again: three rules of the spaces group and the two table rules of the
 report group, as separate SLURM jobs. Every table must be byte-identical to the local run's.
 """
+
 from __future__ import annotations
 
 import os
@@ -46,7 +47,9 @@ def slurm():
 def test_ci_profile_through_slurm_gives_the_local_runs_tables(slurm, ci_run, tmp_path):
     local_workdir, local = ci_run
     workdir = tmp_path / "ci"
-    shutil.copytree(local_workdir, workdir, symlinks=True)  # copy2: modification times kept, so nothing else is outdated
+    shutil.copytree(
+        local_workdir, workdir, symlinks=True
+    )  # copy2: modification times kept, so nothing else is outdated
     remote = workdir / "results" / "ci"
     tables = sorted(p.name for p in (local / "tables").glob("*.csv"))
     for folder in ("tables", "inversion/f_z_plus", "ground_truth/inversion/f_z_plus", "edits/f_z_plus"):
@@ -59,7 +62,11 @@ def test_ci_profile_through_slurm_gives_the_local_runs_tables(slurm, ci_run, tmp
     for rule in ("invert", "invert_ground_truth", "edit", "tables", "editing_tables"):
         assert f"rule {rule}:" in log, f"rule {rule} did not run on the cluster"
     assert len(tables) >= 10 and tables == sorted(p.name for p in (remote / "tables").glob("*.csv"))
-    differing = [name for name in tables if (local / "tables" / name).read_bytes() != (remote / "tables" / name).read_bytes()]
+    differing = [
+        name for name in tables if (local / "tables" / name).read_bytes() != (remote / "tables" / name).read_bytes()
+    ]
     assert not differing, f"tables differ between the local and the SLURM run: {differing}"
     assert (remote / "inversion" / "f_z_plus" / "codes.pt").stat().st_size > 0
-    assert cluster("start").stdout.startswith("local_slurm: already running")  # idempotent: a running cluster is left alone
+    assert cluster("start").stdout.startswith(
+        "local_slurm: already running"
+    )  # idempotent: a running cluster is left alone

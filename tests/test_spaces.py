@@ -1,4 +1,5 @@
 """Latent-space plugins: registry, contract checks, per-space behaviour, P_N statistics."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -18,7 +19,13 @@ from fzplus.pn_stats import PNStats, activate_p, compute_pn_stats, deactivate_w,
 from spaces.base import LatentSpace, RegistrationError, SpaceContext, retract_to_sphere
 
 PAPER_SPACES = {"Z", "Z+", "W", "W+", "W+(P_N)", "S", "F/Z", "F/Z+", "F/W", "F/W+", "F/W+(P_N)", "F/S"}
-METHODS = {"PTI", "PTI w/ Z+", "IDInvert", "SAM", "SAM w/ Z+"}  # methods built on a space (spaces/_tuning.py, spaces/idinvert.py, spaces/_sam.py)
+METHODS = {
+    "PTI",
+    "PTI w/ Z+",
+    "IDInvert",
+    "SAM",
+    "SAM w/ Z+",
+}  # methods built on a space (spaces/_tuning.py, spaces/idinvert.py, spaces/_sam.py)
 Z_TYPE = ("Z", "Z+", "F/Z", "F/Z+")
 BASE = 16
 
@@ -49,7 +56,9 @@ def import_package_copy(tmp_path, package_name: str, extra_files: dict[str, str]
     shutil.copytree(pathlib.Path(spaces.__file__).parent, target, ignore=shutil.ignore_patterns("__pycache__"))
     for name, text in extra_files.items():
         (target / name).write_text(text)
-    spec = importlib.util.spec_from_file_location(package_name, target / "__init__.py", submodule_search_locations=[str(target)])
+    spec = importlib.util.spec_from_file_location(
+        package_name, target / "__init__.py", submodule_search_locations=[str(target)]
+    )
     module = importlib.util.module_from_spec(spec)
     sys.modules[package_name] = module
     spec.loader.exec_module(module)
@@ -88,7 +97,9 @@ def test_a_new_plugin_file_is_discovered_without_other_edits(package_copy):
 def test_duplicate_name_in_a_plugin_file_is_a_clear_error(package_copy):
     duplicate = THROWAWAY.replace('name="Throwaway"', 'name="F/Z+"')
     copy = package_copy("spaces_copy_duplicate", {"zz_duplicate.py": duplicate})
-    with pytest.raises(copy.RegistrationError, match=r"zz_duplicate\.py.*'F/Z\+' is already registered by .*f_z_plus\.py"):
+    with pytest.raises(
+        copy.RegistrationError, match=r"zz_duplicate\.py.*'F/Z\+' is already registered by .*f_z_plus\.py"
+    ):
         copy.names()
 
 
@@ -206,7 +217,9 @@ def test_truncation_applies_where_the_authors_apply_it(tiny_generator):
         codes[key] = codes[key] + 0.5 * torch.randn_like(codes[key])  # move off w_avg, where psi has no effect
         plain = space.render(codes, ctx_for(G, space, **pn))
         truncated = space.render(codes, ctx_for(G, space, truncation_psi=0.7, truncation_cutoff=8, **pn))
-        assert space.applies_truncation == (name in Z_TYPE or name in ("W", "F/W", "PTI", "PTI w/ Z+", "SAM w/ Z+")), name  # the pivots W, Z+
+        assert space.applies_truncation == (name in Z_TYPE or name in ("W", "F/W", "PTI", "PTI w/ Z+", "SAM w/ Z+")), (
+            name
+        )  # the pivots W, Z+
         assert torch.equal(plain, truncated) != space.applies_truncation, name
 
 
@@ -245,7 +258,9 @@ def test_whitening_the_fitting_samples_is_exact(tiny_generator):
 
 def test_whitening_fresh_codes_gives_zero_mean_and_identity_covariance(tiny_generator):
     n = 20_000
-    stats = compute_pn_stats(tiny_generator, num_samples=n, seed=0, batch_size=10_000, variance_floor=0.0, progress=False)
+    stats = compute_pn_stats(
+        tiny_generator, num_samples=n, seed=0, batch_size=10_000, variance_floor=0.0, progress=False
+    )
     fresh = torch.cat(list(sample_p(tiny_generator, num_samples=n, seed=1, batch_size=10_000, progress=False))).double()
     y = stats.whiten(activate_p(fresh))
     # Both the fit and the fresh sample are n draws in d = 512 dimensions. A sample covariance of n draws
@@ -282,8 +297,12 @@ def test_pn_stats_save_load_roundtrip_is_atomic_and_checked(tiny_generator, tmp_
 
 
 def test_variance_floor_raises_only_the_small_eigenvalues_and_the_start_whitens_to_zero(tiny_generator):
-    exact = compute_pn_stats(tiny_generator, num_samples=2048, seed=0, batch_size=1024, variance_floor=0.0, progress=False)
-    floored = PNStats(exact.mean, exact.eigenvalues, exact.eigenvectors, exact.num_samples, exact.seed, variance_floor=1e-3)
+    exact = compute_pn_stats(
+        tiny_generator, num_samples=2048, seed=0, batch_size=1024, variance_floor=0.0, progress=False
+    )
+    floored = PNStats(
+        exact.mean, exact.eigenvalues, exact.eigenvectors, exact.num_samples, exact.seed, variance_floor=1e-3
+    )
     floor = 1e-3 * float(exact.eigenvalues.max())
     kept = exact.eigenvalues >= floor
     assert 0 < int(kept.sum()) < 512  # this generator's W is degenerate too

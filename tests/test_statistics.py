@@ -1,4 +1,5 @@
 """Non-inferiority tests: p-values and bounds against hand computations, for both metric directions."""
+
 from __future__ import annotations
 
 import itertools
@@ -71,8 +72,9 @@ def test_wilcoxon_p_value_and_hodges_lehmann_bound_by_enumeration():
     reference = rng.uniform(0.6, 0.8, 12)
     candidate = reference + rng.normal(0.01, 0.02, 12)  # SSIM-like, higher is better
     margin = 0.005
-    result = non_inferiority_test(candidate, reference, better="higher", margin=margin, test="wilcoxon",
-                                  confidence=0.95)
+    result = non_inferiority_test(
+        candidate, reference, better="higher", margin=margin, test="wilcoxon", confidence=0.95
+    )
     d = candidate - reference
     assert result.test == "wilcoxon"
     assert result.p_value == pytest.approx(exact_signed_rank_p(d + margin), rel=1e-9)
@@ -104,15 +106,22 @@ def long_frame():
     for image in range(20):
         base_mse, base_ssim = rng.uniform(0.01, 0.03), rng.uniform(0.6, 0.8)
         for space, shift in (("F/Z+", 0.0), ("F/W+(P_N)", 0.001), ("W+", 0.01)):
-            rows.append(dict(space=space, image=f"{image:06d}.jpg", mse=base_mse + shift + rng.normal(0, 5e-4),
-                             ssim=base_ssim - 10 * shift + rng.normal(0, 5e-3)))
+            rows.append(
+                dict(
+                    space=space,
+                    image=f"{image:06d}.jpg",
+                    mse=base_mse + shift + rng.normal(0, 5e-4),
+                    ssim=base_ssim - 10 * shift + rng.normal(0, 5e-3),
+                )
+            )
     return pd.DataFrame(rows).sample(frac=1.0, random_state=0)  # pairing must not rely on row order
 
 
 def test_table_pairs_images_and_matches_single_tests():
     frame = long_frame()
-    table = non_inferiority_table(frame, [("F/Z+", "F/W+(P_N)", "mse"), ("F/Z+", "F/W+(P_N)", "ssim"),
-                                          ("W+", "F/Z+", "mse")], margin=1e-8)
+    table = non_inferiority_table(
+        frame, [("F/Z+", "F/W+(P_N)", "mse"), ("F/Z+", "F/W+(P_N)", "ssim"), ("W+", "F/Z+", "mse")], margin=1e-8
+    )
     assert list(table.metric) == ["mse", "ssim", "mse"] and list(table.better) == ["lower", "higher", "lower"]
     by_image = frame.set_index(["space", "image"]).sort_index()
     c, r = by_image.loc["F/Z+", "ssim"], by_image.loc["F/W+(P_N)", "ssim"]
@@ -124,8 +133,9 @@ def test_table_pairs_images_and_matches_single_tests():
 def test_table_errors_name_the_problem():
     frame = long_frame()
     with pytest.raises(ValueError, match="not in both"):
-        non_inferiority_table(frame[~((frame.space == "F/Z+") & (frame.image == "000003.jpg"))],
-                              [("F/Z+", "F/W+(P_N)", "mse")])
+        non_inferiority_table(
+            frame[~((frame.space == "F/Z+") & (frame.image == "000003.jpg"))], [("F/Z+", "F/W+(P_N)", "mse")]
+        )
     with pytest.raises(ValueError, match="repeated"):
         non_inferiority_table(pd.concat([frame, frame.iloc[:1]]), [("F/Z+", "F/W+(P_N)", "mse")])
     with pytest.raises(ValueError, match="no rows for space 'Z'"):

@@ -1,4 +1,5 @@
 """benchmarks.studies.step_convergence: two runs that differ in inversion steps, compared side by side."""
+
 from __future__ import annotations
 
 import pandas as pd
@@ -10,28 +11,50 @@ SPACES = {"F/Z+": "f_z_plus", "F/W+(P_N)": "f_w_plus_pn", "W+": "w_plus"}
 
 
 def write_run(root, *, steps: int, mse: dict, p_mse: float, identity: dict):
-    for name, slug in SPACES.items():
+    for slug in SPACES.values():
         folder = root / "inversion" / slug
         folder.mkdir(parents=True)
         total = [1.0 / (1 + s) for s in range(steps)]  # still falling: the last 10 % of steps lose 1 - t[-1]/t[-1-tail]
         pd.DataFrame(dict(image_id="a", step=range(steps), total=total, mse=total, perceptual=0.0, reg=0.0)).to_csv(
-            folder / "losses.csv", index=False)
+            folder / "losses.csv", index=False
+        )
     tables = root / "tables"
     tables.mkdir()
-    pd.DataFrame([dict(space=n, n=2, mse_mean=mse[n], mse_sd=0, ssim_mean=0.5, ssim_sd=0, perceptual_mean=0.1, perceptual_sd=0)
-                  for n in SPACES]).to_csv(tables / "table1.csv", index=False)
-    pd.DataFrame([dict(candidate="F/Z+", reference="F/W+(P_N)", metric="mse", p_value=p_mse, non_inferior=p_mse < 0.05)]).to_csv(
-        tables / "noninferiority.csv", index=False)
-    pd.DataFrame([dict(space=n, family="all", mean_similarity=identity[n]) for n in SPACES]).to_csv(tables / "identity.csv", index=False)
+    pd.DataFrame(
+        [
+            dict(
+                space=n, n=2, mse_mean=mse[n], mse_sd=0, ssim_mean=0.5, ssim_sd=0, perceptual_mean=0.1, perceptual_sd=0
+            )
+            for n in SPACES
+        ]
+    ).to_csv(tables / "table1.csv", index=False)
+    pd.DataFrame(
+        [dict(candidate="F/Z+", reference="F/W+(P_N)", metric="mse", p_value=p_mse, non_inferior=p_mse < 0.05)]
+    ).to_csv(tables / "noninferiority.csv", index=False)
+    pd.DataFrame([dict(space=n, family="all", mean_similarity=identity[n]) for n in SPACES]).to_csv(
+        tables / "identity.csv", index=False
+    )
 
 
 def test_agreeing_runs_report_the_same_ranking_and_verdicts(tmp_path):
-    write_run(tmp_path / "a", steps=10, mse={"F/Z+": 0.1, "F/W+(P_N)": 0.2, "W+": 0.3}, p_mse=0.01,
-              identity={"F/Z+": 0.9, "F/W+(P_N)": 0.8, "W+": 0.7})
-    write_run(tmp_path / "b", steps=40, mse={"F/Z+": 0.05, "F/W+(P_N)": 0.1, "W+": 0.2}, p_mse=0.001,
-              identity={"F/Z+": 0.95, "F/W+(P_N)": 0.85, "W+": 0.7})
+    write_run(
+        tmp_path / "a",
+        steps=10,
+        mse={"F/Z+": 0.1, "F/W+(P_N)": 0.2, "W+": 0.3},
+        p_mse=0.01,
+        identity={"F/Z+": 0.9, "F/W+(P_N)": 0.8, "W+": 0.7},
+    )
+    write_run(
+        tmp_path / "b",
+        steps=40,
+        mse={"F/Z+": 0.05, "F/W+(P_N)": 0.1, "W+": 0.2},
+        p_mse=0.001,
+        identity={"F/Z+": 0.95, "F/W+(P_N)": 0.85, "W+": 0.7},
+    )
     per_space, verdicts, facts = compare_runs(tmp_path / "a", tmp_path / "b")
-    assert facts == dict(steps=(10, 40), kendall_tau_mse_rank=pytest.approx(1.0), same_mse_ranking=True, same_verdicts=True)
+    assert facts == dict(
+        steps=(10, 40), kendall_tau_mse_rank=pytest.approx(1.0), same_mse_ranking=True, same_verdicts=True
+    )
     row = per_space.set_index("space").loc["F/Z+"]
     assert row["mse@10"] == 0.1 and row["mse@40"] == 0.05
     assert row["loss_fall_last10%@10"] == pytest.approx(1 - (1 / 10) / (1 / 9))
@@ -39,10 +62,20 @@ def test_agreeing_runs_report_the_same_ranking_and_verdicts(tmp_path):
 
 
 def test_a_flipped_verdict_and_ranking_are_reported(tmp_path):
-    write_run(tmp_path / "a", steps=10, mse={"F/Z+": 0.1, "F/W+(P_N)": 0.2, "W+": 0.3}, p_mse=0.2,
-              identity={"F/Z+": 0.7, "F/W+(P_N)": 0.8, "W+": 0.7})
-    write_run(tmp_path / "b", steps=40, mse={"F/Z+": 0.3, "F/W+(P_N)": 0.2, "W+": 0.1}, p_mse=0.001,
-              identity={"F/Z+": 0.9, "F/W+(P_N)": 0.8, "W+": 0.7})
+    write_run(
+        tmp_path / "a",
+        steps=10,
+        mse={"F/Z+": 0.1, "F/W+(P_N)": 0.2, "W+": 0.3},
+        p_mse=0.2,
+        identity={"F/Z+": 0.7, "F/W+(P_N)": 0.8, "W+": 0.7},
+    )
+    write_run(
+        tmp_path / "b",
+        steps=40,
+        mse={"F/Z+": 0.3, "F/W+(P_N)": 0.2, "W+": 0.1},
+        p_mse=0.001,
+        identity={"F/Z+": 0.9, "F/W+(P_N)": 0.8, "W+": 0.7},
+    )
     _, verdicts, facts = compare_runs(tmp_path / "a", tmp_path / "b")
     assert not facts["same_mse_ranking"] and not facts["same_verdicts"]
     assert facts["kendall_tau_mse_rank"] == pytest.approx(-1.0)

@@ -1,20 +1,43 @@
 """Tables: Table 1 statistics and order, markdown/HTML rendering, identity table counts, non-inferiority
 rendering, atomic writers and CSV collection."""
+
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from benchmarks.report.tables import (
+    ALL_FAMILIES,
+    PAPER_SPACE_ORDER,
+    collect_csvs,
+    identity_table,
+    noninferiority_markdown,
+    order_spaces,
+    table1,
+    table1_display,
+    to_html,
+    to_markdown,
+    write_table,
+)
 from benchmarks.statistics.noninferiority import non_inferiority_table
-from benchmarks.report.tables import (ALL_FAMILIES, PAPER_SPACE_ORDER, collect_csvs, identity_table, noninferiority_markdown,
-                               order_spaces, table1, table1_display, to_html, to_markdown, write_table)
 
 
 def planted_metrics(spaces=("F/Z+", "Z", "NEW", "F/W+(P_N)", "W+"), *, n: int = 6, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
-    return pd.DataFrame([dict(space=s, image_id=f"img{i}", mse=rng.uniform(0, 0.2), ssim=rng.uniform(0.5, 0.9),
-                              perceptual=rng.uniform(0.1, 0.6)) for s in spaces for i in range(n)])
+    return pd.DataFrame(
+        [
+            dict(
+                space=s,
+                image_id=f"img{i}",
+                mse=rng.uniform(0, 0.2),
+                ssim=rng.uniform(0.5, 0.9),
+                perceptual=rng.uniform(0.1, 0.6),
+            )
+            for s in spaces
+            for i in range(n)
+        ]
+    )
 
 
 def test_table1_statistics_and_paper_order():
@@ -81,12 +104,22 @@ def planted_identity() -> pd.DataFrame:
             for direction in ("d0", "d1"):
                 for image_id in ("a", "b", "c"):
                     for alpha in (-2.0, 0.0, 2.0):
-                        rows.append(dict(space=space, family=family, direction=direction, image_id=image_id,
-                                         alpha=alpha, similarity=base - 0.1 * abs(alpha), distance=0.0,
-                                         target_detected=True, edited_detected=True))
+                        rows.append(
+                            dict(
+                                space=space,
+                                family=family,
+                                direction=direction,
+                                image_id=image_id,
+                                alpha=alpha,
+                                similarity=base - 0.1 * abs(alpha),
+                                distance=0.0,
+                                target_detected=True,
+                                edited_detected=True,
+                            )
+                        )
     frame = pd.DataFrame(rows)
     zp = frame.space == "F/Z+"
-    frame.loc[zp & (frame.image_id == "b"), "target_detected"] = False           # one target image
+    frame.loc[zp & (frame.image_id == "b"), "target_detected"] = False  # one target image
     frame.loc[zp & (frame.family == "random") & (frame.alpha == 2.0), "edited_detected"] = False  # 6 edits
     frame.loc[zp & (frame.family == "random") & (frame.alpha == 2.0) & (frame.image_id == "c"), "similarity"] = np.nan
     return frame
@@ -107,8 +140,13 @@ def test_identity_table_means_and_undetected_counts():
 
 def test_noninferiority_markdown_names_test_and_margin():
     metrics = planted_metrics(("F/Z+", "F/W+(P_N)"), n=8)
-    result = non_inferiority_table(metrics, [("F/Z+", "F/W+(P_N)", "mse"), ("F/Z+", "F/W+(P_N)", "ssim")],
-                                   margin=1e-8, test="wilcoxon", image_column="image_id")
+    result = non_inferiority_table(
+        metrics,
+        [("F/Z+", "F/W+(P_N)", "mse"), ("F/Z+", "F/W+(P_N)", "ssim")],
+        margin=1e-8,
+        test="wilcoxon",
+        image_column="image_id",
+    )
     text = noninferiority_markdown(result)
     caption, table = text.split("\n\n", 1)
     assert "wilcoxon" in caption and "margin 1e-08" in caption and "confidence 0.95" in caption
@@ -138,11 +176,14 @@ def test_write_table_and_collect(tmp_path):
 def test_edit_strength_table_averages_per_family_and_domain_and_takes_the_ratio():
     from benchmarks.report.tables import edit_strength_table
 
-    directions = pd.DataFrame(dict(
-        method=["ganspace", "ganspace", "ganspace", "interfacegan-released", "interfacegan"],
-        domain=["Z", "Z", "W", "Z", "W"],
-        direction=["pc1", "pc2", "pc1", "smile", "smile"],
-        image_distance_per_unit=[0.2, 0.4, 0.1, 0.05, 0.1]))
+    directions = pd.DataFrame(
+        dict(
+            method=["ganspace", "ganspace", "ganspace", "interfacegan-released", "interfacegan"],
+            domain=["Z", "Z", "W", "Z", "W"],
+            direction=["pc1", "pc2", "pc1", "smile", "smile"],
+            image_distance_per_unit=[0.2, 0.4, 0.1, 0.05, 0.1],
+        )
+    )
     table = edit_strength_table(directions).set_index("family")
     assert table.loc["ganspace", "z_image_distance_per_unit"] == pytest.approx(0.3)
     assert table.loc["ganspace", "z_over_w"] == pytest.approx(3.0)

@@ -1,4 +1,5 @@
 """Target preparation: deterministic sampling, RGB conversions that are said, bad inputs that name the file."""
+
 from __future__ import annotations
 
 import hashlib
@@ -16,8 +17,8 @@ from fzplus.targets import (
     TargetImageError,
     centre_crop,
     list_images,
-    read_prepared_targets,
     prepare_targets,
+    read_prepared_targets,
     sample_images,
 )
 
@@ -39,12 +40,12 @@ def convertible(tmp_path):
     """Images that are usable, some after a conversion to RGB."""
     folder = tmp_path / "good"
     save(folder, "000100.png", Image.fromarray(rgb(seed=1)))
-    save(folder, "gray.png", Image.fromarray(rgb(seed=2)[..., 0]))                   # L
+    save(folder, "gray.png", Image.fromarray(rgb(seed=2)[..., 0]))  # L
     opaque = np.concatenate([rgb(seed=3), np.full((80, 80, 1), 255, np.uint8)], axis=2)
-    save(folder, "opaque.png", Image.fromarray(opaque))                                # RGBA, alpha all 255
-    save(folder, "palette.png", Image.fromarray(rgb(seed=4)).quantize(colors=16))      # P
+    save(folder, "opaque.png", Image.fromarray(opaque))  # RGBA, alpha all 255
+    save(folder, "palette.png", Image.fromarray(rgb(seed=4)).quantize(colors=16))  # P
     sixteen = (np.arange(80 * 80, dtype=np.uint32).reshape(80, 80) * 10).astype(np.uint16)
-    save(folder, "sixteen.png", Image.fromarray(sixteen))                              # 16-bit grayscale
+    save(folder, "sixteen.png", Image.fromarray(sixteen))  # 16-bit grayscale
     save(folder, "photo.JPG", Image.fromarray(rgb(seed=5)), quality=95)
     (folder / "notes.txt").write_text("not an image")
     return folder
@@ -104,7 +105,10 @@ def test_crop_keeps_the_centred_square_before_resizing(tmp_path):
     prepare_targets(tmp_path / "src", tmp_path / "cropped", resolution=R, crop=0.4)  # 32 px kept: no resize
     _, images = read_prepared_targets(tmp_path / "cropped")
     assert torch.equal(images[0], torch.from_numpy(source[24:56, 24:56]).permute(2, 0, 1).float() / 127.5 - 1)
-    with pytest.raises(TargetImageError, match=r"x\.png: is 80x80 \(its centre crop of 0\.3, 24 px\), smaller than the generator resolution"):
+    with pytest.raises(
+        TargetImageError,
+        match=r"x\.png: is 80x80 \(its centre crop of 0\.3, 24 px\), smaller than the generator resolution",
+    ):
         prepare_targets(tmp_path / "src", tmp_path / "too_small", resolution=R, crop=0.3)
     with pytest.raises(ValueError, match=r"crop must be in \(0, 1\]"):
         centre_crop(source, crop=1.5)
@@ -117,12 +121,22 @@ def test_constant_image_keeps_its_colour(tmp_path):
         assert np.all(np.asarray(img) == np.array([200, 30, 90], np.uint8))
 
 
-@pytest.mark.parametrize("name, make, fragments", [
-    ("translucent.png", lambda: Image.fromarray(np.concatenate([rgb(), np.full((80, 80, 1), 128, np.uint8)], axis=2)),
-     ["transparent pixels", "flatten"]),
-    ("wide.png", lambda: Image.fromarray(rgb(size=(80, 60))), ["80x60", "not square", "targets.align: ffhq"]),
-    ("tiny.png", lambda: Image.fromarray(rgb(size=(16, 16))), ["16x16", "smaller than the generator resolution 32x32"]),
-])
+@pytest.mark.parametrize(
+    "name, make, fragments",
+    [
+        (
+            "translucent.png",
+            lambda: Image.fromarray(np.concatenate([rgb(), np.full((80, 80, 1), 128, np.uint8)], axis=2)),
+            ["transparent pixels", "flatten"],
+        ),
+        ("wide.png", lambda: Image.fromarray(rgb(size=(80, 60))), ["80x60", "not square", "targets.align: ffhq"]),
+        (
+            "tiny.png",
+            lambda: Image.fromarray(rgb(size=(16, 16))),
+            ["16x16", "smaller than the generator resolution 32x32"],
+        ),
+    ],
+)
 def test_unusable_image_is_an_error_naming_the_file(tmp_path, name, make, fragments):
     folder = tmp_path / "src"
     save(folder, "fine.png", Image.fromarray(rgb()))

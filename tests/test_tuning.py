@@ -1,5 +1,6 @@
 """Pivotal tuning (PTI and PTI w/ Z+, spaces/_tuning.py): the batched tuning equals PTI's loop run per image,
 tuning improves on its pivot, edits keep the tuned weights, storage is float16."""
+
 from __future__ import annotations
 
 import pytest
@@ -44,9 +45,11 @@ def test_tuned_synthesis_with_zero_delta_is_the_generator(generator):
 
 def pixel_losses(targets):
     """image_losses with an L1 distance standing in for the perceptual one (float64-capable)."""
+
     def losses(images, index):
         diff = images - targets[index]
         return diff.square().flatten(1).mean(1), diff.abs().flatten(1).mean(1)
+
     return losses
 
 
@@ -58,7 +61,9 @@ def test_batched_tuning_equals_ptis_loop_for_each_image_alone(targets, pivot):
     # test sees is any real coupling between images (shared moments, a mean instead of a sum, a wrong stop).
     G = make_tiny_generator(resolution=16).double()
     x = torch.nn.functional.avg_pool2d(targets, 2).double()
-    space = TunedSpace(name="t", slug="t", pivot=spaces.get(pivot), description="float64 deltas", stored_dtype=torch.float64)
+    space = TunedSpace(
+        name="t", slug="t", pivot=spaces.get(pivot), description="float64 deltas", stored_dtype=torch.float64
+    )
     codes = invert(x, G, pivot, steps=3, perceptual=None, progress=False).codes
     ctx = SpaceContext(generator=G)
     losses = pixel_losses(x)
@@ -80,8 +85,16 @@ def test_batched_tuning_equals_ptis_loop_for_each_image_alone(targets, pivot):
 @pytest.mark.parametrize("name, pivot", [("PTI", "W"), ("PTI w/ Z+", "Z+")])
 def test_tuning_lowers_mse_below_the_pivots_on_every_image(generator, targets, stlpips, name, pivot):
     base = pivots(targets, generator, stlpips, pivot)
-    tuned = invert(targets, generator, name, steps=3, perceptual=stlpips, perceptual_size=SIZE, progress=False,
-                   method_settings=dict(steps=10, lr=1e-3, stop_at=0.0))
+    tuned = invert(
+        targets,
+        generator,
+        name,
+        steps=3,
+        perceptual=stlpips,
+        perceptual_size=SIZE,
+        progress=False,
+        method_settings=dict(steps=10, lr=1e-3, stop_at=0.0),
+    )
     for var in base.codes:  # the pivot is the pivot space's own inversion
         assert torch.equal(tuned.codes[var], base.codes[var])
     mse = lambda r: (r.reconstructions - targets).square().flatten(1).mean(1)  # noqa: E731
@@ -92,8 +105,16 @@ def test_tuning_lowers_mse_below_the_pivots_on_every_image(generator, targets, s
 
 
 def test_edits_move_the_pivot_and_keep_the_tuned_weights(generator, targets, stlpips):
-    result = invert(targets[:2], generator, "PTI", steps=2, perceptual=stlpips, perceptual_size=SIZE, progress=False,
-                    method_settings=dict(steps=3, lr=1e-3, stop_at=0.0))
+    result = invert(
+        targets[:2],
+        generator,
+        "PTI",
+        steps=2,
+        perceptual=stlpips,
+        perceptual_size=SIZE,
+        progress=False,
+        method_settings=dict(steps=3, lr=1e-3, stop_at=0.0),
+    )
     direction = torch.randn(512, generator=torch.Generator().manual_seed(3))
     unchanged = edit(result.codes, "PTI", generator, direction, 0.0)
     assert torch.equal(render(unchanged, generator, "PTI"), result.reconstructions)
@@ -137,7 +158,9 @@ def test_a_method_given_its_pivots_inversion_from_disk_equals_the_method_run_who
 
     run = dict(steps=2, perceptual=None, progress=False, method_settings=dict(steps=2, lr=1e-3, stop_at=0.0))
     whole = invert(targets, generator, "PTI", **run)
-    write_inversion(invert(targets, generator, "W", steps=2, perceptual=None, progress=False), tmp_path)  # the pipeline's W job
+    write_inversion(
+        invert(targets, generator, "W", steps=2, perceptual=None, progress=False), tmp_path
+    )  # the pipeline's W job
     reused = invert(targets, generator, "PTI", pivot=read_inversion(tmp_path, space_name="W"), **run)
     assert set(reused.codes) == set(whole.codes)
     for name in whole.codes:

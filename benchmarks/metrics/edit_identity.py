@@ -1,8 +1,9 @@
 """The editing protocol scored (SPEC §8): identity similarity of every edit of fzplus.edits.protocol's sweep to
 its target, and the attribute change each attribute edit achieves."""
+
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -16,11 +17,23 @@ from fzplus.edits.protocol import DEFAULT_ALPHAS, edit_sweep
 from fzplus.faces.landmarks import locate_faces
 
 
-def identity_sweep(targets: torch.Tensor, image_ids: Sequence[str], codes: dict[str, torch.Tensor], space, generator,
-                   families: dict[str, Directions], identity_backend, *, alphas: Sequence[float] = DEFAULT_ALPHAS,
-                   truncation_psi: float = 1.0, truncation_cutoff: int | None = None, batch_size: int = 64,
-                   keep: Callable[[str, str, str, float], bool] | None = None, attribute_families: Sequence[str] = ("interfacegan",),
-                   progress: bool = True) -> tuple[pd.DataFrame, dict]:
+def identity_sweep(
+    targets: torch.Tensor,
+    image_ids: Sequence[str],
+    codes: dict[str, torch.Tensor],
+    space,
+    generator,
+    families: dict[str, Directions],
+    identity_backend,
+    *,
+    alphas: Sequence[float] = DEFAULT_ALPHAS,
+    truncation_psi: float = 1.0,
+    truncation_cutoff: int | None = None,
+    batch_size: int = 64,
+    keep: Callable[[str, str, str, float], bool] | None = None,
+    attribute_families: Sequence[str] = ("interfacegan",),
+    progress: bool = True,
+) -> tuple[pd.DataFrame, dict]:
     """Identity similarity of every edit to its target, and the attribute change each attribute edit achieves.
 
     targets [N, 3, R, R] in [-1, 1]. Returns the long table of the data contract (space, family, direction,
@@ -40,8 +53,16 @@ def identity_sweep(targets: torch.Tensor, image_ids: Sequence[str], codes: dict[
     shared = getattr(identity_backend, "shares_face_location", False)
     detection_size = identity_backend.min_size if shared else 256  # the labeller's own default otherwise
     for family, directions in families.items():
-        for name, alpha, part, images in edit_sweep(codes, space, generator, directions, alphas=alphas, truncation_psi=truncation_psi,
-                                                    truncation_cutoff=truncation_cutoff, batch_size=batch_size):
+        for name, alpha, part, images in edit_sweep(
+            codes,
+            space,
+            generator,
+            directions,
+            alphas=alphas,
+            truncation_psi=truncation_psi,
+            truncation_cutoff=truncation_cutoff,
+            batch_size=batch_size,
+        ):
             labelled = family in attribute_families and name in ATTRIBUTES
             cache_key = (part.start, name if labelled else None)
             if alpha == 0 and cache_key in unedited:
@@ -49,8 +70,13 @@ def identity_sweep(targets: torch.Tensor, image_ids: Sequence[str], codes: dict[
             else:
                 faces = locate_faces(images, min_size=detection_size) if labelled else None
                 embedded = identity_backend.embed(images, faces=faces) if shared and faces is not None else None
-                scores = identity_similarity(identity_backend, None, images, embedded_targets=(target_embeddings[part], target_detected[part]),
-                                             embedded_edited=embedded)
+                scores = identity_similarity(
+                    identity_backend,
+                    None,
+                    images,
+                    embedded_targets=(target_embeddings[part], target_detected[part]),
+                    embedded_edited=embedded,
+                )
                 score = np.full(len(scores), np.nan)
                 if labelled:
                     labels = label_attributes(None, faces=faces, progress=False)
@@ -67,6 +93,16 @@ def identity_sweep(targets: torch.Tensor, image_ids: Sequence[str], codes: dict[
             bar.update()
     bar.close()
     table = pd.concat(rows, ignore_index=True)
-    columns = ["space", "family", "direction", "image_id", "alpha", "similarity", "distance", "target_detected", "edited_detected",
-               "attribute_score"]
+    columns = [
+        "space",
+        "family",
+        "direction",
+        "image_id",
+        "alpha",
+        "similarity",
+        "distance",
+        "target_detected",
+        "edited_detected",
+        "attribute_score",
+    ]
     return table[columns], kept

@@ -18,9 +18,10 @@ estimator whose bias does not depend on the sample size, which matters at the fe
 strength of a benchmark. Being unbiased, it scatters around 0 for two samples of one distribution and can
 then be slightly negative; only differences well above that scatter mean anything.
 """
+
 from __future__ import annotations
 
-from typing import Hashable, Sequence
+from collections.abc import Hashable, Sequence
 
 import numpy as np
 import torch
@@ -43,10 +44,12 @@ def realism_features(images: torch.Tensor, net, *, batch_size: int = 64) -> np.n
     rows = []
     with torch.no_grad():
         for start in range(0, images.shape[0], batch_size):
-            batch = images[start:start + batch_size].to(device=device, dtype=torch.float32)
+            batch = images[start : start + batch_size].to(device=device, dtype=torch.float32)
             stats = []
             for f in net.features(batch):
-                assert f.ndim == 4 and f.shape[0] == batch.shape[0], f"feature map must be [N, C, H, W], got {tuple(f.shape)}"
+                assert f.ndim == 4 and f.shape[0] == batch.shape[0], (
+                    f"feature map must be [N, C, H, W], got {tuple(f.shape)}"
+                )
                 # unbiased=False: the deepest VGG map is 4x4 at 64 px, and a 1x1 map must give 0, not NaN.
                 stats += [f.mean(dim=(2, 3)), f.std(dim=(2, 3), unbiased=False)]
             rows.append(torch.cat(stats, dim=1).double().cpu().numpy())
@@ -81,7 +84,9 @@ def kid(x: np.ndarray, y: np.ndarray, *, degree: int = 3, coef0: float = 1.0) ->
     if n < 2 or m < 2:
         raise ValueError(f"kid: the unbiased estimator needs at least 2 rows per sample, got n={n}, m={m}")
     kernel = dict(degree=degree, coef0=coef0)
-    return kid_from_kernels(polynomial_kernel(x, x, **kernel), polynomial_kernel(y, y, **kernel), polynomial_kernel(x, y, **kernel))
+    return kid_from_kernels(
+        polynomial_kernel(x, x, **kernel), polynomial_kernel(y, y, **kernel), polynomial_kernel(x, y, **kernel)
+    )
 
 
 def kid_per_group(features: np.ndarray, groups: Sequence[Hashable], reference: np.ndarray, **kid_kwargs) -> dict:
@@ -92,7 +97,9 @@ def kid_per_group(features: np.ndarray, groups: Sequence[Hashable], reference: n
     features = np.asarray(features, dtype=np.float64)
     labels = list(groups)
     if features.ndim != 2 or len(labels) != features.shape[0]:
-        raise ValueError(f"kid_per_group: need features [N, d] and N group labels, got {features.shape} and {len(labels)} labels")
+        raise ValueError(
+            f"kid_per_group: need features [N, d] and N group labels, got {features.shape} and {len(labels)} labels"
+        )
     result = {}
     for label in dict.fromkeys(labels):
         rows = features[[i for i, g in enumerate(labels) if g == label]]

@@ -18,11 +18,12 @@ their repository; the 2D Table 1 has none, so this is what they "likely used"): 
 `reconstruction_metrics(quantize=True)` therefore rounds both images to uint8 first, exactly as saving
 them to PNG does, and `ssim` reproduces OpenCV's settings with scikit-image (see its docstring).
 """
+
 from __future__ import annotations
 
 import os
 import pathlib
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -77,23 +78,36 @@ def ssim(x, y, *, include_border: bool = True) -> np.ndarray:
 
 
 def _perceptual_distances(perceptual: Callable, x: torch.Tensor, y: torch.Tensor, *, batch_size: int) -> np.ndarray:
-    device = next(iter(perceptual.parameters()), torch.empty(0)).device if isinstance(perceptual, torch.nn.Module) \
+    device = (
+        next(iter(perceptual.parameters()), torch.empty(0)).device
+        if isinstance(perceptual, torch.nn.Module)
         else torch.device("cpu")
+    )
     out = []
     with torch.no_grad():
         for start in range(0, len(x), batch_size):
-            xb, yb = x[start:start + batch_size].to(device), y[start:start + batch_size].to(device)
+            xb, yb = x[start : start + batch_size].to(device), y[start : start + batch_size].to(device)
             d = torch.as_tensor(perceptual(xb, yb)).reshape(-1)
             if d.numel() != len(xb):
-                raise ValueError(f"perceptual distance returned {d.numel()} values for {len(xb)} image pairs; "
-                                 f"it must return one distance per image [N]")
+                raise ValueError(
+                    f"perceptual distance returned {d.numel()} values for {len(xb)} image pairs; "
+                    f"it must return one distance per image [N]"
+                )
             out.append(d.detach().double().cpu())
     return torch.cat(out).numpy()
 
 
-def reconstruction_metrics(targets, recons, *, image_ids: Sequence[str], space: str,
-                           perceptual: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
-                           quantize: bool = True, include_border: bool = True, batch_size: int = 8) -> pd.DataFrame:
+def reconstruction_metrics(
+    targets,
+    recons,
+    *,
+    image_ids: Sequence[str],
+    space: str,
+    perceptual: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    quantize: bool = True,
+    include_border: bool = True,
+    batch_size: int = 8,
+) -> pd.DataFrame:
     """One row per image: space, image_id, mse, ssim, perceptual (NaN when `perceptual` is None).
 
     targets, recons: paired images [N, ...] (see the module docstring), image_ids: N names.
@@ -109,12 +123,24 @@ def reconstruction_metrics(targets, recons, *, image_ids: Sequence[str], space: 
     if len(image_ids) != len(x):
         raise ValueError(f"{len(image_ids)} image_ids for {len(x)} images")
     if len(set(image_ids)) != len(image_ids):
-        raise ValueError(f"image_ids must be unique; repeated: {sorted({i for i in image_ids if image_ids.count(i) > 1})}")
-    perceptual_values = np.full(len(x), np.nan) if perceptual is None else \
-        _perceptual_distances(perceptual, x, y, batch_size=batch_size)
-    return pd.DataFrame(dict(space=space, image_id=image_ids, mse=mse(x, y),
-                             ssim=ssim(x, y, include_border=include_border), perceptual=perceptual_values),
-                        columns=list(METRIC_COLUMNS))
+        raise ValueError(
+            f"image_ids must be unique; repeated: {sorted({i for i in image_ids if image_ids.count(i) > 1})}"
+        )
+    perceptual_values = (
+        np.full(len(x), np.nan)
+        if perceptual is None
+        else _perceptual_distances(perceptual, x, y, batch_size=batch_size)
+    )
+    return pd.DataFrame(
+        dict(
+            space=space,
+            image_id=image_ids,
+            mse=mse(x, y),
+            ssim=ssim(x, y, include_border=include_border),
+            perceptual=perceptual_values,
+        ),
+        columns=list(METRIC_COLUMNS),
+    )
 
 
 def read_images(paths: Sequence[str | os.PathLike]) -> np.ndarray:
@@ -135,8 +161,14 @@ def read_images(paths: Sequence[str | os.PathLike]) -> np.ndarray:
     return np.stack(arrays)
 
 
-def reconstruction_metrics_from_files(target_dir: str | os.PathLike, recon_dir: str | os.PathLike, *, space: str,
-                                      image_ids: Sequence[str] | None = None, **kwargs) -> pd.DataFrame:
+def reconstruction_metrics_from_files(
+    target_dir: str | os.PathLike,
+    recon_dir: str | os.PathLike,
+    *,
+    space: str,
+    image_ids: Sequence[str] | None = None,
+    **kwargs,
+) -> pd.DataFrame:
     """`reconstruction_metrics` on the PNGs of the data contract: <target_dir>/<image_id>.png against
     <recon_dir>/<image_id>.png (targets/images and inversion/<slug>/recon). image_ids default to every
     reconstruction found, sorted. Keyword arguments go to `reconstruction_metrics`."""
@@ -150,5 +182,14 @@ def reconstruction_metrics_from_files(target_dir: str | os.PathLike, recon_dir: 
     return reconstruction_metrics(targets, recons, image_ids=image_ids, space=space, **kwargs)
 
 
-__all__ = ["METRIC_COLUMNS", "SSIM_SETTINGS", "to_uint8", "to_float", "mse", "ssim", "reconstruction_metrics",
-           "read_images", "reconstruction_metrics_from_files"]
+__all__ = [
+    "METRIC_COLUMNS",
+    "SSIM_SETTINGS",
+    "to_uint8",
+    "to_float",
+    "mse",
+    "ssim",
+    "reconstruction_metrics",
+    "read_images",
+    "reconstruction_metrics_from_files",
+]

@@ -11,10 +11,11 @@ reference pairs built from the targets themselves:
 A metric whose reconstructions are not clearly above the best floor is flagged uninformative, and no
 verdict (e.g. "method A preserves identity better than B") is drawn from it.
 """
+
 from __future__ import annotations
 
 import io
-from typing import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -26,12 +27,12 @@ from scipy.stats import binomtest
 from fzplus.images import to_float, to_uint8
 
 REFERENCES: dict[str, str] = {
-    "jpeg": "ceiling",    # JPEG round trip at PIL quality 75: slight blocking and colour loss, same face
+    "jpeg": "ceiling",  # JPEG round trip at PIL quality 75: slight blocking and colour loss, same face
     "mirror": "ceiling",  # horizontal flip: the same person; faces are nearly symmetric
-    "other": "floor",     # another target (seeded derangement): a different person, same kind of image
-    "gray": "floor",      # uniform 0 (mid gray): no face at all
-    "blur": "floor",      # 8x8 box downsample, bicubic back up: keeps colour layout, no face detail
-    "noise": "floor",     # uniform noise in [-1, 1], seeded
+    "other": "floor",  # another target (seeded derangement): a different person, same kind of image
+    "gray": "floor",  # uniform 0 (mid gray): no face at all
+    "blur": "floor",  # 8x8 box downsample, bicubic back up: keeps colour layout, no face detail
+    "noise": "floor",  # uniform noise in [-1, 1], seeded
 }
 KINDS = ("ceiling", "floor")
 JPEG_QUALITY = 75
@@ -75,8 +76,9 @@ def _check_names(names: Sequence[str]) -> list[str]:
     return names
 
 
-def reference_images(images: torch.Tensor, *, seed: int = 0,
-                     names: Sequence[str] = tuple(REFERENCES)) -> dict[str, torch.Tensor]:
+def reference_images(
+    images: torch.Tensor, *, seed: int = 0, names: Sequence[str] = tuple(REFERENCES)
+) -> dict[str, torch.Tensor]:
     """images [N, 3, R, R] float in [-1, 1] -> {name: reference images [N, 3, R, R] float32 in [-1, 1]},
     row i being the reference for image i. Deterministic for a seed ("other" and "noise" use it)."""
     names = _check_names(names)
@@ -102,9 +104,14 @@ def reference_images(images: torch.Tensor, *, seed: int = 0,
     return made
 
 
-def reference_scores(score: Callable[[torch.Tensor, torch.Tensor], np.ndarray], images: torch.Tensor, *,
-                     image_ids: Sequence[str], seed: int = 0,
-                     names: Sequence[str] = tuple(REFERENCES)) -> pd.DataFrame:
+def reference_scores(
+    score: Callable[[torch.Tensor, torch.Tensor], np.ndarray],
+    images: torch.Tensor,
+    *,
+    image_ids: Sequence[str],
+    seed: int = 0,
+    names: Sequence[str] = tuple(REFERENCES),
+) -> pd.DataFrame:
     """The metric on (image, reference) pairs: a long frame with columns reference, kind, image_id, value.
     `score(targets, others)` returns one value per pair, [N], exactly as it does for reconstructions."""
     image_ids = [str(image_id) for image_id in image_ids]
@@ -114,8 +121,10 @@ def reference_scores(score: Callable[[torch.Tensor, torch.Tensor], np.ndarray], 
     for name, others in reference_images(images, seed=seed, names=names).items():
         values = np.asarray(score(images, others), dtype=np.float64)
         if values.shape != (len(images),):
-            raise ValueError(f"score must return one value per image, shape ({len(images)},); got {values.shape} "
-                             f"for reference {name!r}")
+            raise ValueError(
+                f"score must return one value per image, shape ({len(images)},); got {values.shape} "
+                f"for reference {name!r}"
+            )
         rows.append(pd.DataFrame(dict(reference=name, kind=REFERENCES[name], image_id=image_ids, value=values)))
     return pd.concat(rows, ignore_index=True)
 
@@ -138,13 +147,15 @@ def _recon_series(recon, ids: pd.Index) -> pd.Series:
         return recon.reindex(ids).astype(np.float64)
     array = np.asarray(recon, dtype=np.float64)
     if array.shape != (len(ids),):
-        raise ValueError(f"recon array must hold {len(ids)} values in the references' image_id order, "
-                         f"got shape {array.shape}")
+        raise ValueError(
+            f"recon array must hold {len(ids)} values in the references' image_id order, got shape {array.shape}"
+        )
     return pd.Series(array, index=ids)
 
 
-def informative_check(recon, references: pd.DataFrame, *, better: str, min_separation: float = 0.25,
-                      alpha: float = 0.05) -> dict:
+def informative_check(
+    recon, references: pd.DataFrame, *, better: str, min_separation: float = 0.25, alpha: float = 0.05
+) -> dict:
     """Is a per-image metric informative on these images? recon: per-image values of the reconstructions,
     a pd.Series indexed by image_id or an array in the order the ids first appear in `references` (the
     frame from `reference_scores`). Informative iff (a) the weakest ceiling scores above the best floor,
@@ -160,8 +171,17 @@ def informative_check(recon, references: pd.DataFrame, *, better: str, min_separ
     medians = values.median(skipna=True)
     floors = medians[kinds[kinds == "floor"].index].dropna()
     ceilings = medians[kinds[kinds == "ceiling"].index].dropna()
-    result = dict(informative=False, reason="", best_floor=None, best_floor_median=np.nan, ceiling=None,
-                  ceiling_median=np.nan, recon_median=np.nan, separation=np.nan, sign_test_p=np.nan)
+    result = dict(
+        informative=False,
+        reason="",
+        best_floor=None,
+        best_floor_median=np.nan,
+        ceiling=None,
+        ceiling_median=np.nan,
+        recon_median=np.nan,
+        separation=np.nan,
+        sign_test_p=np.nan,
+    )
     if recon.notna().sum() < 2:
         return {**result, "reason": f"fewer than 2 reconstruction values ({recon.notna().sum()}) after dropping NaNs"}
     if floors.empty or ceilings.empty:
@@ -173,47 +193,84 @@ def informative_check(recon, references: pd.DataFrame, *, better: str, min_separ
     p = binomtest(wins, wins + losses, 0.5, alternative="greater").pvalue if wins + losses else 1.0
     span = ceiling_median - floor_median
     separation = (recon_median - floor_median) / span if span > 0 else np.nan
-    result.update(best_floor=floor, best_floor_median=float(floor_median * sign), ceiling=ceiling,
-                  ceiling_median=float(ceiling_median * sign), recon_median=float(recon_median * sign),
-                  separation=float(separation), sign_test_p=float(p))
+    result.update(
+        best_floor=floor,
+        best_floor_median=float(floor_median * sign),
+        ceiling=ceiling,
+        ceiling_median=float(ceiling_median * sign),
+        recon_median=float(recon_median * sign),
+        separation=float(separation),
+        sign_test_p=float(p),
+    )
     if not span > 0:
         reason = f"the weakest ceiling ({ceiling}) does not score above the best floor ({floor})"
     elif not p < alpha:
-        reason = (f"reconstructions beat the best floor ({floor}) on {wins} of {wins + losses} images, not "
-                  f"significantly more than half (sign test p = {p:.3g} >= {alpha})")
+        reason = (
+            f"reconstructions beat the best floor ({floor}) on {wins} of {wins + losses} images, not "
+            f"significantly more than half (sign test p = {p:.3g} >= {alpha})"
+        )
     elif not separation >= min_separation:
-        reason = (f"reconstructions are only {separation:.2f} of the way from the floor ({floor}) to the "
-                  f"ceiling ({ceiling}), below {min_separation}")
+        reason = (
+            f"reconstructions are only {separation:.2f} of the way from the floor ({floor}) to the "
+            f"ceiling ({ceiling}), below {min_separation}"
+        )
     else:
         return {**result, "informative": True, "reason": "reconstructions score clearly above the floor"}
     return {**result, "reason": reason}
 
 
-def set_metric_informative(recon_value: float, floor_values: Mapping[str, float],
-                           ceiling_values: Mapping[str, float], *, better: str,
-                           min_separation: float = 0.25) -> dict:
+def set_metric_informative(
+    recon_value: float,
+    floor_values: Mapping[str, float],
+    ceiling_values: Mapping[str, float],
+    *,
+    better: str,
+    min_separation: float = 0.25,
+) -> dict:
     """The same check for set metrics (KID, FID: one value per image set, so no sign test): informative
     iff the weakest ceiling beats the best floor and the reconstructions are at least `min_separation` of
     the way from that floor to that ceiling. NaN references are dropped; values stay in original units."""
     sign = _sign(better)
     floors = pd.Series(floor_values, dtype=np.float64).dropna() * sign
     ceilings = pd.Series(ceiling_values, dtype=np.float64).dropna() * sign
-    result = dict(informative=False, reason="", best_floor=None, best_floor_value=np.nan, ceiling=None,
-                  ceiling_value=np.nan, recon_value=float(recon_value), separation=np.nan)
+    result = dict(
+        informative=False,
+        reason="",
+        best_floor=None,
+        best_floor_value=np.nan,
+        ceiling=None,
+        ceiling_value=np.nan,
+        recon_value=float(recon_value),
+        separation=np.nan,
+    )
     if floors.empty or ceilings.empty or not np.isfinite(recon_value):
         return {**result, "reason": "the reconstruction value, the floors or the ceilings are missing (NaN)"}
     floor, ceiling = floors.idxmax(), ceilings.idxmin()
     span = ceilings[ceiling] - floors[floor]
     separation = (recon_value * sign - floors[floor]) / span if span > 0 else np.nan
-    result.update(best_floor=floor, best_floor_value=float(floors[floor] * sign), ceiling=ceiling,
-                  ceiling_value=float(ceilings[ceiling] * sign), separation=float(separation))
+    result.update(
+        best_floor=floor,
+        best_floor_value=float(floors[floor] * sign),
+        ceiling=ceiling,
+        ceiling_value=float(ceilings[ceiling] * sign),
+        separation=float(separation),
+    )
     if not span > 0:
         return {**result, "reason": f"the weakest ceiling ({ceiling}) does not score above the best floor ({floor})"}
     if not separation >= min_separation:
-        return {**result, "reason": f"reconstructions are only {separation:.2f} of the way from the floor "
-                                    f"({floor}) to the ceiling ({ceiling}), below {min_separation}"}
+        return {
+            **result,
+            "reason": f"reconstructions are only {separation:.2f} of the way from the floor "
+            f"({floor}) to the ceiling ({ceiling}), below {min_separation}",
+        }
     return {**result, "informative": True, "reason": "reconstructions score clearly above the floor"}
 
 
-__all__ = ["REFERENCES", "derangement", "reference_images", "reference_scores", "informative_check",
-           "set_metric_informative"]
+__all__ = [
+    "REFERENCES",
+    "derangement",
+    "reference_images",
+    "reference_scores",
+    "informative_check",
+    "set_metric_informative",
+]

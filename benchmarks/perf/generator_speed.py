@@ -7,6 +7,7 @@ at 64. Both modulated-conv paths (fast default and the fused reference) are time
 same run, so their ratio is meaningful even on a noisy machine. forward+backward differentiates an image
 loss with respect to ws, as inversion does.
 """
+
 from __future__ import annotations
 
 import argparse

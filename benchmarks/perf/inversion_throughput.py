@@ -8,6 +8,7 @@ in alternation, round after round, so that a noisy machine slows them alike and 
 meaningful; the median round is reported. Each round is a full `invert` call (initialisation, every
 step, final render), as the pipeline runs it. Target: batch 16 >= 3x the throughput of batch 1.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,8 +54,10 @@ def main(argv=None) -> None:
     with torch.no_grad():
         targets = random_generator(1).to(device)(torch.randn(max(args.batches), 512, device=device)).clamp(-1, 1)
     perceptual = build_perceptual("stlpips-vgg", device=device)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}; space {args.space}, "
-          f"64x64 mini widths, stlpips at {args.perceptual_size}")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}; space {args.space}, "
+        f"64x64 mini widths, stlpips at {args.perceptual_size}"
+    )
 
     rates: dict[int, list[float]] = {b: [] for b in args.batches}
     for round_index in range(args.rounds + 1):  # round 0 warms up allocators and kernels
@@ -62,14 +65,25 @@ def main(argv=None) -> None:
             if device.type == "cuda":
                 torch.cuda.synchronize()
             t0 = time.perf_counter()
-            invert(targets[:batch], G, args.space, steps=steps, perceptual=perceptual, perceptual_size=args.perceptual_size,
-                   base_size=args.base_size, progress=False)
+            invert(
+                targets[:batch],
+                G,
+                args.space,
+                steps=steps,
+                perceptual=perceptual,
+                perceptual_size=args.perceptual_size,
+                base_size=args.base_size,
+                progress=False,
+            )
             if device.type == "cuda":
                 torch.cuda.synchronize()
             seconds = time.perf_counter() - t0
             if round_index > 0:
                 rates[batch].append(batch * steps / seconds)
-                print(f"round {round_index}: batch {batch:>3}: {steps} steps in {seconds:7.2f} s = {rates[batch][-1]:7.2f} image-steps/s", flush=True)
+                print(
+                    f"round {round_index}: batch {batch:>3}: {steps} steps in {seconds:7.2f} s = {rates[batch][-1]:7.2f} image-steps/s",
+                    flush=True,
+                )
 
     base = statistics.median(rates[args.batches[0]])
     print(f"{'batch':>6}{'image-steps/s':>16}{'vs batch ' + str(args.batches[0]):>14}")
@@ -78,7 +92,9 @@ def main(argv=None) -> None:
         print(f"{batch:>6}{rate:>16.2f}{rate / base:>13.2f}x")
     speedup = statistics.median(rates[args.batches[-1]]) / base
     verdict = "meets" if speedup >= TARGET_SPEEDUP else "misses"
-    print(f"batch {args.batches[-1]} {verdict} the target of {TARGET_SPEEDUP:.0f}x batch {args.batches[0]} ({speedup:.2f}x)")
+    print(
+        f"batch {args.batches[-1]} {verdict} the target of {TARGET_SPEEDUP:.0f}x batch {args.batches[0]} ({speedup:.2f}x)"
+    )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ Each figure is taken in a fresh interpreter, as a job starts, and the variants a
 so their ratios hold on a noisy machine; medians are reported. stlpips-vgg is built both ways
 (skip_random_init True, the default, and False, the package's own construction).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,7 +28,9 @@ def fresh_process_seconds(setup: str, timed: str = "") -> float:
         subprocess.run([sys.executable, "-c", setup], check=True)
         return time.perf_counter() - t0
     code = f"{setup}\nimport time\nt0 = time.perf_counter()\n{timed}\nprint(time.perf_counter() - t0)"
-    return float(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.split()[-1])
+    return float(
+        subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.split()[-1]
+    )
 
 
 def main(argv=None) -> None:
@@ -37,13 +40,20 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
 
     build = "import torch\ntorch.set_num_threads(1)\nfrom fzplus.perceptual import build_perceptual"
-    variants = {"python + stage imports": (IMPORTS, ""),
-                "stlpips-vgg, random init skipped": (build, "build_perceptual('stlpips-vgg')"),
-                "stlpips-vgg, package construction": (build, "build_perceptual('stlpips-vgg', skip_random_init=False)"),
-                "dlib models (landmarks 5 + 68, descriptor)": ("from fzplus.faces.landmarks import load_dlib_model",
-                                                               "[load_dlib_model(m) for m in ('landmarks_5', 'landmarks_68', 'face_recognition')]")}
+    variants = {
+        "python + stage imports": (IMPORTS, ""),
+        "stlpips-vgg, random init skipped": (build, "build_perceptual('stlpips-vgg')"),
+        "stlpips-vgg, package construction": (build, "build_perceptual('stlpips-vgg', skip_random_init=False)"),
+        "dlib models (landmarks 5 + 68, descriptor)": (
+            "from fzplus.faces.landmarks import load_dlib_model",
+            "[load_dlib_model(m) for m in ('landmarks_5', 'landmarks_68', 'face_recognition')]",
+        ),
+    }
     if args.generator:
-        variants["generator load"] = ("from fzplus.generator import load_generator", f"load_generator({args.generator!r})")
+        variants["generator load"] = (
+            "from fzplus.generator import load_generator",
+            f"load_generator({args.generator!r})",
+        )
     timings: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(args.rounds):
         for name, (setup, timed) in variants.items():
@@ -52,7 +62,9 @@ def main(argv=None) -> None:
     print(f"torch {torch.__version__}, 1 thread, fresh interpreters; medians of {args.rounds} rounds")
     for name, values in timings.items():
         print(f"{name:<46}{statistics.median(values):8.2f} s")
-    ratio = statistics.median(timings["stlpips-vgg, package construction"]) / statistics.median(timings["stlpips-vgg, random init skipped"])
+    ratio = statistics.median(timings["stlpips-vgg, package construction"]) / statistics.median(
+        timings["stlpips-vgg, random init skipped"]
+    )
     print(f"stlpips-vgg build: package construction / random init skipped = {ratio:.1f}x")
 
 

@@ -19,6 +19,7 @@ The estimate multiplies the per-image costs by the paper run's counts (50 images
 of a GPU's sustained FLOP rate (--gpu-tflops, an assumption this script cannot measure) to the FLOP rate
 measured here (torch's FLOP counter over the same step).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,8 +40,18 @@ import fzplus  # noqa: F401
 # 1001 steps each, counted as W+ steps (a residual add is negligible beside the generator and LPIPS).
 # IDInvert's step also renders G(w) and encodes it for its domain term: counted here as one W+ step, an underestimate
 # (its mini invert job took 1.5x the CPU time of W+'s: 107 s vs 70 s), and its encoder's training is not counted.
-PAPER = dict(images=50, full_spaces=11, split_spaces=6, steps=1200, tuning_methods=2, tuning_steps=350,
-             sam_methods=2, sam_steps=5 * 1001, directions=13, alphas=11)
+PAPER = dict(
+    images=50,
+    full_spaces=11,
+    split_spaces=6,
+    steps=1200,
+    tuning_methods=2,
+    tuning_steps=350,
+    sam_methods=2,
+    sam_steps=5 * 1001,
+    directions=13,
+    alphas=11,
+)
 STAGES = ("invert W+", "invert F/Z+", "tune PTI", "edit render", "identity")
 
 
@@ -83,14 +94,24 @@ def measure(stage: str, batch: int, device: str) -> dict:
             lpips = build_perceptual("lpips-vgg", device=dev, vgg16_weights=f"{tmp}/vgg16.pth")
         with torch.no_grad():
             targets = G(torch.randn(batch, G.z_dim, device=dev)).clamp(-1, 1)
-        run = lambda steps: invert(targets, G, space, steps=steps, perceptual=lpips, perceptual_size=256, base_size=16,  # noqa: E731
-                                   progress=False)
+        run = lambda steps: invert(
+            targets,
+            G,
+            space,
+            steps=steps,
+            perceptual=lpips,
+            perceptual_size=256,
+            base_size=16,  # noqa: E731
+            progress=False,
+        )
         codes = run(1).codes  # also the warm-up: allocator, oneDNN primitives
         seconds = (timed(lambda: run(2)) - timed(lambda: run(1))) / batch
         # torch's FLOP counter cannot follow the engine's backward; a step is its forward (render from the
         # space's codes, LPIPS at 256) plus a backward of about twice that
         with torch.no_grad():
-            forward = flops(lambda: lpips(resize_bicubic(render(codes, G, space).to(dev), 256), resize_bicubic(targets, 256)))
+            forward = flops(
+                lambda: lpips(resize_bicubic(render(codes, G, space).to(dev), 256), resize_bicubic(targets, 256))
+            )
         work = 3 * forward / batch
     elif stage == "tune PTI":
         import spaces
@@ -109,8 +130,12 @@ def measure(stage: str, batch: int, device: str) -> dict:
         run(1)
         seconds = (timed(lambda: run(2)) - timed(lambda: run(1))) / batch
         with torch.no_grad():  # the same FLOPs as rendering with the untuned weights
-            forward = flops(lambda: lpips(resize_bicubic(G.synthesize(G.w_avg[None, None].repeat(batch, G.num_ws, 1)), 256),
-                                          resize_bicubic(targets, 256)))
+            forward = flops(
+                lambda: lpips(
+                    resize_bicubic(G.synthesize(G.w_avg[None, None].repeat(batch, G.num_ws, 1)), 256),
+                    resize_bicubic(targets, 256),
+                )
+            )
         work = 3 * forward / batch
     elif stage == "edit render":
         ws = G.map(torch.randn(batch, G.z_dim, device=dev)).detach()
@@ -143,11 +168,14 @@ def estimate(rows: list[dict], *, gpu_tflops: float) -> list[str]:
         if r["stage"] not in best or r["seconds_per_image"] < best[r["stage"]]["seconds_per_image"]:
             best[r["stage"]] = r
     spaces = PAPER["full_spaces"] + PAPER["split_spaces"]
-    counts = {"invert W+": PAPER["images"] * (PAPER["full_spaces"] * PAPER["steps"] + PAPER["sam_methods"] * PAPER["sam_steps"]),
-              "invert F/Z+": PAPER["images"] * PAPER["split_spaces"] * PAPER["steps"],
-              "tune PTI": PAPER["images"] * PAPER["tuning_methods"] * PAPER["tuning_steps"],
-              "edit render": PAPER["images"] * spaces * PAPER["directions"] * PAPER["alphas"],
-              "identity": PAPER["images"] * spaces * PAPER["directions"] * PAPER["alphas"]}
+    counts = {
+        "invert W+": PAPER["images"]
+        * (PAPER["full_spaces"] * PAPER["steps"] + PAPER["sam_methods"] * PAPER["sam_steps"]),
+        "invert F/Z+": PAPER["images"] * PAPER["split_spaces"] * PAPER["steps"],
+        "tune PTI": PAPER["images"] * PAPER["tuning_methods"] * PAPER["tuning_steps"],
+        "edit render": PAPER["images"] * spaces * PAPER["directions"] * PAPER["alphas"],
+        "identity": PAPER["images"] * spaces * PAPER["directions"] * PAPER["alphas"],
+    }
     lines, total_here, total_gpu = [], 0.0, 0.0
     for stage, count in counts.items():
         if stage not in best:
@@ -157,45 +185,75 @@ def estimate(rows: list[dict], *, gpu_tflops: float) -> list[str]:
         rate_here = r["gflop_per_image"] / r["seconds_per_image"]  # GFLOP/s achieved here
         gpu = count * r["gflop_per_image"] / (gpu_tflops * 1e3) / 3600
         total_here, total_gpu = total_here + here, total_gpu + gpu
-        lines.append(f"{stage:<13} {count:>12,.0f} image-steps  {r['gflop_per_image']:>8.1f} GFLOP each  here {here:>9.1f} h "
-                     f"({rate_here:.0f} GFLOP/s)   GPU at {gpu_tflops:.0f} TFLOP/s: {gpu:>6.2f} h")
-    lines.append(f"{'total':<13} {'':>12}              {'':>8}            here {total_here:>9.1f} h{'':>17}   GPU: {total_gpu:>6.2f} h "
-                 "(compute only: no data loading, no per-job start-up)")
+        lines.append(
+            f"{stage:<13} {count:>12,.0f} image-steps  {r['gflop_per_image']:>8.1f} GFLOP each  here {here:>9.1f} h "
+            f"({rate_here:.0f} GFLOP/s)   GPU at {gpu_tflops:.0f} TFLOP/s: {gpu:>6.2f} h"
+        )
+    lines.append(
+        f"{'total':<13} {'':>12}              {'':>8}            here {total_here:>9.1f} h{'':>17}   GPU: {total_gpu:>6.2f} h "
+        "(compute only: no data loading, no per-job start-up)"
+    )
     return lines
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description="paper-profile cost at 1024 px per stage and batch, and a full-run estimate")
+    p = argparse.ArgumentParser(
+        description="paper-profile cost at 1024 px per stage and batch, and a full-run estimate"
+    )
     p.add_argument("--batches", type=int, nargs="+", default=[1, 4, 8])
     p.add_argument("--stages", nargs="+", default=list(STAGES))
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--gpu-tflops", type=float, default=20.0,
-                   help="sustained FP32 rate assumed for the GPU estimate: about 30 %% of an H100/H200's ~67 TFLOP/s FP32 peak, "
-                        "typical of convolution-bound training in FP32 (TF32 tensor cores would be faster)")
-    p.add_argument("--one", nargs=2, metavar=("STAGE", "BATCH"), help=argparse.SUPPRESS)  # the per-measurement subprocess
+    p.add_argument(
+        "--gpu-tflops",
+        type=float,
+        default=20.0,
+        help="sustained FP32 rate assumed for the GPU estimate: about 30 %% of an H100/H200's ~67 TFLOP/s FP32 peak, "
+        "typical of convolution-bound training in FP32 (TF32 tensor cores would be faster)",
+    )
+    p.add_argument(
+        "--one", nargs=2, metavar=("STAGE", "BATCH"), help=argparse.SUPPRESS
+    )  # the per-measurement subprocess
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.one:
         print(json.dumps(measure(args.one[0], int(args.one[1]), args.device)))
         return
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}; config-F 1024, LPIPS-VGG at 256")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}; config-F 1024, LPIPS-VGG at 256"
+    )
     print(f"{'stage':<13}{'batch':>6}{'s/image':>10}{'GFLOP/image':>13}{'peak MB':>10}")
     rows = []
     for stage in args.stages:
         for batch in args.batches:
-            command = [sys.executable, "-m", "benchmarks.perf.paper_cost", "--one", stage, str(batch), "--device", args.device]
+            command = [
+                sys.executable,
+                "-m",
+                "benchmarks.perf.paper_cost",
+                "--one",
+                stage,
+                str(batch),
+                "--device",
+                args.device,
+            ]
             command += ["--threads", str(args.threads)] if args.threads else []
             done = subprocess.run(command, capture_output=True, text=True)
             if done.returncode != 0:
-                print(f"{stage:<13}{batch:>6}  failed: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}")
+                print(
+                    f"{stage:<13}{batch:>6}  failed: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}"
+                )
                 continue
             r = json.loads(done.stdout.strip().splitlines()[-1])
             rows.append(r)
-            print(f"{stage:<13}{batch:>6}{r['seconds_per_image']:>10.3f}{r['gflop_per_image']:>13.1f}{r['peak_mb']:>10.0f}", flush=True)
-    print("\nfull paper run (50 images x 17 spaces and methods x 1200 steps, 2 x 350 tuning steps, 2 x 5 x 1001 SAM steps; "
-          "13 directions x 11 alphas per image and space):")
+            print(
+                f"{stage:<13}{batch:>6}{r['seconds_per_image']:>10.3f}{r['gflop_per_image']:>13.1f}{r['peak_mb']:>10.0f}",
+                flush=True,
+            )
+    print(
+        "\nfull paper run (50 images x 17 spaces and methods x 1200 steps, 2 x 350 tuning steps, 2 x 5 x 1001 SAM steps; "
+        "13 directions x 11 alphas per image and space):"
+    )
     for line in estimate(rows, gpu_tflops=args.gpu_tflops):
         print(line)
 

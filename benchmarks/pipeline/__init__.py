@@ -2,6 +2,7 @@
 Snakemake). Each takes the validated config (fzplus.config.load_config) and explicit input/output paths.
 This module holds what every stage shares: device, threads, the pipeline's generator, perceptual net.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -9,7 +10,8 @@ import os
 import pathlib
 import sys
 import traceback
-from typing import Any, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import torch
 

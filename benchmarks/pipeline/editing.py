@@ -1,19 +1,33 @@
 """Editing stages: in-domain targets, the metrics' reference pairs, and the edit sweep of one space (identity,
 achieved attribute change, realism features, ground-truth edit fidelity, grids)."""
+
 from __future__ import annotations
 
 import pathlib
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
 import spaces
-from benchmarks.pipeline import device_of, ensure_parent, perceptual_distance, pipeline_generator, resized_perceptual, truncation
+from benchmarks.pipeline import (
+    device_of,
+    ensure_parent,
+    perceptual_distance,
+    pipeline_generator,
+    resized_perceptual,
+    truncation,
+)
 from benchmarks.pipeline.evaluate import load_codes, save_png
 
-REALISM_FILE, FIDELITY_FILE, BASELINES_FILE, REFERENCE_FILE = "realism.npz", "fidelity.csv", "baselines.csv", "realism_reference.npz"
+REALISM_FILE, FIDELITY_FILE, BASELINES_FILE, REFERENCE_FILE = (
+    "realism.npz",
+    "fidelity.csv",
+    "baselines.csv",
+    "realism_reference.npz",
+)
 FIDELITY_COLUMNS = ["space", "family", "direction", "image_id", "alpha", "perceptual", "mse"]
 
 
@@ -46,9 +60,19 @@ def ground_truth_targets_stage(cfg: Mapping[str, Any], *, generator_path, out_di
         path = out / IMAGES_DIR / f"{image_id}.png"
         save_png(image, path)
         r = G.resolution
-        rows.append(dict(image_id=image_id, source_path=f"generator sample: seed {gt['seed']}", source_sha256=file_sha256(path),
-                         width=r, height=r, mode="RGB", conversions="", alignment=""))
-    torch.save({image_id: z[i: i + 1].cpu() for i, image_id in enumerate(ids)}, out / "z.pt")
+        rows.append(
+            dict(
+                image_id=image_id,
+                source_path=f"generator sample: seed {gt['seed']}",
+                source_sha256=file_sha256(path),
+                width=r,
+                height=r,
+                mode="RGB",
+                conversions="",
+                alignment="",
+            )
+        )
+    torch.save({image_id: z[i : i + 1].cpu() for i, image_id in enumerate(ids)}, out / "z.pt")
     pd.DataFrame(rows, columns=list(CSV_COLUMNS)).to_csv(out / CSV_NAME, index=False)
 
 
@@ -66,28 +90,48 @@ def editing_references_stage(cfg: Mapping[str, Any], *, generator_path, targets_
     seed, device = cfg["seed"], device_of(cfg)
     ids, targets = read_prepared_targets(targets_dir)
     backend = identity_backend(cfg)
-    frames = [reference_scores(lambda x, y: identity_similarity(backend, x, y)["similarity"].to_numpy(), targets, image_ids=ids,
-                               seed=seed).assign(metric="identity")]
-    gt_ids, gt_images = read_prepared_targets(ground_truth_dir) if cfg["editing"]["ground_truth"]["images"] else ([], None)
+    frames = [
+        reference_scores(
+            lambda x, y: identity_similarity(backend, x, y)["similarity"].to_numpy(), targets, image_ids=ids, seed=seed
+        ).assign(metric="identity")
+    ]
+    gt_ids, gt_images = (
+        read_prepared_targets(ground_truth_dir) if cfg["editing"]["ground_truth"]["images"] else ([], None)
+    )
     distance = resized_perceptual(cfg, fast=True)  # as edit_stage scores fidelity
     if len(gt_ids) >= 2:
         names = ("jpeg", "other", "gray", "blur", "noise")  # a mirror image is no ceiling for an edit's fidelity
-        frames.append(reference_scores(lambda x, y: distance(x, y).double().cpu().numpy(), gt_images, image_ids=gt_ids, seed=seed,
-                                       names=names).assign(metric="fidelity_perceptual"))
-        frames.append(reference_scores(per_image_mse, gt_images, image_ids=gt_ids, seed=seed, names=names).assign(metric="fidelity_mse"))
+        frames.append(
+            reference_scores(
+                lambda x, y: distance(x, y).double().cpu().numpy(), gt_images, image_ids=gt_ids, seed=seed, names=names
+            ).assign(metric="fidelity_perceptual")
+        )
+        frames.append(
+            reference_scores(per_image_mse, gt_images, image_ids=gt_ids, seed=seed, names=names).assign(
+                metric="fidelity_mse"
+            )
+        )
     pd.concat(frames, ignore_index=True).to_csv(out / BASELINES_FILE, index=False)
 
     r = cfg["editing"]["realism"]
     G = pipeline_generator(generator_path, cfg)
     net = perceptual_distance(cfg, device=device)
     with torch.no_grad():
-        samples = [G(G.sample_z(r["reference_samples"], seed=r["seed"] + k), **truncation(cfg)).clamp(-1, 1) for k in (0, 1)]
+        samples = [
+            G(G.sample_z(r["reference_samples"], seed=r["seed"] + k), **truncation(cfg)).clamp(-1, 1) for k in (0, 1)
+        ]
     reference = realism_features(samples[0], net)
     # Floors are far from the samples (KID ~1e-3 against a ceiling ~1e-6): 64 of each tell them apart.
     degraded = reference_images(samples[1][: min(64, len(samples[1]))], seed=seed, names=("blur", "noise", "gray"))
-    sets = {"samples": ("ceiling", samples[1]), "targets": ("check", targets),
-            **{name: ("floor", images) for name, images in degraded.items()}}
-    kids = [dict(reference=name, kind=kind, kid=kid(realism_features(images, net), reference)) for name, (kind, images) in sets.items()]
+    sets = {
+        "samples": ("ceiling", samples[1]),
+        "targets": ("check", targets),
+        **{name: ("floor", images) for name, images in degraded.items()},
+    }
+    kids = [
+        dict(reference=name, kind=kind, kid=kid(realism_features(images, net), reference))
+        for name, (kind, images) in sets.items()
+    ]
     pd.DataFrame(kids).to_csv(out / "realism_baselines.csv", index=False)
     np.savez(out / REFERENCE_FILE, features=reference)
 
@@ -100,22 +144,39 @@ def realism_selection(image_ids, families: Mapping[str, Any], alphas, *, per_alp
     first = next(iter(families))
     chosen = {(first, families[first].names[0], i, 0.0) for i in image_ids}
     for size in sorted({abs(a) for a in alphas} - {0.0}):
-        pool = [(f, name, i, a) for f, d in families.items() for name in d.names for i in image_ids for a in alphas if abs(a) == size]
+        pool = [
+            (f, name, i, a)
+            for f, d in families.items()
+            for name in d.names
+            for i in image_ids
+            for a in alphas
+            if abs(a) == size
+        ]
         for k in rng.choice(len(pool), size=min(per_alpha, len(pool)), replace=False):
             chosen.add(pool[k])
     return chosen
 
 
-def edit_stage(cfg: Mapping[str, Any], *, space_name: str, generator_path, targets_dir, codes_path, direction_paths: Mapping[str, str],
-               out_dir, ground_truth_dir=None, ground_truth_codes_path=None) -> None:
+def edit_stage(
+    cfg: Mapping[str, Any],
+    *,
+    space_name: str,
+    generator_path,
+    targets_dir,
+    codes_path,
+    direction_paths: Mapping[str, str],
+    out_dir,
+    ground_truth_dir=None,
+    ground_truth_codes_path=None,
+) -> None:
     """The edit sweep (SPEC §7) of one space on the first `editing.images` targets: identity.csv (identity and
     achieved attribute change of every edit), realism.npz (features of a seeded draw of edits), fidelity.csv
     (ground-truth edit fidelity on the in-domain targets) and grids/<family>.png."""
-    from benchmarks.report.figures import editing_grid
+    from benchmarks.metrics.edit_identity import identity_sweep
     from benchmarks.metrics.realism import realism_features
+    from benchmarks.report.figures import editing_grid
     from fzplus.edits.directions import Directions
     from fzplus.edits.ground_truth import edit_fidelity, true_codes
-    from benchmarks.metrics.edit_identity import identity_sweep
     from fzplus.targets import read_prepared_targets
 
     out = pathlib.Path(out_dir)
@@ -131,15 +192,32 @@ def edit_stage(cfg: Mapping[str, Any], *, space_name: str, generator_path, targe
     r = cfg["editing"]["realism"]
     realism = realism_selection(keep_ids, families, alphas, per_alpha=r["images_per_alpha"], seed=r["seed"])
     keep = lambda family, name, image_id, alpha: image_id in grid_ids or (family, name, image_id, alpha) in realism  # noqa: E731
-    table, kept = identity_sweep(targets[order], keep_ids, codes, space, G, families, identity_backend(cfg), alphas=alphas, keep=keep,
-                                 progress=cfg["progress"], **truncation(cfg))
+    table, kept = identity_sweep(
+        targets[order],
+        keep_ids,
+        codes,
+        space,
+        G,
+        families,
+        identity_backend(cfg),
+        alphas=alphas,
+        keep=keep,
+        progress=cfg["progress"],
+        **truncation(cfg),
+    )
     table.to_csv(ensure_parent(out / "identity.csv"), index=False)
 
     chosen = sorted((key for key in kept if key in realism), key=lambda k: (abs(k[3]), k[0], k[1], k[2], k[3]))
     net = perceptual_distance(cfg, device=device_of(cfg))
     features = realism_features(torch.stack([kept[key] for key in chosen]), net)
-    np.savez(out / REALISM_FILE, features=features, family=np.array([k[0] for k in chosen]), direction=np.array([k[1] for k in chosen]),
-             image_id=np.array([k[2] for k in chosen]), alpha=np.array([k[3] for k in chosen], dtype=float))
+    np.savez(
+        out / REALISM_FILE,
+        features=features,
+        family=np.array([k[0] for k in chosen]),
+        direction=np.array([k[1] for k in chosen]),
+        image_id=np.array([k[2] for k in chosen]),
+        alpha=np.array([k[3] for k in chosen], dtype=float),
+    )
 
     fidelity = pd.DataFrame(columns=FIDELITY_COLUMNS)
     if ground_truth_codes_path:
@@ -147,31 +225,48 @@ def edit_stage(cfg: Mapping[str, Any], *, space_name: str, generator_path, targe
         per_image_z = torch.load(pathlib.Path(ground_truth_dir) / "z.pt", map_location="cpu", weights_only=True)
         z = torch.cat([per_image_z[i] for i in gt_ids]).to(device_of(cfg))
         truth = true_codes(space, z, G, base_size=cfg["inversion"]["base_size"], **truncation(cfg))
-        fidelity = edit_fidelity(inverted, truth, space, G, families, image_ids=gt_ids, distance=resized_perceptual(cfg, net=net, fast=True),
-                                 alphas=cfg["editing"]["ground_truth"]["alphas"] or alphas, **truncation(cfg))
+        fidelity = edit_fidelity(
+            inverted,
+            truth,
+            space,
+            G,
+            families,
+            image_ids=gt_ids,
+            distance=resized_perceptual(cfg, net=net, fast=True),
+            alphas=cfg["editing"]["ground_truth"]["alphas"] or alphas,
+            **truncation(cfg),
+        )
     fidelity[FIDELITY_COLUMNS].to_csv(out / FIDELITY_FILE, index=False)
 
     grids = out / "grids"
     grids.mkdir(parents=True, exist_ok=True)
     for family, directions in families.items():
-        rows = [(f"{image_id} {name}", torch.stack([kept[(family, name, image_id, a)] for a in alphas]))
-                for name in directions.names for image_id in keep_ids if image_id in grid_ids]
+        rows = [
+            (f"{image_id} {name}", torch.stack([kept[(family, name, image_id, a)] for a in alphas]))
+            for name in directions.names
+            for image_id in keep_ids
+            if image_id in grid_ids
+        ]
         if rows:
             # 0.9 in at 150 dpi, about 2x the mini profile's 64 px: the default 1.2 in made these PNGs 5 MB and 6 s to write
-            editing_grid(rows, column_labels=[f"{a:+.1f}" for a in alphas], path=grids / f"{family}.png", cell_inches=0.9)
+            editing_grid(
+                rows, column_labels=[f"{a:+.1f}" for a in alphas], path=grids / f"{family}.png", cell_inches=0.9
+            )
 
 
 def editing_tables_stage(cfg: Mapping[str, Any], *, edits_dirs: Mapping[str, str], references_dir, tables_dir) -> None:
     """The editing tables (benchmarks.statistics.editing): floors and ceilings of each metric and whether it is
     informative per space, realism per |alpha|, ground-truth fidelity per alpha, identity at matched edit
     strength, and the verdicts for every configured pair. edits_dirs: space name -> edits/<slug>."""
-    from benchmarks.statistics import editing
     from benchmarks.report.tables import to_markdown, write_table
+    from benchmarks.statistics import editing
 
     out, ref = pathlib.Path(tables_dir), pathlib.Path(references_dir)
     out.mkdir(parents=True, exist_ok=True)
-    read = lambda name: pd.concat([pd.read_csv(pathlib.Path(d) / name, dtype={"image_id": str}) for d in edits_dirs.values()],  # noqa: E731
-                                  ignore_index=True)
+    read = lambda name: pd.concat(
+        [pd.read_csv(pathlib.Path(d) / name, dtype={"image_id": str}) for d in edits_dirs.values()],  # noqa: E731
+        ignore_index=True,
+    )
     identity, fidelity = read("identity.csv"), read(FIDELITY_FILE)
     baselines = pd.read_csv(ref / BASELINES_FILE, dtype={"image_id": str})
     realism_baselines = pd.read_csv(ref / "realism_baselines.csv")
@@ -186,17 +281,36 @@ def editing_tables_stage(cfg: Mapping[str, Any], *, edits_dirs: Mapping[str, str
     matched = editing.identity_at_levels(changes, levels, floor=floor)
     kids = editing.kid_by_alpha(realism, reference)
     s = cfg["statistics"]
-    flags = editing.informative_flags(baselines, identity, fidelity, kids, realism_baselines, floor=floor, min_separation=s["min_separation"])
+    flags = editing.informative_flags(
+        baselines, identity, fidelity, kids, realism_baselines, floor=floor, min_separation=s["min_separation"]
+    )
     per_image = editing.per_image_metrics(identity, fidelity, matched, floor=floor)
-    verdicts = editing.verdict_table(per_image, realism, reference, flags, [tuple(p) for p in s["pairs"]], samples=s["bootstrap_samples"],
-                                     confidence=s["confidence"], seed=cfg["seed"])
+    verdicts = editing.verdict_table(
+        per_image,
+        realism,
+        reference,
+        flags,
+        [tuple(p) for p in s["pairs"]],
+        samples=s["bootstrap_samples"],
+        confidence=s["confidence"],
+        seed=cfg["seed"],
+    )
     summary = baselines.groupby(["metric", "reference", "kind"], as_index=False)["value"].median()
-    summary = pd.concat([summary, realism_baselines.rename(columns={"kid": "value"}).assign(metric="realism_kid")], ignore_index=True)
-    matched_summary = (matched.groupby(["space", "direction"], as_index=False)
-                       .agg(level=("level", "first"), reached=("reached", "mean"), identity=("similarity", "mean")))
+    summary = pd.concat(
+        [summary, realism_baselines.rename(columns={"kid": "value"}).assign(metric="realism_kid")], ignore_index=True
+    )
+    matched_summary = matched.groupby(["space", "direction"], as_index=False).agg(
+        level=("level", "first"), reached=("reached", "mean"), identity=("similarity", "mean")
+    )
     fidelity_summary = fidelity.groupby(["space", "alpha"], as_index=False)[["perceptual", "mse"]].mean()
-    tables = {"editing_verdicts": verdicts, "editing_informative": flags, "editing_baselines": summary, "realism": kids,
-              "edit_fidelity": fidelity_summary, "matched_identity": matched_summary}
+    tables = {
+        "editing_verdicts": verdicts,
+        "editing_informative": flags,
+        "editing_baselines": summary,
+        "realism": kids,
+        "edit_fidelity": fidelity_summary,
+        "matched_identity": matched_summary,
+    }
     for name, frame in tables.items():
         write_table(frame, out / f"{name}.csv", markdown=to_markdown(frame, float_format="{:.4g}"))
     per_image.to_csv(out / "editing_per_image.csv", index=False)

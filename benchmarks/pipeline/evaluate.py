@@ -1,17 +1,26 @@
 """Stages from inversion to the report: invert one space, edit + identity, tables, figures, provenance."""
+
 from __future__ import annotations
 
 import json
 import os
 import pathlib
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
 import spaces
-from benchmarks.pipeline import device_of, ensure_parent, perceptual_distance, pipeline_generator, resized_perceptual, truncation
+from benchmarks.pipeline import (
+    device_of,
+    ensure_parent,
+    perceptual_distance,
+    pipeline_generator,
+    resized_perceptual,
+    truncation,
+)
 
 PERCEPTUAL_LABELS = {"lpips-vgg": "LPIPS (VGG)", "stlpips-vgg": "ST-LPIPS (VGG)"}
 
@@ -26,8 +35,17 @@ def save_png(image: torch.Tensor, path: pathlib.Path) -> None:
     os.replace(tmp, path)
 
 
-def invert_stage(cfg: Mapping[str, Any], *, space_name: str, generator_path, targets_dir, out_dir,
-                 encoder_path=None, pn_stats_path=None, pivot_dir=None) -> None:
+def invert_stage(
+    cfg: Mapping[str, Any],
+    *,
+    space_name: str,
+    generator_path,
+    targets_dir,
+    out_dir,
+    encoder_path=None,
+    pn_stats_path=None,
+    pivot_dir=None,
+) -> None:
     """Invert every target into one space; write codes.pt, recon/<id>.png, losses.csv, metrics.csv.
     pivot_dir: for a method on a pivot space (PTI, SAM), that space's inversion by this stage with the same
     config (the run's invert job of the pivot), taken as the method's first stage instead of recomputing it."""
@@ -42,14 +60,32 @@ def invert_stage(cfg: Mapping[str, Any], *, space_name: str, generator_path, tar
     space = spaces.get(space_name)
     ids, targets = read_prepared_targets(targets_dir)
     inv = cfg["inversion"]
-    encoder = encoder_kind(space.encoder_kind).load(encoder_path, G, cfg) if space.encoder_kind and encoder_path else None
+    encoder = (
+        encoder_kind(space.encoder_kind).load(encoder_path, G, cfg) if space.encoder_kind and encoder_path else None
+    )
     pn = PNStats.load(pn_stats_path) if space.needs_pn_stats else None
     net = perceptual_distance(cfg, device=device)
-    result = invert(targets.to(device), G, space, steps=inv["steps"], lr=inv["lr"], lambda_per=inv["lambda_per"], lambda_reg=inv["lambda_reg"],
-                    perceptual=net, perceptual_size=cfg["perceptual"]["size"], encoder=encoder, base_size=inv["base_size"],
-                    seed=cfg["seed"], image_keys=ids, pn_stats=pn, batch_size=inv["batch_size"],
-                    method_settings=inv[space.settings_key] if space.settings_key else None, progress=cfg["progress"],
-                    pivot=read_inversion(pivot_dir, space_name=space.pivot.name) if pivot_dir else None, **truncation(cfg))
+    result = invert(
+        targets.to(device),
+        G,
+        space,
+        steps=inv["steps"],
+        lr=inv["lr"],
+        lambda_per=inv["lambda_per"],
+        lambda_reg=inv["lambda_reg"],
+        perceptual=net,
+        perceptual_size=cfg["perceptual"]["size"],
+        encoder=encoder,
+        base_size=inv["base_size"],
+        seed=cfg["seed"],
+        image_keys=ids,
+        pn_stats=pn,
+        batch_size=inv["batch_size"],
+        method_settings=inv[space.settings_key] if space.settings_key else None,
+        progress=cfg["progress"],
+        pivot=read_inversion(pivot_dir, space_name=space.pivot.name) if pivot_dir else None,
+        **truncation(cfg),
+    )
     out = pathlib.Path(out_dir)
     (out / "recon").mkdir(parents=True, exist_ok=True)
     recons = result.reconstructions.clamp(-1, 1)  # as the authors' postprocessing: scored images are valid images
@@ -57,7 +93,9 @@ def invert_stage(cfg: Mapping[str, Any], *, space_name: str, generator_path, tar
         save_png(recons[i], out / "recon" / f"{image_id}.png")
     write_inversion(result, out)
     with torch.no_grad():
-        metrics = reconstruction_metrics(targets, recons, image_ids=ids, space=space.name, perceptual=resized_perceptual(cfg, net=net))
+        metrics = reconstruction_metrics(
+            targets, recons, image_ids=ids, space=space.name, perceptual=resized_perceptual(cfg, net=net)
+        )
     metrics.to_csv(out / "metrics.csv", index=False)
 
 
@@ -66,9 +104,19 @@ def write_inversion(result, out_dir) -> None:
     out = pathlib.Path(out_dir)
     torch.save({image_id: result.image_codes(i) for i, image_id in enumerate(result.keys)}, out / "codes.pt")
     steps = result.losses[next(iter(result.losses))].shape[1]
-    losses = pd.concat([pd.DataFrame({"image_id": image_id, "step": range(steps),
-                                      **{term: trace[i].numpy() for term, trace in result.losses.items()}})
-                        for i, image_id in enumerate(result.keys)], ignore_index=True)
+    losses = pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "image_id": image_id,
+                    "step": range(steps),
+                    **{term: trace[i].numpy() for term, trace in result.losses.items()},
+                }
+            )
+            for i, image_id in enumerate(result.keys)
+        ],
+        ignore_index=True,
+    )
     losses.to_csv(out / "losses.csv", index=False)
 
 
@@ -82,11 +130,15 @@ def read_inversion(inversion_dir, *, space_name: str):
     table = pd.read_csv(folder / "losses.csv", dtype={"image_id": str})
     missing = sorted(set(ids) - set(table["image_id"]))
     if missing or not set(LOSS_TERMS) <= set(table.columns):
-        raise ValueError(f"{folder / 'losses.csv'} does not match {folder / 'codes.pt'} (images missing: {missing[:4]}; "
-                         f"columns {list(table.columns)}): rerun that space's invert job")
+        raise ValueError(
+            f"{folder / 'losses.csv'} does not match {folder / 'codes.pt'} (images missing: {missing[:4]}; "
+            f"columns {list(table.columns)}): rerun that space's invert job"
+        )
     rows = {image_id: group.sort_values("step") for image_id, group in table.groupby("image_id", sort=False)}
     if len({len(r) for r in rows.values()}) != 1:
-        raise ValueError(f"{folder / 'losses.csv'}: the images hold different numbers of steps; rerun that space's invert job")
+        raise ValueError(
+            f"{folder / 'losses.csv'}: the images hold different numbers of steps; rerun that space's invert job"
+        )
     losses = {t: torch.tensor(np.stack([rows[i][t].to_numpy() for i in ids]), dtype=torch.float32) for t in LOSS_TERMS}
     return InversionResult(space=space_name, keys=ids, image_seeds=[], codes=codes, reconstructions=None, losses=losses)
 
@@ -98,14 +150,28 @@ def load_codes(path) -> tuple[list[str], dict[str, torch.Tensor]]:
     return ids, {k: torch.cat([per_image[i][k] for i in ids]) for k in per_image[ids[0]]}
 
 
-def tables_stage(cfg: Mapping[str, Any], *, metrics_paths: Sequence[str], identity_paths: Sequence[str], tables_dir,
-                 direction_paths: Sequence[str] = ()) -> None:
+def tables_stage(
+    cfg: Mapping[str, Any],
+    *,
+    metrics_paths: Sequence[str],
+    identity_paths: Sequence[str],
+    tables_dir,
+    direction_paths: Sequence[str] = (),
+) -> None:
     """Table 1, the mean identity similarity per space x family, the non-inferiority tests, and the fit
     diagnostics of every edit direction (SVM held-out accuracy, explained variance, ...)."""
-    from fzplus.edits.directions import Directions
+    from benchmarks.report.tables import (
+        edit_strength_table,
+        identity_table,
+        noninferiority_markdown,
+        table1,
+        table1_display,
+        to_markdown,
+        tuning_table,
+        write_table,
+    )
     from benchmarks.statistics.noninferiority import non_inferiority_table
-    from benchmarks.report.tables import (edit_strength_table, identity_table, noninferiority_markdown, table1, table1_display, to_markdown,
-                                   tuning_table, write_table)
+    from fzplus.edits.directions import Directions
 
     out = pathlib.Path(tables_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -124,7 +190,9 @@ def tables_stage(cfg: Mapping[str, Any], *, metrics_paths: Sequence[str], identi
         write_table(it, out / "identity.csv", markdown=to_markdown(it))
     s = cfg["statistics"]
     comparisons = [(a, b, m) for a, b in s["pairs"] for m in s["metrics"]]
-    ni = non_inferiority_table(metrics, comparisons, margin=s["margin"], test=s["test"], confidence=s["confidence"], image_column="image_id")
+    ni = non_inferiority_table(
+        metrics, comparisons, margin=s["margin"], test=s["test"], confidence=s["confidence"], image_column="image_id"
+    )
     write_table(ni, out / "noninferiority.csv", markdown=noninferiority_markdown(ni))
     if direction_paths:
         dt = pd.concat([Directions.load(p).diagnostics_table() for p in direction_paths], ignore_index=True)
@@ -135,15 +203,17 @@ def tables_stage(cfg: Mapping[str, Any], *, metrics_paths: Sequence[str], identi
 
 def figures_stage(cfg: Mapping[str, Any], *, results_dir, figures_dir) -> None:
     """Fig. 6 identity curves, the Fig. 2-style reconstruction grid, loss curves, SAM's chosen-latent maps."""
-    from benchmarks.report.figures import SPACE_FIGURES, loss_curves, reconstruction_grid
     from benchmarks.metrics.reconstruction import read_images
+    from benchmarks.report.figures import SPACE_FIGURES, loss_curves, reconstruction_grid
 
     res, out = pathlib.Path(results_dir), pathlib.Path(figures_dir)
     out.mkdir(parents=True, exist_ok=True)
     names = cfg["inversion"]["spaces"]
     slugs = {n: spaces.get(n).slug for n in names}
     dpi = cfg["report"]["dpi"]
-    identity_files = [res / "edits" / slugs[n] / "identity.csv" for n in names if (res / "edits" / slugs[n] / "identity.csv").exists()]
+    identity_files = [
+        res / "edits" / slugs[n] / "identity.csv" for n in names if (res / "edits" / slugs[n] / "identity.csv").exists()
+    ]
     if identity_files:
         identity = pd.concat([pd.read_csv(p, dtype={"image_id": str}) for p in identity_files], ignore_index=True)
         editing_figures(cfg, res, out, identity, names=names)
@@ -151,44 +221,86 @@ def figures_stage(cfg: Mapping[str, Any], *, results_dir, figures_dir) -> None:
     grid_ids = list(targets["image_id"][: cfg["report"]["grid_images"]])
     target_images = read_images([res / "targets" / "images" / f"{i}.png" for i in grid_ids])
     recons = {n: read_images([res / "inversion" / slugs[n] / "recon" / f"{i}.png" for i in grid_ids]) for n in names}
-    metrics = pd.concat([pd.read_csv(res / "inversion" / slugs[n] / "metrics.csv", dtype={"image_id": str}) for n in names], ignore_index=True)
+    metrics = pd.concat(
+        [pd.read_csv(res / "inversion" / slugs[n] / "metrics.csv", dtype={"image_id": str}) for n in names],
+        ignore_index=True,
+    )
     label = PERCEPTUAL_LABELS.get(cfg["perceptual"]["backend"], "perceptual")
-    reconstruction_grid(target_images, recons, image_ids=grid_ids, spaces=names, path=out / "reconstructions.png",
-                        per_image_metrics=metrics, perceptual_label=label, dpi=dpi)
-    losses = pd.concat([pd.read_csv(res / "inversion" / slugs[n] / "losses.csv", dtype={"image_id": str}).assign(space=n) for n in names],
-                       ignore_index=True)
+    reconstruction_grid(
+        target_images,
+        recons,
+        image_ids=grid_ids,
+        spaces=names,
+        path=out / "reconstructions.png",
+        per_image_metrics=metrics,
+        perceptual_label=label,
+        dpi=dpi,
+    )
+    losses = pd.concat(
+        [
+            pd.read_csv(res / "inversion" / slugs[n] / "losses.csv", dtype={"image_id": str}).assign(space=n)
+            for n in names
+        ],
+        ignore_index=True,
+    )
     loss_curves(losses, path=out / "loss_curves.png", dpi=dpi)
     for name in names:  # the extra figures a plugin declares (SAM: the chosen latent per segment of each grid target)
         space = spaces.get(name)
         for figure in space.figures:
             codes = torch.load(res / "inversion" / space.slug / "codes.pt", weights_only=True)
-            SPACE_FIGURES[figure](space, codes, target_images=target_images, recons=recons[name], image_ids=grid_ids,
-                                  path=out / f"{figure}_{space.slug}.png", dpi=dpi)
+            SPACE_FIGURES[figure](
+                space,
+                codes,
+                target_images=target_images,
+                recons=recons[name],
+                image_ids=grid_ids,
+                path=out / f"{figure}_{space.slug}.png",
+                dpi=dpi,
+            )
 
 
-def editing_figures(cfg: Mapping[str, Any], res: pathlib.Path, out: pathlib.Path, identity: pd.DataFrame, *, names: Sequence[str]) -> None:
+def editing_figures(
+    cfg: Mapping[str, Any], res: pathlib.Path, out: pathlib.Path, identity: pd.DataFrame, *, names: Sequence[str]
+) -> None:
     """Fig. 6 with the metric's floor and ceiling, every editing metric against alpha, identity against the
     achieved attribute change (undetected faces scored at the floor throughout, benchmarks.statistics.editing)."""
-    from benchmarks.statistics.editing import identity_floor, scored_similarity
     from benchmarks.report.editing_figures import editing_metrics_plot, identity_vs_change_plot, reference_bands
     from benchmarks.report.figures import identity_vs_step_plot
+    from benchmarks.statistics.editing import identity_floor, scored_similarity
 
     tables, dpi = res / "tables", cfg["report"]["dpi"]
     baselines = pd.read_csv(tables / "editing_baselines.csv")  # every metric's median per reference pair, KID included
     scored = identity.assign(scored=scored_similarity(identity, floor=identity_floor(baselines)))
-    identity_vs_step_plot(scored.assign(similarity=scored.scored), spaces=names, path=out / "identity_vs_step.png",
-                          bands=reference_bands(baselines, "identity"), dpi=dpi)
-    fidelity = pd.concat([pd.read_csv(res / "edits" / spaces.get(n).slug / "fidelity.csv", dtype={"image_id": str}) for n in names],
-                         ignore_index=True)
+    identity_vs_step_plot(
+        scored.assign(similarity=scored.scored),
+        spaces=names,
+        path=out / "identity_vs_step.png",
+        bands=reference_bands(baselines, "identity"),
+        dpi=dpi,
+    )
+    fidelity = pd.concat(
+        [pd.read_csv(res / "edits" / spaces.get(n).slug / "fidelity.csv", dtype={"image_id": str}) for n in names],
+        ignore_index=True,
+    )
     changes = pd.read_csv(tables / "attribute_changes.csv", dtype={"image_id": str})
     matched = pd.read_csv(tables / "matched_identity.csv")
     highlight = [n for pair in cfg["statistics"]["pairs"] for n in pair]
-    editing_metrics_plot(identity=scored, fidelity=fidelity, kids=pd.read_csv(tables / "realism.csv"),
-                         matched=matched.rename(columns={"identity": "similarity"}), baselines=baselines, spaces=names,
-                         highlight=highlight, path=out / "editing_metrics.png", dpi=dpi)
+    editing_metrics_plot(
+        identity=scored,
+        fidelity=fidelity,
+        kids=pd.read_csv(tables / "realism.csv"),
+        matched=matched.rename(columns={"identity": "similarity"}),
+        baselines=baselines,
+        spaces=names,
+        highlight=highlight,
+        path=out / "editing_metrics.png",
+        dpi=dpi,
+    )
     if not changes.empty:
         levels = matched.groupby("direction")["level"].first().to_dict()
-        identity_vs_change_plot(changes, levels=levels, spaces=names, baselines=baselines, path=out / "identity_vs_change.png", dpi=dpi)
+        identity_vs_change_plot(
+            changes, levels=levels, spaces=names, baselines=baselines, path=out / "identity_vs_change.png", dpi=dpi
+        )
 
 
 def provenance_stage(cfg: Mapping[str, Any], *, generator_path, out_path, pn_stats_summary_path=None) -> None:
@@ -197,15 +309,26 @@ def provenance_stage(cfg: Mapping[str, Any], *, generator_path, out_path, pn_sta
     from fzplus.generator import read_checkpoint_metadata
     from fzplus.provenance import config_seeds, write_provenance
 
-    extra = {"generator": {"file": str(generator_path), "sha256": file_sha256(generator_path),
-                           "metadata": read_checkpoint_metadata(generator_path)}}
+    extra = {
+        "generator": {
+            "file": str(generator_path),
+            "sha256": file_sha256(generator_path),
+            "metadata": read_checkpoint_metadata(generator_path),
+        }
+    }
     if pn_stats_summary_path:
         extra["pn_stats"] = json.loads(pathlib.Path(pn_stats_summary_path).read_text())
-    write_provenance(ensure_parent(out_path), cfg, asset_hashes=config_asset_hashes(cfg), seeds=config_seeds(cfg), extra=extra)
+    write_provenance(
+        ensure_parent(out_path), cfg, asset_hashes=config_asset_hashes(cfg), seeds=config_seeds(cfg), extra=extra
+    )
 
 
 def report_stage(cfg: Mapping[str, Any], *, results_dir, out_path) -> None:
     from benchmarks.report.html import build_report
 
-    build_report(results_dir, out_path=out_path, title=cfg["report"]["title"],
-                 perceptual_label=PERCEPTUAL_LABELS.get(cfg["perceptual"]["backend"], "perceptual"))
+    build_report(
+        results_dir,
+        out_path=out_path,
+        title=cfg["report"]["title"],
+        perceptual_label=PERCEPTUAL_LABELS.get(cfg["perceptual"]["backend"], "perceptual"),
+    )

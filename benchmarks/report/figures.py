@@ -7,17 +7,18 @@ returns the Figure for inspection. Sizes are fixed in inches (no tight bounding 
 round(width_inches * dpi) x round(height_inches * dpi) pixels, and the same data give the same bytes.
 Images are float [N, 3, R, R] in [-1, 1] or uint8 (see benchmarks.metrics.reconstruction.to_uint8).
 """
+
 from __future__ import annotations
 
 import os
 import pathlib
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import matplotlib
-from matplotlib import colors as mcolors
 import numpy as np
 import pandas as pd
 import torch
+from matplotlib import colors as mcolors
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -26,19 +27,32 @@ from benchmarks.report.tables import PAPER_SPACE_ORDER, order_spaces
 from fzplus.io import atomic_write
 
 DPI = 150
-LIGHT_LINEWIDTH, LIGHT_ALPHA = 0.6, 0.3    # one line per (target x direction), Fig. 6
-DEEP_LINEWIDTH = 2.5                        # the mean of a space, Fig. 6
-GRID_LABEL_INCHES = 1.0                     # row-label column left of an image grid
-GRID_HEADER_INCHES = 0.3                    # column-label row above it
-GRID_CAPTION_INCHES = 0.3                   # metric captions under each image (when there are any)
-GRID_GAP_INCHES = 0.04                      # white space between neighbouring images
+LIGHT_LINEWIDTH, LIGHT_ALPHA = 0.6, 0.3  # one line per (target x direction), Fig. 6
+DEEP_LINEWIDTH = 2.5  # the mean of a space, Fig. 6
+GRID_LABEL_INCHES = 1.0  # row-label column left of an image grid
+GRID_HEADER_INCHES = 0.3  # column-label row above it
+GRID_CAPTION_INCHES = 0.3  # metric captions under each image (when there are any)
+GRID_GAP_INCHES = 0.04  # white space between neighbouring images
 GRID_CAPTION_FONTSIZE, GRID_LABEL_FONTSIZE = 5.5, 8
 PAPER_COLOURS = {  # fixed per space so that every figure agrees; the method and its rival stand out
-    "F/Z+": "#d62728", "F/W+(P_N)": "#1f77b4", "F/W+": "#2ca02c", "F/Z": "#ff7f0e", "F/W": "#9467bd",
-    "F/S": "#8c564b", "Z": "#7f7f7f", "Z+": "#bcbd22", "W": "#17becf", "W+": "#e377c2", "W+(P_N)": "#393b79",
+    "F/Z+": "#d62728",
+    "F/W+(P_N)": "#1f77b4",
+    "F/W+": "#2ca02c",
+    "F/Z": "#ff7f0e",
+    "F/W": "#9467bd",
+    "F/S": "#8c564b",
+    "Z": "#7f7f7f",
+    "Z+": "#bcbd22",
+    "W": "#17becf",
+    "W+": "#e377c2",
+    "W+(P_N)": "#393b79",
     "S": "#637939",
     # the methods built on a space: away from the hues above (Dark2, the fallback, repeats several of them)
-    "IDInvert": "#000000", "PTI": "#bd9e39", "PTI w/ Z+": "#843c39", "SAM": "#7b4173", "SAM w/ Z+": "#00a087",
+    "IDInvert": "#000000",
+    "PTI": "#bd9e39",
+    "PTI w/ Z+": "#843c39",
+    "SAM": "#7b4173",
+    "SAM w/ Z+": "#00a087",
 }
 
 
@@ -70,12 +84,21 @@ def draw_bands(ax, bands: Mapping[str, tuple[float, float]] | None) -> None:
     for kind, (low, high) in (bands or {}).items():
         if np.isfinite(low) and np.isfinite(high):
             pad = 0.002 * max(abs(low), abs(high), 1e-12)  # a single reference still shows as a thin band
-            ax.axhspan(low - pad, high + pad, color=BAND_COLOURS[kind], alpha=0.15, zorder=0, label=f"{kind} (reference pairs)")
+            ax.axhspan(
+                low - pad, high + pad, color=BAND_COLOURS[kind], alpha=0.15, zorder=0, label=f"{kind} (reference pairs)"
+            )
 
 
-def identity_vs_step_plot(identity: pd.DataFrame, *, spaces: Sequence[str], path: str | os.PathLike,
-                          families: Sequence[str] | None = None, panel_inches: tuple[float, float] = (4.5, 3.5),
-                          bands: Mapping[str, tuple[float, float]] | None = None, dpi: int = DPI) -> Figure:
+def identity_vs_step_plot(
+    identity: pd.DataFrame,
+    *,
+    spaces: Sequence[str],
+    path: str | os.PathLike,
+    families: Sequence[str] | None = None,
+    panel_inches: tuple[float, float] = (4.5, 3.5),
+    bands: Mapping[str, tuple[float, float]] | None = None,
+    dpi: int = DPI,
+) -> Figure:
     """Fig. 6: identity similarity (y) against step size alpha (x), one panel per direction family.
 
     Per space (one colour): a light thin line for each (target image x direction) and a deep thick line
@@ -89,12 +112,14 @@ def identity_vs_step_plot(identity: pd.DataFrame, *, spaces: Sequence[str], path
         raise KeyError(f"identity_vs_step_plot: columns {missing} missing; got {list(identity.columns)}")
     absent = [s for s in spaces if s not in set(identity.space)]
     if absent:
-        raise ValueError(f"identity_vs_step_plot: no identity rows for spaces {absent}; "
-                         f"present: {sorted(set(identity.space))}")
+        raise ValueError(
+            f"identity_vs_step_plot: no identity rows for spaces {absent}; present: {sorted(set(identity.space))}"
+        )
     families = sorted(identity.family.unique()) if families is None else list(families)
     if not families or any(f not in set(identity.family) for f in families):
-        raise ValueError(f"identity_vs_step_plot: families {families} not all in the frame "
-                         f"({sorted(set(identity.family))})")
+        raise ValueError(
+            f"identity_vs_step_plot: families {families} not all in the frame ({sorted(set(identity.family))})"
+        )
     colours = space_colours(spaces)
     figure = _new_figure(panel_inches[0] * len(families), panel_inches[1], layout="constrained")
     axes = figure.subplots(1, len(families), squeeze=False, sharey=True)[0]
@@ -102,11 +127,19 @@ def identity_vs_step_plot(identity: pd.DataFrame, *, spaces: Sequence[str], path
         for space in spaces:
             rows = identity[(identity.space == space) & (identity.family == family)]
             for _, line in rows.sort_values("alpha").groupby(["image_id", "direction"], sort=True):
-                ax.plot(line.alpha, line.similarity, color=colours[space], linewidth=LIGHT_LINEWIDTH,
-                        alpha=LIGHT_ALPHA, zorder=1)
+                ax.plot(
+                    line.alpha,
+                    line.similarity,
+                    color=colours[space],
+                    linewidth=LIGHT_LINEWIDTH,
+                    alpha=LIGHT_ALPHA,
+                    zorder=1,
+                )
             if len(rows):
                 mean = rows.groupby("alpha").similarity.mean()
-                ax.plot(mean.index, mean.to_numpy(), color=colours[space], linewidth=DEEP_LINEWIDTH, zorder=3, label=space)
+                ax.plot(
+                    mean.index, mean.to_numpy(), color=colours[space], linewidth=DEEP_LINEWIDTH, zorder=3, label=space
+                )
         draw_bands(ax, bands)
         ax.set(title=family, xlabel="step size α")
         ax.grid(alpha=0.3)
@@ -115,8 +148,14 @@ def identity_vs_step_plot(identity: pd.DataFrame, *, spaces: Sequence[str], path
     return save_png(figure, path, dpi=dpi)
 
 
-def _image_grid(cells: Sequence[Sequence[np.ndarray]], *, row_labels: Sequence[str], column_labels: Sequence[str],
-                captions: Sequence[Sequence[str]] | None, cell_inches: float) -> Figure:
+def _image_grid(
+    cells: Sequence[Sequence[np.ndarray]],
+    *,
+    row_labels: Sequence[str],
+    column_labels: Sequence[str],
+    captions: Sequence[Sequence[str]] | None,
+    cell_inches: float,
+) -> Figure:
     """Images cells[row][col] (uint8 HWC, one size per row) in a fixed-geometry grid: width = label column +
     columns x cell, height = header + rows x (cell + caption band, when captions are given). Each row is
     drawn as one image with white gaps between its cells: one axes per cell made a 12 x 11 grid cost 2 s."""
@@ -126,20 +165,45 @@ def _image_grid(cells: Sequence[Sequence[np.ndarray]], *, row_labels: Sequence[s
     height = GRID_HEADER_INCHES + n_rows * (cell_inches + caption_inches)
     figure = _new_figure(width, height)
     for c, label in enumerate(column_labels):
-        figure.text((GRID_LABEL_INCHES + (c + 0.5) * cell_inches) / width, 1 - GRID_HEADER_INCHES / 2 / height,
-                    label, ha="center", va="center", fontsize=GRID_LABEL_FONTSIZE)
+        figure.text(
+            (GRID_LABEL_INCHES + (c + 0.5) * cell_inches) / width,
+            1 - GRID_HEADER_INCHES / 2 / height,
+            label,
+            ha="center",
+            va="center",
+            fontsize=GRID_LABEL_FONTSIZE,
+        )
     for r, (label, row) in enumerate(zip(row_labels, cells)):
         top = height - GRID_HEADER_INCHES - r * (cell_inches + caption_inches)
-        figure.text((GRID_LABEL_INCHES - 0.08) / width, (top - cell_inches / 2) / height, label, ha="right",
-                    va="center", fontsize=GRID_LABEL_FONTSIZE)
-        ax = figure.add_axes(((GRID_LABEL_INCHES + GRID_GAP_INCHES / 2) / width, (top - cell_inches + GRID_GAP_INCHES / 2) / height,
-                              (n_cols * cell_inches - GRID_GAP_INCHES) / width, (cell_inches - GRID_GAP_INCHES) / height))
+        figure.text(
+            (GRID_LABEL_INCHES - 0.08) / width,
+            (top - cell_inches / 2) / height,
+            label,
+            ha="right",
+            va="center",
+            fontsize=GRID_LABEL_FONTSIZE,
+        )
+        ax = figure.add_axes(
+            (
+                (GRID_LABEL_INCHES + GRID_GAP_INCHES / 2) / width,
+                (top - cell_inches + GRID_GAP_INCHES / 2) / height,
+                (n_cols * cell_inches - GRID_GAP_INCHES) / width,
+                (cell_inches - GRID_GAP_INCHES) / height,
+            )
+        )
         ax.imshow(_row_strip(row, label=label, cell_inches=cell_inches), aspect="auto")
         ax.set_axis_off()
         for c in range(n_cols if captions is not None else 0):
             if captions[r][c]:
-                figure.text((GRID_LABEL_INCHES + (c + 0.5) * cell_inches) / width, (top - cell_inches - 0.02) / height,
-                            captions[r][c], ha="center", va="top", fontsize=GRID_CAPTION_FONTSIZE, linespacing=1.1)
+                figure.text(
+                    (GRID_LABEL_INCHES + (c + 0.5) * cell_inches) / width,
+                    (top - cell_inches - 0.02) / height,
+                    captions[r][c],
+                    ha="center",
+                    va="top",
+                    fontsize=GRID_CAPTION_FONTSIZE,
+                    linespacing=1.1,
+                )
     return figure
 
 
@@ -149,31 +213,56 @@ def _row_strip(images: Sequence[np.ndarray], *, label: str, cell_inches: float) 
     if len(shapes) != 1:
         raise ValueError(f"image grid: row {label!r} mixes image sizes {sorted(shapes)}; give one size per row")
     h = images[0].shape[0]
-    gap = np.full((h, max(1, round(h * GRID_GAP_INCHES / (cell_inches - GRID_GAP_INCHES))), images[0].shape[2]), 255, np.uint8)
+    gap = np.full(
+        (h, max(1, round(h * GRID_GAP_INCHES / (cell_inches - GRID_GAP_INCHES))), images[0].shape[2]), 255, np.uint8
+    )
     return np.concatenate([part for image in images for part in (gap, image)][1:], axis=1)
 
 
-def reconstruction_grid(targets, recons_by_space: Mapping[str, object], *, image_ids: Sequence[str],
-                        spaces: Sequence[str], path: str | os.PathLike, per_image_metrics: pd.DataFrame | None = None,
-                        perceptual_label: str = "LPIPS", cell_inches: float = 1.2, dpi: int = DPI) -> Figure:
+def reconstruction_grid(
+    targets,
+    recons_by_space: Mapping[str, object],
+    *,
+    image_ids: Sequence[str],
+    spaces: Sequence[str],
+    path: str | os.PathLike,
+    per_image_metrics: pd.DataFrame | None = None,
+    perceptual_label: str = "LPIPS",
+    cell_inches: float = 1.2,
+    dpi: int = DPI,
+) -> Figure:
     """Fig. 2: rows = target then each space, columns = images (targets[i] is image_ids[i], and so is
     recons_by_space[space][i]). With `per_image_metrics` (space, image_id, mse, perceptual) each
     reconstruction shows its MSE and perceptual distance underneath."""
     columns = [to_uint8(targets, name="targets")]
     for space in spaces:
         if space not in recons_by_space:
-            raise KeyError(f"reconstruction_grid: no reconstructions for space {space!r}; have {sorted(recons_by_space)}")
+            raise KeyError(
+                f"reconstruction_grid: no reconstructions for space {space!r}; have {sorted(recons_by_space)}"
+            )
         columns.append(to_uint8(recons_by_space[space], name=f"reconstructions of {space}"))
     if any(len(images) != len(image_ids) for images in columns):
-        raise ValueError(f"reconstruction_grid: {len(image_ids)} image_ids but image counts "
-                         f"{[len(images) for images in columns]} (target row first)")
+        raise ValueError(
+            f"reconstruction_grid: {len(image_ids)} image_ids but image counts "
+            f"{[len(images) for images in columns]} (target row first)"
+        )
     captions = None
     if per_image_metrics is not None:
         values = per_image_metrics.set_index(["space", "image_id"])
-        captions = [[""] * len(image_ids)] + [[_metric_caption(values, space, i, perceptual_label) for i in image_ids]
-                                              for space in spaces]
-    return save_png(_image_grid(columns, row_labels=["target", *spaces], column_labels=list(image_ids),
-                                captions=captions, cell_inches=cell_inches), path, dpi=dpi)
+        captions = [[""] * len(image_ids)] + [
+            [_metric_caption(values, space, i, perceptual_label) for i in image_ids] for space in spaces
+        ]
+    return save_png(
+        _image_grid(
+            columns,
+            row_labels=["target", *spaces],
+            column_labels=list(image_ids),
+            captions=captions,
+            cell_inches=cell_inches,
+        ),
+        path,
+        dpi=dpi,
+    )
 
 
 def _metric_caption(values: pd.DataFrame, space: str, image_id: str, perceptual_label: str) -> str:
@@ -184,23 +273,47 @@ def _metric_caption(values: pd.DataFrame, space: str, image_id: str, perceptual_
     return f"MSE {row.mse:.4f}\n{perceptual_label} {perceptual}"
 
 
-def editing_grid(rows: Sequence[tuple[str, object]], *, column_labels: Sequence[str], path: str | os.PathLike,
-                 cell_inches: float = 1.2, dpi: int = DPI) -> Figure:
+def editing_grid(
+    rows: Sequence[tuple[str, object]],
+    *,
+    column_labels: Sequence[str],
+    path: str | os.PathLike,
+    cell_inches: float = 1.2,
+    dpi: int = DPI,
+) -> Figure:
     """Figs. 3, 4, 7: one labelled row per (label, images [K, 3, R, R] or uint8 [K, R, R, 3]), e.g. a space
     over K step sizes, or target / inversion / edits; K = len(column_labels) for every row."""
     cells = []
     for label, images in rows:
         images = to_uint8(images, name=f"row {label!r}")
         if len(images) != len(column_labels):
-            raise ValueError(f"editing_grid: row {label!r} has {len(images)} images for {len(column_labels)} column labels")
+            raise ValueError(
+                f"editing_grid: row {label!r} has {len(images)} images for {len(column_labels)} column labels"
+            )
         cells.append(list(images))
-    return save_png(_image_grid(cells, row_labels=[label for label, _ in rows], column_labels=list(column_labels),
-                                captions=None, cell_inches=cell_inches), path, dpi=dpi)
+    return save_png(
+        _image_grid(
+            cells,
+            row_labels=[label for label, _ in rows],
+            column_labels=list(column_labels),
+            captions=None,
+            cell_inches=cell_inches,
+        ),
+        path,
+        dpi=dpi,
+    )
 
 
-def loss_curves(losses: pd.DataFrame, *, path: str | os.PathLike, columns: Sequence[str] = ("total", "mse", "perceptual"),
-                space_column: str = "space", spaces_order: Sequence[str] = PAPER_SPACE_ORDER,
-                panel_inches: tuple[float, float] = (4.0, 3.2), dpi: int = DPI) -> Figure:
+def loss_curves(
+    losses: pd.DataFrame,
+    *,
+    path: str | os.PathLike,
+    columns: Sequence[str] = ("total", "mse", "perceptual"),
+    space_column: str = "space",
+    spaces_order: Sequence[str] = PAPER_SPACE_ORDER,
+    panel_inches: tuple[float, float] = (4.0, 3.2),
+    dpi: int = DPI,
+) -> Figure:
     """Mean inversion loss per step and space (log y unless a column has no positive value), one panel per
     loss column. `losses` is the long frame of inversion/<slug>/losses.csv with a space column added
     (tables.collect_csvs adds `space_slug`; pass space_column="space_slug" to use it)."""
@@ -226,37 +339,78 @@ def loss_curves(losses: pd.DataFrame, *, path: str | os.PathLike, columns: Seque
     return save_png(figure, path, dpi=dpi)
 
 
-__all__ = ["DPI", "LIGHT_LINEWIDTH", "DEEP_LINEWIDTH", "PAPER_COLOURS", "space_colours", "save_png",
-           "identity_vs_step_plot", "reconstruction_grid", "editing_grid", "loss_curves", "latent_map_grid", "SPACE_FIGURES"]
+__all__ = [
+    "DPI",
+    "LIGHT_LINEWIDTH",
+    "DEEP_LINEWIDTH",
+    "PAPER_COLOURS",
+    "space_colours",
+    "save_png",
+    "identity_vs_step_plot",
+    "reconstruction_grid",
+    "editing_grid",
+    "loss_curves",
+    "latent_map_grid",
+    "SPACE_FIGURES",
+]
 
 
 LATENT_COLOURS = ("#d62728", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#1f77b4")  # finest residual ... pivot (last)
 
 
-def latent_map_grid(targets, recons, latent_maps, *, candidates: Sequence[str], image_ids: Sequence[str],
-                    path: str | os.PathLike, cell_inches: float = 1.2, dpi: int = DPI) -> Figure:
+def latent_map_grid(
+    targets,
+    recons,
+    latent_maps,
+    *,
+    candidates: Sequence[str],
+    image_ids: Sequence[str],
+    path: str | os.PathLike,
+    cell_inches: float = 1.2,
+    dpi: int = DPI,
+) -> Figure:
     """SAM's chosen latents: rows = target, reconstruction, the target tinted by the latent each pixel chose.
     latent_maps [N, R, R] index `candidates` (finest residual first, the pivot last, which takes the last
     colour); the map's captions give each latent's share of the image."""
     maps = np.asarray(latent_maps).astype(np.int64)
     if maps.max(initial=0) >= len(candidates):
-        raise ValueError(f"latent_map_grid: map values up to {maps.max()} for {len(candidates)} candidates {list(candidates)}")
+        raise ValueError(
+            f"latent_map_grid: map values up to {maps.max()} for {len(candidates)} candidates {list(candidates)}"
+        )
     palette = [LATENT_COLOURS[k] for k in range(len(candidates) - 1)] + [LATENT_COLOURS[-1]]
     rgb = (np.array([mcolors.to_rgb(c) for c in palette]) * 255)[maps]
     base = to_uint8(targets, name="targets").astype(np.float64)
     tinted = (0.35 * base + 0.65 * rgb).round().astype(np.uint8)
-    captions = [[""] * len(image_ids), [""] * len(image_ids),
-                ["  ".join(f"{name} {np.mean(m == k):.0%}" for k, name in enumerate(candidates) if (m == k).any()) for m in maps]]
+    captions = [
+        [""] * len(image_ids),
+        [""] * len(image_ids),
+        [
+            "  ".join(f"{name} {np.mean(m == k):.0%}" for k, name in enumerate(candidates) if (m == k).any())
+            for m in maps
+        ],
+    ]
     legend = "chosen: " + ", ".join(f"{name} {colour}" for name, colour in zip(candidates, palette))
-    figure = _image_grid([list(to_uint8(targets, name="targets")), list(to_uint8(recons, name="reconstructions")), list(tinted)],
-                         row_labels=["target", "reconstruction", "chosen latent"], column_labels=list(image_ids),
-                         captions=captions, cell_inches=cell_inches)
+    figure = _image_grid(
+        [list(to_uint8(targets, name="targets")), list(to_uint8(recons, name="reconstructions")), list(tinted)],
+        row_labels=["target", "reconstruction", "chosen latent"],
+        column_labels=list(image_ids),
+        captions=captions,
+        cell_inches=cell_inches,
+    )
     figure.text(0.01, 0.005, legend, fontsize=GRID_CAPTION_FONTSIZE, ha="left", va="bottom")
     return save_png(figure, path, dpi=dpi)
 
 
-def draw_latent_maps(space, codes: Mapping[str, Mapping[str, torch.Tensor]], *, target_images, recons, image_ids: Sequence[str],
-                     path: str | os.PathLike, dpi: int = DPI) -> Figure:
+def draw_latent_maps(
+    space,
+    codes: Mapping[str, Mapping[str, torch.Tensor]],
+    *,
+    target_images,
+    recons,
+    image_ids: Sequence[str],
+    path: str | os.PathLike,
+    dpi: int = DPI,
+) -> Figure:
     """The 'latent_maps' figure of a plugin that declares it (spaces.base.FIGURE_KINDS): codes (image id -> that
     image's codes, as codes.pt holds them) carry each image's `latent_map` and `residual_sizes`."""
     maps = torch.cat([codes[i]["latent_map"] for i in image_ids])

@@ -22,6 +22,7 @@ Files read (data contracts of the pipeline), all optional:
     from benchmarks.report.html import build_report
     build_report("results/mini", out_path="results/mini/report.html", title="F/Z+ benchmark (mini)")
 """
+
 from __future__ import annotations
 
 import base64
@@ -35,17 +36,43 @@ import pandas as pd
 from markupsafe import Markup
 from PIL import Image
 
-from benchmarks.report.tables import (ALL_FAMILIES, IDENTITY_FORMATS, NONINFERIORITY_FORMATS, noninferiority_display,
-                               order_spaces, table1_display, to_html, write_text)
+from benchmarks.report.tables import (
+    ALL_FAMILIES,
+    IDENTITY_FORMATS,
+    NONINFERIORITY_FORMATS,
+    noninferiority_display,
+    order_spaces,
+    table1_display,
+    to_html,
+    write_text,
+)
 
 NOT_COMPUTED = "not computed"
 SUMMARY_KEYS = ("generator", "git_revision", "seeds")
-LINKED_CSVS = ("targets/targets.csv", "inversion/*/metrics.csv", "inversion/*/losses.csv", "edits/*/identity.csv",
-               "edits/*/fidelity.csv", "editing/*.csv", "ground_truth/targets/targets.csv",
-               "tables/*.csv", "tables/*.md")
-EDITING_TABLES = ("editing_verdicts", "editing_baselines", "editing_informative", "edit_fidelity", "realism", "matched_identity")
+LINKED_CSVS = (
+    "targets/targets.csv",
+    "inversion/*/metrics.csv",
+    "inversion/*/losses.csv",
+    "edits/*/identity.csv",
+    "edits/*/fidelity.csv",
+    "editing/*.csv",
+    "ground_truth/targets/targets.csv",
+    "tables/*.csv",
+    "tables/*.md",
+)
+EDITING_TABLES = (
+    "editing_verdicts",
+    "editing_baselines",
+    "editing_informative",
+    "edit_fidelity",
+    "realism",
+    "matched_identity",
+)
 EDITING_FIGURES = ("editing_metrics.png", "identity_vs_change.png")
-PREVIEW_WIDTH, PREVIEW_QUALITY = 1200, 85  # a 1635 px mini grid: 3.3 MB PNG -> 0.35 MB JPEG, faces still sharper than the 64 px renders
+PREVIEW_WIDTH, PREVIEW_QUALITY = (
+    1200,
+    85,
+)  # a 1635 px mini grid: 3.3 MB PNG -> 0.35 MB JPEG, faces still sharper than the 64 px renders
 UNDETECTED_COLUMNS = ["space", "n", "n_images", "targets_undetected", "edited_undetected", "n_missing"]
 
 TEMPLATE = """<!DOCTYPE html>
@@ -184,8 +211,11 @@ def _summary(results_dir: pathlib.Path, provenance: dict, table1: pd.DataFrame |
     summary += [(key, _short(provenance[key]) if key in provenance else NOT_COMPUTED) for key in SUMMARY_KEYS]
     targets = _read_csv(results_dir / "targets" / "targets.csv")
     summary.append(("images", str(len(targets)) if targets is not None else NOT_COMPUTED))
-    spaces = order_spaces(table1.space) if table1 is not None else \
-        sorted(p.parent.name for p in results_dir.glob("inversion/*/metrics.csv"))
+    spaces = (
+        order_spaces(table1.space)
+        if table1 is not None
+        else sorted(p.parent.name for p in results_dir.glob("inversion/*/metrics.csv"))
+    )
     summary.append(("spaces", ", ".join(spaces) if spaces else NOT_COMPUTED))
     return summary
 
@@ -195,8 +225,9 @@ def _html(frame: pd.DataFrame | None, **kwargs) -> Markup | None:
     return Markup(to_html(frame, **kwargs)) if frame is not None else None
 
 
-def report_context(results_dir: str | os.PathLike, *, out_path: str | os.PathLike, title: str,
-                   perceptual_label: str = "perceptual") -> dict:
+def report_context(
+    results_dir: str | os.PathLike, *, out_path: str | os.PathLike, title: str, perceptual_label: str = "perceptual"
+) -> dict:
     """Everything the template shows, as plain values (HTML fragments marked safe); None = not computed."""
     results_dir, out_dir = pathlib.Path(results_dir), pathlib.Path(out_path).parent
     provenance = _read_provenance(results_dir)
@@ -207,13 +238,18 @@ def report_context(results_dir: str | os.PathLike, *, out_path: str | os.PathLik
     directions = _read_csv(tables_dir / "directions.csv")
     edit_strength = _read_csv(tables_dir / "edit_strength.csv")
     editing = {name: _html(_read_csv(tables_dir / f"{name}.csv"), float_format="{:.4g}") for name in EDITING_TABLES}
-    editing_figure_paths = [results_dir / "figures" / name for name in EDITING_FIGURES if (results_dir / "figures" / name).is_file()]
-    caption, noninferiority_frame = noninferiority_display(noninferiority) if noninferiority is not None else (None, None)
+    editing_figure_paths = [
+        results_dir / "figures" / name for name in EDITING_FIGURES if (results_dir / "figures" / name).is_file()
+    ]
+    caption, noninferiority_frame = (
+        noninferiority_display(noninferiority) if noninferiority is not None else (None, None)
+    )
     undetected = identity[identity.family == ALL_FAMILIES][UNDETECTED_COLUMNS] if identity is not None else None
     grid_groups: dict[str, list] = {}
     for path in sorted(results_dir.glob("edits/*/grids/*.png")):
         grid_groups.setdefault(path.parent.parent.name, []).append(
-            (path.name, _embed_preview(path), _relative(path, out_dir)))
+            (path.name, _embed_preview(path), _relative(path, out_dir))
+        )
     links = [_relative(p, out_dir) for pattern in LINKED_CSVS for p in sorted(results_dir.glob(pattern))]
     return dict(
         title=title,
@@ -229,16 +265,26 @@ def report_context(results_dir: str | os.PathLike, *, out_path: str | os.PathLik
         edit_strength=_html(edit_strength, float_format="{:.4g}"),
         **editing,
         editing_figures=[(p.name, _embed(p)) for p in editing_figure_paths],
-        figures=[(str(p.relative_to(results_dir / "figures")), _embed(p))
-                 for p in sorted((results_dir / "figures").rglob("*.png")) if p not in editing_figure_paths],
+        figures=[
+            (str(p.relative_to(results_dir / "figures")), _embed(p))
+            for p in sorted((results_dir / "figures").rglob("*.png"))
+            if p not in editing_figure_paths
+        ],
         grid_groups=sorted(grid_groups.items()),
         links=links,
-        provenance=[(key, json.dumps(value, indent=2, sort_keys=True, default=str)) for key, value in provenance.items()],
+        provenance=[
+            (key, json.dumps(value, indent=2, sort_keys=True, default=str)) for key, value in provenance.items()
+        ],
     )
 
 
-def build_report(results_dir: str | os.PathLike, *, out_path: str | os.PathLike | None = None,
-                 title: str | None = None, perceptual_label: str = "perceptual") -> pathlib.Path:
+def build_report(
+    results_dir: str | os.PathLike,
+    *,
+    out_path: str | os.PathLike | None = None,
+    title: str | None = None,
+    perceptual_label: str = "perceptual",
+) -> pathlib.Path:
     """Write the HTML report of `results_dir` atomically to out_path (default results_dir/report.html)."""
     results_dir = pathlib.Path(results_dir)
     if not results_dir.is_dir():

@@ -8,12 +8,13 @@ Inputs are the long frames of the data contract (one row per image, or per edit)
   noninferiority: the frame of benchmarks.statistics.noninferiority.non_inferiority_table.
 `collect_csvs(results_dir, pattern)` concatenates the per-space CSVs of a results folder.
 """
+
 from __future__ import annotations
 
 import html
 import os
 import pathlib
-from typing import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -61,24 +62,34 @@ def table1(metrics, *, spaces_order: Sequence[str] = PAPER_SPACE_ORDER) -> pd.Da
             values = subset[metric].astype(float)
             if values.isna().any() and not values.isna().all():
                 example = subset.image_id[values.isna()].iloc[0]
-                raise ValueError(f"table1: {metric} is missing for {int(values.isna().sum())} of {len(values)} images "
-                                 f"of space {space!r} (e.g. {example!r}); recompute its metrics")
+                raise ValueError(
+                    f"table1: {metric} is missing for {int(values.isna().sum())} of {len(values)} images "
+                    f"of space {space!r} (e.g. {example!r}); recompute its metrics"
+                )
             row[f"{metric}_mean"] = values.mean()
             row[f"{metric}_sd"] = values.std(ddof=1) if len(values) > 1 else np.nan
         rows.append(row)
-    return pd.DataFrame(rows, columns=["space", "n"] + [f"{m}_{s}" for m in RECONSTRUCTION_METRICS for s in ("mean", "sd")])
+    return pd.DataFrame(
+        rows, columns=["space", "n"] + [f"{m}_{s}" for m in RECONSTRUCTION_METRICS for s in ("mean", "sd")]
+    )
 
 
-def table1_display(table: pd.DataFrame, *, float_format: str = "{:.5f}", perceptual_label: str = "perceptual",
-                   na_rep: str = "not computed") -> pd.DataFrame:
+def table1_display(
+    table: pd.DataFrame,
+    *,
+    float_format: str = "{:.5f}",
+    perceptual_label: str = "perceptual",
+    na_rep: str = "not computed",
+) -> pd.DataFrame:
     """Table 1 as strings, one column per metric holding 'mean ± sd' (the paper's layout plus the sd)."""
     labels = dict(mse="MSE", ssim="SSIM", perceptual=perceptual_label)
     out = pd.DataFrame(dict(space=table.space, n=table.n.astype(int)))
     for metric, label in labels.items():
         mean, sd = table[f"{metric}_mean"], table[f"{metric}_sd"]
-        out[label] = [na_rep if pd.isna(m) else
-                      float_format.format(m) + ("" if pd.isna(s) else f" ± {float_format.format(s)}")
-                      for m, s in zip(mean, sd)]
+        out[label] = [
+            na_rep if pd.isna(m) else float_format.format(m) + ("" if pd.isna(s) else f" ± {float_format.format(s)}")
+            for m, s in zip(mean, sd)
+        ]
     return out
 
 
@@ -89,8 +100,13 @@ def tuning_table(metrics, *, pivots: Mapping[str, str]) -> pd.DataFrame:
     frame = _as_long_frame(metrics, required=("space", "image_id", "mse", "perceptual"), what="tuning_table")
     columns = [name for method, pivot in pivots.items() for name in (pivot, method) if name in set(frame.space)]
     wide = frame[frame.space.isin(columns)].pivot(index="image_id", columns="space", values=["mse", "perceptual"])
-    out = pd.DataFrame({f"{space} {label}": wide[metric][space] for space in dict.fromkeys(columns)
-                        for metric, label in (("mse", "MSE"), ("perceptual", "perceptual"))})
+    out = pd.DataFrame(
+        {
+            f"{space} {label}": wide[metric][space]
+            for space in dict.fromkeys(columns)
+            for metric, label in (("mse", "MSE"), ("perceptual", "perceptual"))
+        }
+    )
     out.loc["mean"] = out.mean()
     return out.rename_axis("image_id").reset_index()
 
@@ -101,8 +117,20 @@ def identity_table(identity, *, spaces_order: Sequence[str] = PAPER_SPACE_ORDER)
     step size). Columns: space, family, n (edits), n_images, mean_similarity, sd_similarity,
     n_missing (NaN similarities: no face embedding), targets_undetected (distinct images whose target
     face was not detected), edited_undetected (edits whose face was not detected)."""
-    frame = _as_long_frame(identity, required=("space", "family", "direction", "image_id", "alpha", "similarity",
-                                               "target_detected", "edited_detected"), what="identity_table")
+    frame = _as_long_frame(
+        identity,
+        required=(
+            "space",
+            "family",
+            "direction",
+            "image_id",
+            "alpha",
+            "similarity",
+            "target_detected",
+            "edited_detected",
+        ),
+        what="identity_table",
+    )
     rows = []
     for space in order_spaces(frame.space, spaces_order=spaces_order):
         subset = frame[frame.space == space]
@@ -110,11 +138,19 @@ def identity_table(identity, *, spaces_order: Sequence[str] = PAPER_SPACE_ORDER)
         for family, group in groups + [(ALL_FAMILIES, subset)]:
             similarity = group.similarity.astype(float)
             target_detected = group.target_detected.astype(bool)
-            rows.append(dict(space=space, family=family, n=len(group), n_images=group.image_id.nunique(),
-                             mean_similarity=similarity.mean(), sd_similarity=similarity.std(ddof=1),
-                             n_missing=int(similarity.isna().sum()),
-                             targets_undetected=group.image_id[~target_detected].nunique(),
-                             edited_undetected=int((~group.edited_detected.astype(bool)).sum())))
+            rows.append(
+                dict(
+                    space=space,
+                    family=family,
+                    n=len(group),
+                    n_images=group.image_id.nunique(),
+                    mean_similarity=similarity.mean(),
+                    sd_similarity=similarity.std(ddof=1),
+                    n_missing=int(similarity.isna().sum()),
+                    targets_undetected=group.image_id[~target_detected].nunique(),
+                    edited_undetected=int((~group.edited_detected.astype(bool)).sum()),
+                )
+            )
     return pd.DataFrame(rows)
 
 
@@ -122,11 +158,15 @@ def edit_strength_table(directions: pd.DataFrame) -> pd.DataFrame:
     """How hard one unit of alpha edits in each domain, per family: the mean measured image change per unit
     (column image_distance_per_unit of tables/directions, fzplus.edits.calibration) in Z and in W, and their
     ratio. A ratio near 1 means the Z-type and W-type spaces were edited equally hard at the same alpha."""
-    frame = _as_long_frame(directions, required=("method", "domain", "image_distance_per_unit"), what="edit_strength_table")
+    frame = _as_long_frame(
+        directions, required=("method", "domain", "image_distance_per_unit"), what="edit_strength_table"
+    )
     family = frame.method.str.replace("-released", "", regex=False)
     means = frame.assign(family=family).groupby(["family", "domain"]).image_distance_per_unit.mean().unstack("domain")
-    rows = [dict(family=f, z_image_distance_per_unit=means.loc[f].get("Z"), w_image_distance_per_unit=means.loc[f].get("W"))
-            for f in means.index]
+    rows = [
+        dict(family=f, z_image_distance_per_unit=means.loc[f].get("Z"), w_image_distance_per_unit=means.loc[f].get("W"))
+        for f in means.index
+    ]
     table = pd.DataFrame(rows)
     table["z_over_w"] = table.z_image_distance_per_unit / table.w_image_distance_per_unit
     return table
@@ -158,6 +198,7 @@ def noninferiority_markdown(table: pd.DataFrame) -> str:
 def format_cells(frame: pd.DataFrame, *, float_format: FloatFormat = "{:.5f}", na_rep: str = "n/a") -> list[list[str]]:
     """Cell strings of `frame` row by row: floats through `float_format` (a format string, a mapping
     column -> format string with "{:.5f}" for the rest, or a callable), bools as yes/no, NaN as na_rep."""
+
     def formatter(column: str) -> Callable[[float], str]:
         spec = float_format.get(column, "{:.5f}") if isinstance(float_format, Mapping) else float_format
         return spec if callable(spec) else spec.format
@@ -184,6 +225,7 @@ def _is_numeric(frame: pd.DataFrame, column: str) -> bool:
 
 def to_markdown(frame: pd.DataFrame, *, float_format: FloatFormat = "{:.5f}", na_rep: str = "n/a") -> str:
     """A GitHub markdown table: header row, alignment row (numbers right-aligned), one row per frame row."""
+
     def escape(text: str) -> str:
         return text.replace("|", "\\|").replace("\n", " ")
 
@@ -202,12 +244,15 @@ def to_markdown(frame: pd.DataFrame, *, float_format: FloatFormat = "{:.5f}", na
 def to_html(frame: pd.DataFrame, *, float_format: FloatFormat = "{:.5f}", na_rep: str = "n/a") -> str:
     """The same cells as `to_markdown`, as an escaped HTML <table> (numbers right-aligned via class 'num')."""
     numeric = [_is_numeric(frame, c) for c in frame.columns]
+
     def cell(tag: str, text: str, num: bool) -> str:
         return f'<{tag}{NUMERIC_CLASS if num else ""}>{html.escape(text)}</{tag}>'
 
     head = "".join(cell("th", str(c), n) for c, n in zip(frame.columns, numeric))
-    body = "".join("<tr>" + "".join(cell("td", text, n) for text, n in zip(row, numeric)) + "</tr>"
-                   for row in format_cells(frame, float_format=float_format, na_rep=na_rep))
+    body = "".join(
+        "<tr>" + "".join(cell("td", text, n) for text, n in zip(row, numeric)) + "</tr>"
+        for row in format_cells(frame, float_format=float_format, na_rep=na_rep)
+    )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -235,7 +280,25 @@ def collect_csvs(results_dir: str | os.PathLike, pattern: str) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-__all__ = ["PAPER_SPACE_ORDER", "tuning_table", "RECONSTRUCTION_METRICS", "ALL_FAMILIES", "TEST_DESCRIPTIONS", "order_spaces",
-           "table1", "table1_display", "identity_table", "edit_strength_table", "noninferiority_display", "noninferiority_markdown",
-           "NONINFERIORITY_FORMATS", "IDENTITY_FORMATS", "format_cells", "to_markdown", "to_html", "write_text",
-           "write_table", "collect_csvs"]
+__all__ = [
+    "PAPER_SPACE_ORDER",
+    "tuning_table",
+    "RECONSTRUCTION_METRICS",
+    "ALL_FAMILIES",
+    "TEST_DESCRIPTIONS",
+    "order_spaces",
+    "table1",
+    "table1_display",
+    "identity_table",
+    "edit_strength_table",
+    "noninferiority_display",
+    "noninferiority_markdown",
+    "NONINFERIORITY_FORMATS",
+    "IDENTITY_FORMATS",
+    "format_cells",
+    "to_markdown",
+    "to_html",
+    "write_text",
+    "write_table",
+    "collect_csvs",
+]

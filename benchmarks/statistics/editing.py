@@ -17,22 +17,32 @@ Metrics (name -> which way is better):
 A metric is used for a verdict only where benchmarks.metrics.sanity finds the reconstructions (alpha = 0) clearly
 above its floor for both spaces of the pair.
 """
+
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from benchmarks.metrics.realism import kid
-from fzplus.edits.attributes import ATTRIBUTES
 from benchmarks.metrics.sanity import informative_check, set_metric_informative
+from fzplus.edits.attributes import ATTRIBUTES
 
-METRICS = {"identity": "higher", "identity_matched": "higher", "fidelity_perceptual": "lower", "fidelity_mse": "lower",
-           "realism_kid": "lower"}
+METRICS = {
+    "identity": "higher",
+    "identity_matched": "higher",
+    "fidelity_perceptual": "lower",
+    "fidelity_mse": "lower",
+    "realism_kid": "lower",
+}
 SOURCE_METRIC = {"identity_matched": "identity"}  # judged by the floor and ceiling of the metric it is made of
 # one column set for per-image metrics (medians over images) and set metrics (one value per set)
-MEDIAN_AS_VALUE = {"best_floor_median": "best_floor_value", "ceiling_median": "ceiling_value", "recon_median": "recon_value"}
+MEDIAN_AS_VALUE = {
+    "best_floor_median": "best_floor_value",
+    "ceiling_median": "ceiling_value",
+    "recon_median": "recon_value",
+}
 
 
 def identity_floor(baselines: pd.DataFrame) -> float:
@@ -54,7 +64,9 @@ def attribute_changes(identity: pd.DataFrame, *, floor: float) -> pd.DataFrame:
     rows = identity[(identity.family == "interfacegan") & identity.direction.isin(ATTRIBUTES)].copy()
     keys = ["space", "family", "direction", "image_id"]
     start = rows[rows.alpha == 0].set_index(keys)["attribute_score"]
-    rows["change"] = np.sign(rows["alpha"]) * (rows["attribute_score"].to_numpy() - start.reindex(pd.MultiIndex.from_frame(rows[keys])).to_numpy())
+    rows["change"] = np.sign(rows["alpha"]) * (
+        rows["attribute_score"].to_numpy() - start.reindex(pd.MultiIndex.from_frame(rows[keys])).to_numpy()
+    )
     rows["change"] = rows["change"].where(rows.alpha != 0, 0.0)
     rows["scored"] = scored_similarity(rows, floor=floor)
     return rows
@@ -95,21 +107,41 @@ def identity_at_levels(changes: pd.DataFrame, levels: Mapping[str, float], *, fl
             value, reached = float(scored[k - 1] + np.clip(t, 0, 1) * (scored[k] - scored[k - 1])), True
         else:
             value, reached = floor, False
-        rows.append(dict(space=space, image_id=image_id, direction=direction, sign=sign, level=level, reached=reached, similarity=value))
+        rows.append(
+            dict(
+                space=space,
+                image_id=image_id,
+                direction=direction,
+                sign=sign,
+                level=level,
+                reached=reached,
+                similarity=value,
+            )
+        )
     return pd.DataFrame(rows, columns=["space", "image_id", "direction", "sign", "level", "reached", "similarity"])
 
 
-def per_image_metrics(identity: pd.DataFrame, fidelity: pd.DataFrame, matched: pd.DataFrame, *, floor: float) -> pd.DataFrame:
+def per_image_metrics(
+    identity: pd.DataFrame, fidelity: pd.DataFrame, matched: pd.DataFrame, *, floor: float
+) -> pd.DataFrame:
     """Long frame (space, image_id, metric, value): each per-image metric averaged over directions and alphas != 0."""
     edited = identity[identity.alpha != 0].assign(value=lambda f: scored_similarity(f, floor=floor))
-    frames = [edited.groupby(["space", "image_id"], as_index=False)["value"].mean().assign(metric="identity"),
-              matched.groupby(["space", "image_id"], as_index=False)["similarity"].mean()
-              .rename(columns={"similarity": "value"}).assign(metric="identity_matched")]
+    frames = [
+        edited.groupby(["space", "image_id"], as_index=False)["value"].mean().assign(metric="identity"),
+        matched.groupby(["space", "image_id"], as_index=False)["similarity"]
+        .mean()
+        .rename(columns={"similarity": "value"})
+        .assign(metric="identity_matched"),
+    ]
     moved = fidelity[fidelity.alpha != 0]
     for column in ("perceptual", "mse"):
         if not moved.empty:
-            frames.append(moved.groupby(["space", "image_id"], as_index=False)[column].mean()
-                          .rename(columns={column: "value"}).assign(metric=f"fidelity_{column}"))
+            frames.append(
+                moved.groupby(["space", "image_id"], as_index=False)[column]
+                .mean()
+                .rename(columns={column: "value"})
+                .assign(metric=f"fidelity_{column}")
+            )
     return pd.concat(frames, ignore_index=True)[["space", "image_id", "metric", "value"]]
 
 
@@ -119,18 +151,32 @@ def kid_by_alpha(realism: Mapping[str, Mapping[str, np.ndarray]], reference: np.
     for space, r in realism.items():
         size = np.abs(r["alpha"])
         for value in np.unique(size):
-            rows.append(dict(space=space, abs_alpha=float(value), n=int((size == value).sum()), kid=kid(r["features"][size == value], reference)))
+            rows.append(
+                dict(
+                    space=space,
+                    abs_alpha=float(value),
+                    n=int((size == value).sum()),
+                    kid=kid(r["features"][size == value], reference),
+                )
+            )
     return pd.DataFrame(rows, columns=["space", "abs_alpha", "n", "kid"])
 
 
-def kid_difference(candidate: Mapping[str, np.ndarray], reference_space: Mapping[str, np.ndarray], reference: np.ndarray, *,
-                   samples: int = 1000, confidence: float = 0.95, seed: int = 0) -> tuple[float, float, float, float]:
+def kid_difference(
+    candidate: Mapping[str, np.ndarray],
+    reference_space: Mapping[str, np.ndarray],
+    reference: np.ndarray,
+    *,
+    samples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float, float, float]:
     """KID(reference space) - KID(candidate) over edits with alpha != 0 (> 0: the candidate's edits are more
     realistic), with a paired bootstrap over image ids (benchmarks.statistics.paired.bootstrap_set_difference).
     Kernel matrices are computed once; a resample picks rows. Duplicated rows enter the within-set sums as
     distinct pairs, which biases resampled KIDs up a little for both spaces alike."""
-    from benchmarks.statistics.paired import bootstrap_set_difference
     from benchmarks.metrics.realism import kid_from_kernels, polynomial_kernel
+    from benchmarks.statistics.paired import bootstrap_set_difference
 
     def blocks(r):
         keep = r["alpha"] != 0
@@ -151,11 +197,23 @@ def kid_difference(candidate: Mapping[str, np.ndarray], reference_space: Mapping
     return bootstrap_set_difference(statistic, len(images), samples=samples, confidence=confidence, seed=seed)
 
 
-def informative_flags(baselines: pd.DataFrame, identity: pd.DataFrame, fidelity: pd.DataFrame, kids: pd.DataFrame,
-                      realism_baselines: pd.DataFrame, *, floor: float, min_separation: float = 0.25) -> pd.DataFrame:
+def informative_flags(
+    baselines: pd.DataFrame,
+    identity: pd.DataFrame,
+    fidelity: pd.DataFrame,
+    kids: pd.DataFrame,
+    realism_baselines: pd.DataFrame,
+    *,
+    floor: float,
+    min_separation: float = 0.25,
+) -> pd.DataFrame:
     """Per metric and space: can the metric tell this space's reconstructions (alpha = 0) from its floor?"""
     rows = []
-    unedited = identity[identity.alpha == 0].drop_duplicates(["space", "image_id"]).assign(value=lambda f: scored_similarity(f, floor=floor))
+    unedited = (
+        identity[identity.alpha == 0]
+        .drop_duplicates(["space", "image_id"])
+        .assign(value=lambda f: scored_similarity(f, floor=floor))
+    )
     per_image = {"identity": unedited}
     moved = fidelity[fidelity.alpha == 0].drop_duplicates(["space", "image_id"])
     for column in ("perceptual", "mse"):
@@ -166,7 +224,9 @@ def informative_flags(baselines: pd.DataFrame, identity: pd.DataFrame, fidelity:
             refs = refs.assign(value=refs["value"].fillna(floor))
         for space, recon in frame.groupby("space"):
             mine = refs[refs.image_id.isin(recon.image_id)]  # the edited targets, of all the targets referenced
-            check = informative_check(recon.set_index("image_id")["value"], mine, better=METRICS[metric], min_separation=min_separation)
+            check = informative_check(
+                recon.set_index("image_id")["value"], mine, better=METRICS[metric], min_separation=min_separation
+            )
             rows.append(dict(metric=metric, space=space, **{MEDIAN_AS_VALUE.get(k, k): v for k, v in check.items()}))
     floors = realism_baselines[realism_baselines.kind == "floor"].set_index("reference")["kid"].to_dict()
     ceilings = realism_baselines[realism_baselines.kind == "ceiling"].set_index("reference")["kid"].to_dict()
@@ -178,8 +238,17 @@ def informative_flags(baselines: pd.DataFrame, identity: pd.DataFrame, fidelity:
     return pd.concat([flags, *derived], ignore_index=True)
 
 
-def verdict_table(per_image: pd.DataFrame, realism: Mapping[str, Mapping[str, np.ndarray]], reference: np.ndarray, flags: pd.DataFrame,
-                  pairs: Sequence[tuple[str, str]], *, samples: int = 2000, confidence: float = 0.95, seed: int = 0) -> pd.DataFrame:
+def verdict_table(
+    per_image: pd.DataFrame,
+    realism: Mapping[str, Mapping[str, np.ndarray]],
+    reference: np.ndarray,
+    flags: pd.DataFrame,
+    pairs: Sequence[tuple[str, str]],
+    *,
+    samples: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> pd.DataFrame:
     """Per pair and metric: means, the bootstrap interval of the improvement, p, and better / worse / not
     resolved / uninformative (benchmarks.statistics.paired)."""
     from benchmarks.statistics.paired import comparison_table, verdict
@@ -188,15 +257,39 @@ def verdict_table(per_image: pd.DataFrame, realism: Mapping[str, Mapping[str, np
     both = lambda a, b, m: ok.get((m, a), False) and ok.get((m, b), False)  # noqa: E731
     informative = {(a, b, m): both(a, b, m) for a, b in pairs for m in METRICS}
     per_image_metrics_present = {m: METRICS[m] for m in METRICS if m in set(per_image.metric)}
-    table = comparison_table(per_image, pairs, per_image_metrics_present, samples=samples, confidence=confidence, seed=seed,
-                             informative=informative)
+    table = comparison_table(
+        per_image,
+        pairs,
+        per_image_metrics_present,
+        samples=samples,
+        confidence=confidence,
+        seed=seed,
+        informative=informative,
+    )
     rows = []
     for a, b in pairs:
         if a in realism and b in realism:
-            estimate, low, high, p = kid_difference(realism[a], realism[b], reference, samples=samples, confidence=confidence, seed=seed)
+            estimate, low, high, p = kid_difference(
+                realism[a], realism[b], reference, samples=samples, confidence=confidence, seed=seed
+            )
             mean_a, mean_b = (kid(r["features"][r["alpha"] != 0], reference) for r in (realism[a], realism[b]))
-            rows.append(dict(candidate=a, reference=b, metric="realism_kid", better="lower", n=len(set(realism[a]["image_id"])), n_missing=0,
-                             mean_candidate=mean_a, mean_reference=mean_b, mean_improvement=estimate, ci_low=low, ci_high=high, p_value=p,
-                             verdict=verdict(low, high, p_value=p, alpha=1 - confidence,
-                                             informative=informative[(a, b, "realism_kid")])))
+            rows.append(
+                dict(
+                    candidate=a,
+                    reference=b,
+                    metric="realism_kid",
+                    better="lower",
+                    n=len(set(realism[a]["image_id"])),
+                    n_missing=0,
+                    mean_candidate=mean_a,
+                    mean_reference=mean_b,
+                    mean_improvement=estimate,
+                    ci_low=low,
+                    ci_high=high,
+                    p_value=p,
+                    verdict=verdict(
+                        low, high, p_value=p, alpha=1 - confidence, informative=informative[(a, b, "realism_kid")]
+                    ),
+                )
+            )
     return pd.concat([table, pd.DataFrame(rows)], ignore_index=True)

@@ -21,38 +21,46 @@ test that the candidate is not worse at all.
 The reported `confidence_bound` is on the raw difference c - r (mean for paired-t, Hodges-Lehmann
 pseudo-median for wilcoxon): a lower bound when higher is better, an upper bound when lower is better.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
 TESTS = ("paired-t", "wilcoxon")
-METRIC_BETTER = {"mse": "lower", "perceptual": "lower", "lpips": "lower", "ssim": "higher", "psnr": "higher",
-                 "identity_similarity": "higher", "similarity": "higher"}  # defaults; override per call
+METRIC_BETTER = {
+    "mse": "lower",
+    "perceptual": "lower",
+    "lpips": "lower",
+    "ssim": "higher",
+    "psnr": "higher",
+    "identity_similarity": "higher",
+    "similarity": "higher",
+}  # defaults; override per call
 EXACT_SIGNED_RANK_MAX_N = 400  # above this the Hodges-Lehmann bound uses the normal approximation
 
 
 @dataclasses.dataclass(frozen=True)
 class NonInferiorityResult:
     test: str
-    better: str              # "lower" or "higher"
+    better: str  # "lower" or "higher"
     margin: float
     confidence: float
-    n: int                   # pairs used
-    n_missing: int           # pairs dropped because a value was NaN
+    n: int  # pairs used
+    n_missing: int  # pairs dropped because a value was NaN
     mean_candidate: float
     mean_reference: float
-    mean_difference: float   # mean of (candidate - reference), raw units
+    mean_difference: float  # mean of (candidate - reference), raw units
     confidence_bound: float  # one-sided bound on (candidate - reference); see module docstring
-    bound_side: str          # "lower" (higher is better) or "upper" (lower is better)
-    statistic: float         # t, or the signed-rank sum T+ of d + margin
+    bound_side: str  # "lower" (higher is better) or "upper" (lower is better)
+    statistic: float  # t, or the signed-rank sum T+ of d + margin
     p_value: float
-    non_inferior: bool       # p_value < 1 - confidence
+    non_inferior: bool  # p_value < 1 - confidence
     h0: str
     h1: str
 
@@ -60,8 +68,9 @@ class NonInferiorityResult:
         return dataclasses.asdict(self)
 
 
-def non_inferiority_test(candidate, reference, *, better: str, margin: float = 1e-8, test: str = "paired-t",
-                         confidence: float = 0.95) -> NonInferiorityResult:
+def non_inferiority_test(
+    candidate, reference, *, better: str, margin: float = 1e-8, test: str = "paired-t", confidence: float = 0.95
+) -> NonInferiorityResult:
     """Paired one-sided non-inferiority test of `candidate` against `reference` (per-image values [n], same
     order). `better` is "lower" (MSE, LPIPS) or "higher" (SSIM). Pairs with a NaN are dropped and counted."""
     if better not in ("lower", "higher"):
@@ -96,10 +105,19 @@ def non_inferiority_test(candidate, reference, *, better: str, margin: float = 1
     at_margin = f"{-sign * margin:+g}"  # the difference (candidate - reference) that is exactly the margin worse
     null, alternative = (">=", "<") if better == "lower" else ("<=", ">")
     return NonInferiorityResult(
-        test=test, better=better, margin=float(margin), confidence=float(confidence), n=int(len(d)),
-        n_missing=int((~keep).sum()), mean_candidate=float(c.mean()), mean_reference=float(r.mean()),
-        mean_difference=float((c - r).mean()), confidence_bound=float(sign * improvement_bound),
-        bound_side="lower" if better == "higher" else "upper", statistic=statistic, p_value=p_value,
+        test=test,
+        better=better,
+        margin=float(margin),
+        confidence=float(confidence),
+        n=int(len(d)),
+        n_missing=int((~keep).sum()),
+        mean_candidate=float(c.mean()),
+        mean_reference=float(r.mean()),
+        mean_difference=float((c - r).mean()),
+        confidence_bound=float(sign * improvement_bound),
+        bound_side="lower" if better == "higher" else "upper",
+        statistic=statistic,
+        p_value=p_value,
         non_inferior=bool(p_value < alpha),
         h0=f"inferior: {theta} of (candidate - reference) {null} {at_margin} ({better} is better)",
         h1=f"non-inferior: {theta} of (candidate - reference) {alternative} {at_margin} ({better} is better)",
@@ -129,10 +147,17 @@ def _hodges_lehmann_lower_bound(d: np.ndarray, alpha: float) -> float:
     return float(walsh[rank - 1]) if rank >= 1 else -math.inf
 
 
-def non_inferiority_table(frame: pd.DataFrame, comparisons: Sequence[tuple[str, str, str]], *,
-                          margin: float = 1e-8, test: str = "paired-t", confidence: float = 0.95,
-                          better: Mapping[str, str] | None = None, space_column: str = "space",
-                          image_column: str = "image") -> pd.DataFrame:
+def non_inferiority_table(
+    frame: pd.DataFrame,
+    comparisons: Sequence[tuple[str, str, str]],
+    *,
+    margin: float = 1e-8,
+    test: str = "paired-t",
+    confidence: float = 0.95,
+    better: Mapping[str, str] | None = None,
+    space_column: str = "space",
+    image_column: str = "image",
+) -> pd.DataFrame:
     """Run `non_inferiority_test` for each (candidate space, reference space, metric) on a long-format
     frame with one row per (space, image) and one column per metric. Images are paired by `image_column`;
     an image present for one space of a comparison but not the other is an error. `better` overrides
@@ -143,28 +168,44 @@ def non_inferiority_table(frame: pd.DataFrame, comparisons: Sequence[tuple[str, 
             raise KeyError(f"non_inferiority_table: column {column!r} missing; columns are {list(frame.columns)}")
     duplicated = frame.duplicated([space_column, image_column])
     if duplicated.any():
-        raise ValueError(f"non_inferiority_table: repeated (space, image) rows, e.g. "
-                         f"{frame.loc[duplicated, [space_column, image_column]].iloc[0].tolist()}")
+        raise ValueError(
+            f"non_inferiority_table: repeated (space, image) rows, e.g. "
+            f"{frame.loc[duplicated, [space_column, image_column]].iloc[0].tolist()}"
+        )
     rows = []
     for candidate, reference, metric in comparisons:
         if metric not in frame.columns:
-            raise KeyError(f"non_inferiority_table: metric column {metric!r} missing; columns are {list(frame.columns)}")
+            raise KeyError(
+                f"non_inferiority_table: metric column {metric!r} missing; columns are {list(frame.columns)}"
+            )
         if metric not in directions:
-            raise KeyError(f"non_inferiority_table: is lower or higher {metric!r} better? pass better={{{metric!r}: ...}}")
+            raise KeyError(
+                f"non_inferiority_table: is lower or higher {metric!r} better? pass better={{{metric!r}: ...}}"
+            )
         values = {}
         for space in (candidate, reference):
             subset = frame[frame[space_column] == space]
             if subset.empty:
-                raise ValueError(f"non_inferiority_table: no rows for space {space!r}; spaces are "
-                                 f"{sorted(frame[space_column].unique())}")
+                raise ValueError(
+                    f"non_inferiority_table: no rows for space {space!r}; spaces are "
+                    f"{sorted(frame[space_column].unique())}"
+                )
             values[space] = subset.set_index(image_column)[metric]
         unpaired = values[candidate].index.symmetric_difference(values[reference].index)
         if len(unpaired):
-            raise ValueError(f"non_inferiority_table: images {list(unpaired)[:5]} are not in both {candidate!r} "
-                             f"and {reference!r}; the test needs paired images")
+            raise ValueError(
+                f"non_inferiority_table: images {list(unpaired)[:5]} are not in both {candidate!r} "
+                f"and {reference!r}; the test needs paired images"
+            )
         images = values[candidate].index.sort_values()
-        result = non_inferiority_test(values[candidate].loc[images].to_numpy(), values[reference].loc[images].to_numpy(),
-                                      better=directions[metric], margin=margin, test=test, confidence=confidence)
+        result = non_inferiority_test(
+            values[candidate].loc[images].to_numpy(),
+            values[reference].loc[images].to_numpy(),
+            better=directions[metric],
+            margin=margin,
+            test=test,
+            confidence=confidence,
+        )
         rows.append(dict(candidate=candidate, reference=reference, metric=metric, **result.as_dict()))
     return pd.DataFrame(rows)
 

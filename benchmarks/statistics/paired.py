@@ -26,20 +26,34 @@ p-value (it reads the bootstrap distribution as if centred on the null), good on
 "worse" when it lies below 0 and p < 1 - confidence, otherwise "not resolved";
 "uninformative" when the metric cannot tell the spaces apart in this setting (decided by the caller).
 """
+
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import json
-from typing import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-EXACT_MAX_N = 16    # enumerate all 2^n sign patterns up to this n
-_CHUNK = 1 << 20    # elements per block when resampling, to bound memory
-COLUMNS = ("candidate", "reference", "metric", "better", "n", "n_missing", "mean_candidate", "mean_reference",
-           "mean_improvement", "ci_low", "ci_high", "p_value", "verdict")
+EXACT_MAX_N = 16  # enumerate all 2^n sign patterns up to this n
+_CHUNK = 1 << 20  # elements per block when resampling, to bound memory
+COLUMNS = (
+    "candidate",
+    "reference",
+    "metric",
+    "better",
+    "n",
+    "n_missing",
+    "mean_candidate",
+    "mean_reference",
+    "mean_improvement",
+    "ci_low",
+    "ci_high",
+    "p_value",
+    "verdict",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,16 +61,16 @@ class PairedComparison:
     candidate: str
     reference: str
     metric: str
-    better: str              # "lower" or "higher"
-    n: int                   # complete pairs used
-    n_missing: int           # pairs dropped because a value was NaN
+    better: str  # "lower" or "higher"
+    n: int  # complete pairs used
+    n_missing: int  # pairs dropped because a value was NaN
     mean_candidate: float
     mean_reference: float
     mean_improvement: float  # mean of d, > 0 = candidate better
-    ci_low: float            # percentile bootstrap interval of mean(d)
+    ci_low: float  # percentile bootstrap interval of mean(d)
     ci_high: float
     confidence: float
-    p_value: float           # two-sided sign-flip permutation test of mean(d) = 0
+    p_value: float  # two-sided sign-flip permutation test of mean(d) = 0
     samples: int
     seed: int
 
@@ -76,7 +90,7 @@ def _sign_flip_p(d: np.ndarray, samples: int, rng: np.random.Generator) -> float
     observed = abs(d.sum())
     tol = 1e-9 * np.abs(d).sum()  # flipped sums equal to the observed one must count despite rounding
     if n <= EXACT_MAX_N:
-        signs = ((np.arange(2 ** n)[:, None] >> np.arange(n)) & 1) * 2 - 1  # [2^n, n]
+        signs = ((np.arange(2**n)[:, None] >> np.arange(n)) & 1) * 2 - 1  # [2^n, n]
         return float(np.mean(np.abs(signs @ d) >= observed - tol))
     count, rows = 0, max(1, _CHUNK // n)
     for start in range(0, samples, rows):
@@ -85,9 +99,18 @@ def _sign_flip_p(d: np.ndarray, samples: int, rng: np.random.Generator) -> float
     return (count + 1) / (samples + 1)
 
 
-def paired_bootstrap(candidate, reference, *, better: str, samples: int = 2000, confidence: float = 0.95,
-                     seed: int = 0, candidate_name: str = "candidate", reference_name: str = "reference",
-                     metric: str = "") -> PairedComparison:
+def paired_bootstrap(
+    candidate,
+    reference,
+    *,
+    better: str,
+    samples: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    candidate_name: str = "candidate",
+    reference_name: str = "reference",
+    metric: str = "",
+) -> PairedComparison:
     """Compare per-image values `candidate` and `reference` ([n], same image order); see the module docstring."""
     if better not in ("lower", "higher"):
         raise ValueError(f"better must be 'lower' or 'higher', got {better!r} (metric {metric!r})")
@@ -108,14 +131,27 @@ def paired_bootstrap(candidate, reference, *, better: str, samples: int = 2000, 
         means.append(d[idx].mean(axis=1))
     low, high = np.quantile(np.concatenate(means), [(1 - confidence) / 2, (1 + confidence) / 2])
     return PairedComparison(
-        candidate=str(candidate_name), reference=str(reference_name), metric=str(metric), better=better, n=n,
-        n_missing=int((~keep).sum()), mean_candidate=float(c.mean()), mean_reference=float(r.mean()),
-        mean_improvement=float(d.mean()), ci_low=float(low), ci_high=float(high), confidence=float(confidence),
-        p_value=_sign_flip_p(d, int(samples), flip_rng), samples=int(samples), seed=int(seed))
+        candidate=str(candidate_name),
+        reference=str(reference_name),
+        metric=str(metric),
+        better=better,
+        n=n,
+        n_missing=int((~keep).sum()),
+        mean_candidate=float(c.mean()),
+        mean_reference=float(r.mean()),
+        mean_improvement=float(d.mean()),
+        ci_low=float(low),
+        ci_high=float(high),
+        confidence=float(confidence),
+        p_value=_sign_flip_p(d, int(samples), flip_rng),
+        samples=int(samples),
+        seed=int(seed),
+    )
 
 
-def bootstrap_set_difference(statistic: Callable[[np.ndarray], float], n: int, *, samples: int = 1000,
-                             confidence: float = 0.95, seed: int = 0) -> tuple[float, float, float, float]:
+def bootstrap_set_difference(
+    statistic: Callable[[np.ndarray], float], n: int, *, samples: int = 1000, confidence: float = 0.95, seed: int = 0
+) -> tuple[float, float, float, float]:
     """Bootstrap a set statistic's improvement. `statistic(indices)` gets int image indices [n] (the same for
     both spaces) and returns the improvement (> 0 = candidate better). Returns (estimate on np.arange(n),
     ci_low, ci_high, p_value); the p-value is the approximate one of the module docstring."""
@@ -133,8 +169,10 @@ def bootstrap_set_difference(statistic: Callable[[np.ndarray], float], n: int, *
     return estimate, float(low), float(high), p
 
 
-def verdict(ci_low: float, ci_high: float, *, informative: bool = True, p_value: float | None = None, alpha: float = 0.05) -> str:
-    """"uninformative" if not informative; "better" if ci_low > 0, "worse" if ci_high < 0, and, when a p-value
+def verdict(
+    ci_low: float, ci_high: float, *, informative: bool = True, p_value: float | None = None, alpha: float = 0.05
+) -> str:
+    """ "uninformative" if not informative; "better" if ci_low > 0, "worse" if ci_high < 0, and, when a p-value
     is given, only if also p_value < alpha: with a handful of images the percentile interval is too narrow
     (6 in-domain targets: an interval excluding 0 at an exact sign-flip p of 0.0625); else "not resolved"."""
     if not informative:
@@ -152,9 +190,16 @@ def _row_seed(seed: int, candidate: str, reference: str, metric: str) -> int:
     return int.from_bytes(hashlib.sha256(key).digest()[:8], "little") >> 1  # fits in int64
 
 
-def comparison_table(frame: pd.DataFrame, pairs: Sequence[tuple[str, str]], metrics: Mapping[str, str], *,
-                     samples: int = 2000, confidence: float = 0.95, seed: int = 0,
-                     informative: Mapping[tuple[str, str, str], bool] | None = None) -> pd.DataFrame:
+def comparison_table(
+    frame: pd.DataFrame,
+    pairs: Sequence[tuple[str, str]],
+    metrics: Mapping[str, str],
+    *,
+    samples: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    informative: Mapping[tuple[str, str, str], bool] | None = None,
+) -> pd.DataFrame:
     """One row per (candidate, reference) pair and metric of `metrics` (name -> better) present in `frame`
     (long: space, image_id, metric, value; one value per space, image and metric). Images are matched by
     image_id; ids present for only one of the two spaces, and NaN pairs, are counted in n_missing."""
@@ -183,22 +228,53 @@ def comparison_table(frame: pd.DataFrame, pairs: Sequence[tuple[str, str]], metr
             cv, rv = c.loc[images].to_numpy(np.float64), r.loc[images].to_numpy(np.float64)
             complete = int((~(np.isnan(cv) | np.isnan(rv))).sum())
             if complete < 2:  # no interval can be drawn (e.g. one in-domain target): reported, never a verdict
-                rows.append(dict(candidate=candidate, reference=reference, metric=metric, better=better, n=complete,
-                                 n_missing=len(images) - complete + unmatched, mean_candidate=np.nanmean(cv) if complete else np.nan,
-                                 mean_reference=np.nanmean(rv) if complete else np.nan, mean_improvement=np.nan, ci_low=np.nan,
-                                 ci_high=np.nan, p_value=np.nan, verdict="not resolved"))
+                rows.append(
+                    dict(
+                        candidate=candidate,
+                        reference=reference,
+                        metric=metric,
+                        better=better,
+                        n=complete,
+                        n_missing=len(images) - complete + unmatched,
+                        mean_candidate=np.nanmean(cv) if complete else np.nan,
+                        mean_reference=np.nanmean(rv) if complete else np.nan,
+                        mean_improvement=np.nan,
+                        ci_low=np.nan,
+                        ci_high=np.nan,
+                        p_value=np.nan,
+                        verdict="not resolved",
+                    )
+                )
                 continue
-            result = paired_bootstrap(c.loc[images].to_numpy(), r.loc[images].to_numpy(), better=better,
-                                      samples=samples, confidence=confidence,
-                                      seed=_row_seed(seed, candidate, reference, metric),
-                                      candidate_name=candidate, reference_name=reference, metric=metric)
+            result = paired_bootstrap(
+                c.loc[images].to_numpy(),
+                r.loc[images].to_numpy(),
+                better=better,
+                samples=samples,
+                confidence=confidence,
+                seed=_row_seed(seed, candidate, reference, metric),
+                candidate_name=candidate,
+                reference_name=reference,
+                metric=metric,
+            )
             row = result.as_dict()
             row["n_missing"] += unmatched
-            row["verdict"] = verdict(result.ci_low, result.ci_high, p_value=result.p_value, alpha=1 - confidence,
-                                     informative=(informative or {}).get((candidate, reference, metric), True))
+            row["verdict"] = verdict(
+                result.ci_low,
+                result.ci_high,
+                p_value=result.p_value,
+                alpha=1 - confidence,
+                informative=(informative or {}).get((candidate, reference, metric), True),
+            )
             rows.append({column: row[column] for column in COLUMNS})
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
-__all__ = ["EXACT_MAX_N", "PairedComparison", "paired_bootstrap", "bootstrap_set_difference", "verdict",
-           "comparison_table"]
+__all__ = [
+    "EXACT_MAX_N",
+    "PairedComparison",
+    "paired_bootstrap",
+    "bootstrap_set_difference",
+    "verdict",
+    "comparison_table",
+]

@@ -8,6 +8,7 @@ the generator's own eyes and mouth, so a target whose face is smaller than the g
 features. `targets.crop` of the profile takes the printed value. Positions are fractions of the image
 side (x right, y down); faces are located by dlib's HOG detector on images upsampled to 256 px.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -58,11 +59,17 @@ def main(argv=None) -> None:
         torch.set_num_threads(args.threads)
     cfg = load_config(args.profile)
     g, t = cfg["generator"], cfg["targets"]
-    G = load_generator(resolve_path(g["checkpoint"]) if g["checkpoint"] else materialize_config_assets(cfg)["generator.asset"])
+    G = load_generator(
+        resolve_path(g["checkpoint"]) if g["checkpoint"] else materialize_config_assets(cfg)["generator.asset"]
+    )
     with torch.no_grad():
         z = torch.randn(args.samples, G.z_dim, generator=torch.Generator().manual_seed(args.seed))
-        generated = torch.cat([G.synthesize(G.map(part, truncation_psi=g["truncation_psi"], truncation_cutoff=g["truncation_cutoff"]))
-                               for part in z.split(50)]).clamp(-1, 1)
+        generated = torch.cat(
+            [
+                G.synthesize(G.map(part, truncation_psi=g["truncation_psi"], truncation_cutoff=g["truncation_cutoff"]))
+                for part in z.split(50)
+            ]
+        ).clamp(-1, 1)
     folder = resolve_path(t["folder"]) if t["folder"] else materialize_config_assets(cfg)["targets.asset"]
     target_pixels = [prepare_target(path, resolution=G.resolution).pixels for path in list_images(folder)]  # uncropped
 
@@ -72,8 +79,14 @@ def main(argv=None) -> None:
     cropped = 0.5 + (target_layout - 0.5) / crop
     report = dict(
         profile=args.profile,
-        generator=dict(samples=args.samples, faces_found=gen_found, **{k: v.round(4).tolist() for k, v in zip(POINTS, gen_layout)}),
-        targets=dict(images=len(target_pixels), faces_found=target_found, **{k: v.round(4).tolist() for k, v in zip(POINTS, target_layout)}),
+        generator=dict(
+            samples=args.samples, faces_found=gen_found, **{k: v.round(4).tolist() for k, v in zip(POINTS, gen_layout)}
+        ),
+        targets=dict(
+            images=len(target_pixels),
+            faces_found=target_found,
+            **{k: v.round(4).tolist() for k, v in zip(POINTS, target_layout)},
+        ),
         suggested_crop=round(crop, 3),
         targets_after_crop={k: v.round(4).tolist() for k, v in zip(POINTS, cropped)},
         configured_crop=t["crop"],

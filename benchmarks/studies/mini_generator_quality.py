@@ -13,6 +13,7 @@ Prints and writes `quality.json` plus the model card's figures (`samples.png`: 6
   100-d and the sphere of radius sqrt(512) is mostly inert directions;
 - wall time to load the checkpoint and generate 64 images (target: < 2 s).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -67,7 +68,9 @@ def generate(sample_batch, count: int, *, batch: int = 100, desc: str) -> torch.
 
 
 @torch.no_grad()
-def latent_sensitivity(G: Generator, projection: torch.Tensor, *, samples: int = 200, eps: float = 0.5, seed: int = 0) -> dict:
+def latent_sensitivity(
+    G: Generator, projection: torch.Tensor, *, samples: int = 200, eps: float = 0.5, seed: int = 0
+) -> dict:
     """Mean |G(z + eps u) - G(z)| for random unit u inside the row space of `projection` [k, z_dim] vs orthogonal to it."""
     g = torch.Generator().manual_seed(seed)
     basis = torch.linalg.qr(projection.t())[0]  # [z_dim, k] orthonormal
@@ -96,7 +99,7 @@ def style_mixing_grid(G: Generator, row_z: torch.Tensor, col_z: torch.Tensor, *,
     for r in range(row_z.shape[0]):
         mixed = col_ws.clone()
         mixed[:, :coarse_layers] = row_ws[r, :coarse_layers]
-        cells += [row_img[r:r + 1], G.synthesize(mixed)]
+        cells += [row_img[r : r + 1], G.synthesize(mixed)]
     return torch.cat(cells)
 
 
@@ -112,7 +115,9 @@ def load_and_generate_seconds(path: pathlib.Path, *, count: int = 64, repeats: i
     return min(times)
 
 
-def measure(generator_path: pathlib.Path, out_dir: pathlib.Path, *, samples: int = 1000, seed: int = 0, teacher_seed: int = 0) -> dict:
+def measure(
+    generator_path: pathlib.Path, out_dir: pathlib.Path, *, samples: int = 1000, seed: int = 0, teacher_seed: int = 0
+) -> dict:
     from benchmarks.metrics.identity import make_identity_backend
 
     G = load_generator(generator_path)
@@ -127,8 +132,11 @@ def measure(generator_path: pathlib.Path, out_dir: pathlib.Path, *, samples: int
     emb_a, det_a = face_statistics(teacher_a, backend=backend)
     emb_b, _ = face_statistics(teacher_b, backend=backend)
     figures = dict(
-        generator=str(generator_path), samples=samples, seed=seed,
-        detection_rate_student=float(det_s.mean()), detection_rate_teacher=float(det_a.mean()),
+        generator=str(generator_path),
+        samples=samples,
+        seed=seed,
+        detection_rate_student=float(det_s.mean()),
+        detection_rate_teacher=float(det_a.mean()),
         detection_ratio=float(det_s.mean() / max(det_a.mean(), 1e-12)),
         frechet_dlib_student_teacher=frechet_distance(emb_s, emb_a),
         frechet_dlib_teacher_teacher=frechet_distance(emb_b, emb_a),
@@ -138,11 +146,17 @@ def measure(generator_path: pathlib.Path, out_dir: pathlib.Path, *, samples: int
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     with torch.no_grad():
-        save_grid(G(torch.randn(64, G.z_dim, generator=torch.Generator().manual_seed(GRID_SEED))), out_dir / "samples.png")
+        save_grid(
+            G(torch.randn(64, G.z_dim, generator=torch.Generator().manual_seed(GRID_SEED))), out_dir / "samples.png"
+        )
         g = torch.Generator().manual_seed(seed + 7)
-        grid = style_mixing_grid(G, torch.randn(5, G.z_dim, generator=g), torch.randn(7, G.z_dim, generator=g), coarse_layers=4)
+        grid = style_mixing_grid(
+            G, torch.randn(5, G.z_dim, generator=g), torch.randn(7, G.z_dim, generator=g), coarse_layers=4
+        )
         save_grid(grid, out_dir / "style_mixing.png", cols=8)
-        save_grid(teacher.sample(64, generator=torch.Generator().manual_seed(GRID_SEED)), out_dir / "teacher_samples.png")
+        save_grid(
+            teacher.sample(64, generator=torch.Generator().manual_seed(GRID_SEED)), out_dir / "teacher_samples.png"
+        )
     atomic_write_text(out_dir / "quality.json", json.dumps(figures, indent=2) + "\n")
     return figures
 

@@ -17,6 +17,7 @@ was written. It prints the wall time and each job's seconds. The numbers of the 
 networks: no face in any generated image); the run shows that every code path of the paper profile works
 at 1024 px.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -81,8 +82,10 @@ def write_stand_ins(root: pathlib.Path, *, mirror: pathlib.Path) -> pathlib.Path
     faces, boundaries = mirror / "celebahq-stargan-v2", mirror / "interfacegan-stylegan2-ffhq-z"
     for needed in (faces, boundaries):
         if not needed.is_dir():
-            raise FileNotFoundError(f"paper-smoke: the asset mirror {str(mirror)!r} lacks {needed.name}/ "
-                                    "(set FZPLUS_ASSET_MIRROR or place ../shared/assets beside the checkout)")
+            raise FileNotFoundError(
+                f"paper-smoke: the asset mirror {str(mirror)!r} lacks {needed.name}/ "
+                "(set FZPLUS_ASSET_MIRROR or place ../shared/assets beside the checkout)"
+            )
     (out / "celebahq-user").mkdir(parents=True, exist_ok=True)
     for jpg in sorted(faces.glob("*.jpg")):
         link = out / "celebahq-user" / jpg.name
@@ -96,10 +99,14 @@ def write_stand_ins(root: pathlib.Path, *, mirror: pathlib.Path) -> pathlib.Path
     # Only the VGG16 file is checked by checksum (the others are declared verify: false, as NVIDIA and
     # facenet-pytorch publish none): pin the stand-in's, so that its verification runs too.
     declarations["assets"]["lpips-vgg16"]["sha256"] = file_sha256(out / VGG16_FILE)
-    declarations["assets"]["lpips-vgg16"]["description"] = "STAND-IN (random weights) for " + declarations["assets"]["lpips-vgg16"]["description"]
+    declarations["assets"]["lpips-vgg16"]["description"] = (
+        "STAND-IN (random weights) for " + declarations["assets"]["lpips-vgg16"]["description"]
+    )
     path = root / "assets.yaml"
     with open(path, "w", encoding="utf-8") as f:
-        f.write("# Written by benchmarks/studies/paper_smoke.py: config/assets.yaml with the paper-smoke stand-ins' checksums.\n")
+        f.write(
+            "# Written by benchmarks/studies/paper_smoke.py: config/assets.yaml with the paper-smoke stand-ins' checksums.\n"
+        )
         yaml.safe_dump(declarations, f, sort_keys=False, width=120)
     return path
 
@@ -114,8 +121,20 @@ def expected_outputs(workdir: pathlib.Path) -> list[str]:
 
 
 def snakemake_command(workdir: pathlib.Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "snakemake", "-s", str(REPO_ROOT / "Snakefile"), "--directory", str(workdir), *args,
-            "--configfile", str(OVERRIDES), "--config", "profile=paper"]
+    return [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(REPO_ROOT / "Snakefile"),
+        "--directory",
+        str(workdir),
+        *args,
+        "--configfile",
+        str(OVERRIDES),
+        "--config",
+        "profile=paper",
+    ]
 
 
 def job_seconds(results: pathlib.Path) -> dict[str, float]:
@@ -129,17 +148,24 @@ def job_seconds(results: pathlib.Path) -> dict[str, float]:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--root", default=str(REPO_ROOT / "resources" / "paper-smoke"),
-                        help="stand-ins and the run's working directory (the override file reads resources/paper-smoke)")
+    parser.add_argument(
+        "--root",
+        default=str(REPO_ROOT / "resources" / "paper-smoke"),
+        help="stand-ins and the run's working directory (the override file reads resources/paper-smoke)",
+    )
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--stand-ins-only", action="store_true", help="write the stand-ins and stop")
     args = parser.parse_args(argv)
     root = pathlib.Path(args.root).resolve()
     if root != (REPO_ROOT / "resources" / "paper-smoke").resolve():
-        raise SystemExit(f"--root {root}: config/overrides/paper-smoke.yaml reads resources/paper-smoke/; edit it to match")
+        raise SystemExit(
+            f"--root {root}: config/overrides/paper-smoke.yaml reads resources/paper-smoke/; edit it to match"
+        )
     mirror = asset_mirror()
     if mirror is None:
-        raise SystemExit("paper-smoke: no asset mirror (set FZPLUS_ASSET_MIRROR or place ../shared/assets beside the checkout)")
+        raise SystemExit(
+            "paper-smoke: no asset mirror (set FZPLUS_ASSET_MIRROR or place ../shared/assets beside the checkout)"
+        )
     t0 = time.perf_counter()
     write_stand_ins(root, mirror=mirror)
     print(f"stand-ins written in {time.perf_counter() - t0:.0f} s under {root}")
@@ -158,7 +184,9 @@ def main(argv=None) -> int:
         return run.returncode
     outputs = expected_outputs(workdir)
     missing = [p for p in outputs if not (workdir / p).is_file()]
-    print(f"\npaper-smoke: {wall:.0f} s wall on {args.cores} cores; {len(outputs) - len(missing)} of {len(outputs)} outputs written")
+    print(
+        f"\npaper-smoke: {wall:.0f} s wall on {args.cores} cores; {len(outputs) - len(missing)} of {len(outputs)} outputs written"
+    )
     for job, seconds in sorted(job_seconds(results).items(), key=lambda kv: -kv[1]):
         print(f"  {job:32s} {seconds:8.1f} s")
     for path in missing:

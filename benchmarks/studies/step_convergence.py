@@ -9,6 +9,7 @@ verdicts (non-inferiority tests, mean identity of the configured pair).
 
 The default is well chosen when the ranking and the verdicts agree between the two runs.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,15 +33,31 @@ def run_summary(results_dir: str | pathlib.Path) -> dict:
     per_space = []
     for space, group in losses.groupby("space"):
         by_step = group.groupby("step")[["total", "mse"]].mean()
-        per_space.append(dict(space=space, steps=steps, loss_first=by_step.total.iloc[0], loss_last=by_step.total.iloc[-1],
-                              loss_fall_last_10pct=1 - by_step.total.iloc[-1] / by_step.total.iloc[-1 - tail],
-                              mse_last=by_step.mse.iloc[-1]))
+        per_space.append(
+            dict(
+                space=space,
+                steps=steps,
+                loss_first=by_step.total.iloc[0],
+                loss_last=by_step.total.iloc[-1],
+                loss_fall_last_10pct=1 - by_step.total.iloc[-1] / by_step.total.iloc[-1 - tail],
+                mse_last=by_step.mse.iloc[-1],
+            )
+        )
     table1 = pd.read_csv(res / "tables" / "table1.csv")
     noninferiority = pd.read_csv(res / "tables" / "noninferiority.csv")
     identity_path = res / "tables" / "identity.csv"  # absent when a run stopped after the inversions
-    identity = pd.read_csv(identity_path) if identity_path.exists() else pd.DataFrame(columns=["space", "family", "mean_similarity"])
-    return dict(steps=steps, losses=pd.DataFrame(per_space), table1=table1, noninferiority=noninferiority,
-                identity=identity[identity.family == "all"])
+    identity = (
+        pd.read_csv(identity_path)
+        if identity_path.exists()
+        else pd.DataFrame(columns=["space", "family", "mean_similarity"])
+    )
+    return dict(
+        steps=steps,
+        losses=pd.DataFrame(per_space),
+        table1=table1,
+        noninferiority=noninferiority,
+        identity=identity[identity.family == "all"],
+    )
 
 
 def compare_runs(default_dir, longer_dir) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
@@ -55,9 +72,14 @@ def compare_runs(default_dir, longer_dir) -> tuple[pd.DataFrame, pd.DataFrame, d
             t1 = run["table1"].set_index("space").loc[space]
             ls = run["losses"].set_index("space").loc[space] if space in set(run["losses"].space) else None
             ident = run["identity"].set_index("space")["mean_similarity"].get(space)
-            row |= {f"mse@{steps}": t1.mse_mean, f"ssim@{steps}": t1.ssim_mean, f"perceptual@{steps}": t1.perceptual_mean,
-                    f"loss@{steps}": None if ls is None else ls.loss_last,
-                    f"loss_fall_last10%@{steps}": None if ls is None else ls.loss_fall_last_10pct, f"identity@{steps}": ident}
+            row |= {
+                f"mse@{steps}": t1.mse_mean,
+                f"ssim@{steps}": t1.ssim_mean,
+                f"perceptual@{steps}": t1.perceptual_mean,
+                f"loss@{steps}": None if ls is None else ls.loss_last,
+                f"loss_fall_last10%@{steps}": None if ls is None else ls.loss_fall_last_10pct,
+                f"identity@{steps}": ident,
+            }
         per_space.append(row)
     per_space = pd.DataFrame(per_space)
     rank_a = per_space[f"mse@{na}"].rank().astype(int)
@@ -68,18 +90,39 @@ def compare_runs(default_dir, longer_dir) -> tuple[pd.DataFrame, pd.DataFrame, d
     keys = ["candidate", "reference", "metric"]
     merged = a["noninferiority"].merge(b["noninferiority"], on=keys, suffixes=(f"@{na}", f"@{nb}"))
     for _, r in merged.iterrows():
-        verdicts.append(dict(verdict=f"{r.candidate} vs {r.reference}: {r.metric} non-inferior",
-                             **{f"p@{na}": r[f"p_value@{na}"], f"p@{nb}": r[f"p_value@{nb}"],
-                                f"holds@{na}": bool(r[f"non_inferior@{na}"]), f"holds@{nb}": bool(r[f"non_inferior@{nb}"])}))
+        verdicts.append(
+            dict(
+                verdict=f"{r.candidate} vs {r.reference}: {r.metric} non-inferior",
+                **{
+                    f"p@{na}": r[f"p_value@{na}"],
+                    f"p@{nb}": r[f"p_value@{nb}"],
+                    f"holds@{na}": bool(r[f"non_inferior@{na}"]),
+                    f"holds@{nb}": bool(r[f"non_inferior@{nb}"]),
+                },
+            )
+        )
     ia, ib = (run["identity"].set_index("space")["mean_similarity"] for run in (a, b))
     for cand, ref in merged[["candidate", "reference"]].drop_duplicates().itertuples(index=False):
         if cand in ia and ref in ia and cand in ib and ref in ib:
-            verdicts.append(dict(verdict=f"{cand} vs {ref}: higher mean identity", **{
-                f"p@{na}": None, f"p@{nb}": None, f"holds@{na}": bool(ia[cand] > ia[ref]), f"holds@{nb}": bool(ib[cand] > ib[ref])}))
+            verdicts.append(
+                dict(
+                    verdict=f"{cand} vs {ref}: higher mean identity",
+                    **{
+                        f"p@{na}": None,
+                        f"p@{nb}": None,
+                        f"holds@{na}": bool(ia[cand] > ia[ref]),
+                        f"holds@{nb}": bool(ib[cand] > ib[ref]),
+                    },
+                )
+            )
     verdicts = pd.DataFrame(verdicts)
     tau = kendalltau(rank_a, rank_b).statistic
-    facts = dict(steps=(na, nb), kendall_tau_mse_rank=float(tau), same_mse_ranking=bool((rank_a == rank_b).all()),
-                 same_verdicts=bool((verdicts[f"holds@{na}"] == verdicts[f"holds@{nb}"]).all()))
+    facts = dict(
+        steps=(na, nb),
+        kendall_tau_mse_rank=float(tau),
+        same_mse_ranking=bool((rank_a == rank_b).all()),
+        same_verdicts=bool((verdicts[f"holds@{na}"] == verdicts[f"holds@{nb}"]).all()),
+    )
     return per_space, verdicts, facts
 
 
@@ -90,10 +133,14 @@ def main(argv=None) -> None:
     parser.add_argument("--out", help="also write the tables as markdown here")
     args = parser.parse_args(argv)
     per_space, verdicts, facts = compare_runs(args.default_dir, args.longer_dir)
-    text = (f"## Inversion steps {facts['steps'][0]} vs {facts['steps'][1]}\n\n" + to_markdown(per_space, float_format="{:.4f}")
-            + "\n\n" + to_markdown(verdicts, float_format="{:.3g}")
-            + f"\n\nKendall tau of the MSE rankings: {facts['kendall_tau_mse_rank']:.3f}; same ranking: {facts['same_mse_ranking']}; "
-              f"same verdicts: {facts['same_verdicts']}\n")
+    text = (
+        f"## Inversion steps {facts['steps'][0]} vs {facts['steps'][1]}\n\n"
+        + to_markdown(per_space, float_format="{:.4f}")
+        + "\n\n"
+        + to_markdown(verdicts, float_format="{:.3g}")
+        + f"\n\nKendall tau of the MSE rankings: {facts['kendall_tau_mse_rank']:.3f}; same ranking: {facts['same_mse_ranking']}; "
+        f"same verdicts: {facts['same_verdicts']}\n"
+    )
     print(text)
     if args.out:
         write_text(args.out, text)

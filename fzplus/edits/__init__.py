@@ -6,6 +6,7 @@
   labels in the mini profile.
 Applying a direction to an inverted code is defined by each latent space (`spaces/`).
 """
+
 from fzplus.edits.directions import Directions, find_directions
 
 __all__ = ["Directions", "find_directions"]

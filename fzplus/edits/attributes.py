@@ -18,6 +18,7 @@ so a caller can filter or count. When it finds several, the largest box is used.
 Detection and the dlib models are fzplus.faces.landmarks, shared with the face aligner, the face parser and
 the dlib identity backend.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -27,6 +28,8 @@ from tqdm.auto import tqdm
 from fzplus.faces.landmarks import LocatedFaces, load_dlib_model, locate_faces
 
 ATTRIBUTES = ("mouth_open", "smile", "yaw", "eyes_open")
+
+
 def landmark_scores(points: np.ndarray) -> dict[str, float]:
     """The four scores from 68 landmarks [68, 2] (x, y in pixels)."""
     assert points.shape == (68, 2), points.shape
@@ -46,14 +49,17 @@ def landmark_scores(points: np.ndarray) -> dict[str, float]:
     )
 
 
-def label_attributes(images, *, min_size: int = 256, progress: bool = True, faces: LocatedFaces | None = None) -> pd.DataFrame:
+def label_attributes(
+    images, *, min_size: int = 256, progress: bool = True, faces: LocatedFaces | None = None
+) -> pd.DataFrame:
     """One row per image: `image` (0-based position), `detected`, and the ATTRIBUTES scores.
     faces: the images' faces already located (`locate_faces`); `images` is then ignored."""
     predictor = load_dlib_model("landmarks_68")
     faces = locate_faces(images, min_size=min_size) if faces is None else faces
     rows = []
-    for index, (image, box) in enumerate(tqdm(list(zip(faces.images, faces.boxes)), desc="labelling attributes",
-                                              disable=not progress, leave=False)):
+    for index, (image, box) in enumerate(
+        tqdm(list(zip(faces.images, faces.boxes)), desc="labelling attributes", disable=not progress, leave=False)
+    ):
         shape = predictor(image, box)
         points = np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)
         rows.append(dict(image=index, detected=bool(faces.detected[index]), **landmark_scores(points)))

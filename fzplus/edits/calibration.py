@@ -21,9 +21,10 @@ That figure goes in the diagnostics and tables/directions, so a reader can check
 edited comparably. Measured in the mini run (32 images, ST-LPIPS at 64 px, Z over W by family mean):
 GANSpace 1.18, InterFaceGAN 1.90, random 1.35; with the W std applied in Z as before, GANSpace was ~5x.
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -35,8 +36,15 @@ from fzplus.edits.directions.ganspace import sample_z_batches
 UNIT_RULES = ("domain-std", "authors")
 
 
-def w_covariance(mapping: Callable[[torch.Tensor], torch.Tensor], *, z_dim: int, num_samples: int, seed: int,
-                 batch_size: int = 10_000, device: str | torch.device = "cpu") -> np.ndarray:
+def w_covariance(
+    mapping: Callable[[torch.Tensor], torch.Tensor],
+    *,
+    z_dim: int,
+    num_samples: int,
+    seed: int,
+    batch_size: int = 10_000,
+    device: str | torch.device = "cpu",
+) -> np.ndarray:
     """Covariance [D, D] (float64) of w = mapping(z) over `num_samples` seeded draws: with GANSpace's seed and
     count these are GANSpace's own samples, so its sqrt(lambda_k) is reproduced exactly."""
     n, total, outer = 0, 0.0, 0.0
@@ -70,8 +78,16 @@ def unit_steps(directions: Directions, *, rule: str = "domain-std", w_cov: np.nd
 
 
 @torch.no_grad()
-def image_distance_per_unit(steps: torch.Tensor, *, domain: str, generator, distance: Callable, num_images: int = 32,
-                            seed: int = 0, batch_size: int = 32) -> np.ndarray:
+def image_distance_per_unit(
+    steps: torch.Tensor,
+    *,
+    domain: str,
+    generator,
+    distance: Callable,
+    num_images: int = 32,
+    seed: int = 0,
+    batch_size: int = 32,
+) -> np.ndarray:
     """[K] mean distance(G(code), G(code +- step_k)) over `num_images` seeded samples and both signs, the edit
     applied on every layer (Z: the moved z is retracted to the sphere, as the Z spaces edit)."""
     from spaces.base import retract_to_sphere
@@ -94,24 +110,51 @@ def image_distance_per_unit(steps: torch.Tensor, *, domain: str, generator, dist
     return out / (2 * num_images)
 
 
-def calibrate_directions(directions: Directions, *, generator, distance: Callable, rule: str = "domain-std",
-                         covariance_samples: int = 100_000, covariance_batch_size: int = 10_000, seed: int = 0,
-                         num_images: int = 32, device: str | torch.device = "cpu") -> Directions:
+def calibrate_directions(
+    directions: Directions,
+    *,
+    generator,
+    distance: Callable,
+    rule: str = "domain-std",
+    covariance_samples: int = 100_000,
+    covariance_batch_size: int = 10_000,
+    seed: int = 0,
+    num_images: int = 32,
+    device: str | torch.device = "cpu",
+) -> Directions:
     """The same directions with their vectors replaced by the steps of one unit of alpha (what the editing
     protocol applies), and diagnostics `unit_rule`, `direction_norm` (before), `step_norm` (after) and
     `image_distance_per_unit` (the measured move, in `distance`'s units)."""
     w_cov = None
     if directions.domain == "W":
-        w_cov = w_covariance(generator.mapping, z_dim=generator.z_dim, num_samples=covariance_samples, seed=seed,
-                             batch_size=covariance_batch_size, device=device)
+        w_cov = w_covariance(
+            generator.mapping,
+            z_dim=generator.z_dim,
+            num_samples=covariance_samples,
+            seed=seed,
+            batch_size=covariance_batch_size,
+            device=device,
+        )
     steps = unit_steps(directions, rule=rule, w_cov=w_cov)
-    moved = image_distance_per_unit(steps, domain=directions.domain, generator=generator, distance=distance,
-                                    num_images=num_images, seed=seed + 3)
-    diagnostics = dict(directions.diagnostics, unit_rule=rule, direction_norm=directions.vectors.norm(dim=1).tolist(),
-                       step_norm=steps.norm(dim=1).tolist(), image_distance_per_unit=moved.tolist(),
-                       calibration=dict(covariance_samples=int(covariance_samples), seed=int(seed), images=int(num_images)))
-    return Directions(vectors=steps, domain=directions.domain, names=directions.names, method=directions.method,
-                      unit=False, diagnostics=diagnostics)
+    moved = image_distance_per_unit(
+        steps, domain=directions.domain, generator=generator, distance=distance, num_images=num_images, seed=seed + 3
+    )
+    diagnostics = dict(
+        directions.diagnostics,
+        unit_rule=rule,
+        direction_norm=directions.vectors.norm(dim=1).tolist(),
+        step_norm=steps.norm(dim=1).tolist(),
+        image_distance_per_unit=moved.tolist(),
+        calibration=dict(covariance_samples=int(covariance_samples), seed=int(seed), images=int(num_images)),
+    )
+    return Directions(
+        vectors=steps,
+        domain=directions.domain,
+        names=directions.names,
+        method=directions.method,
+        unit=False,
+        diagnostics=diagnostics,
+    )
 
 
 def is_calibrated(directions: Directions) -> bool:

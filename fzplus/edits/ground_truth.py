@@ -11,9 +11,10 @@ the inversion and the true codes' image. No face model enters, so it works at an
 F spaces render a bare f: the generator's RGB skip restarts at the split (the authors' convention), so
 their true codes' image differs slightly from the sample itself; `true_code_gap` measures that.
 """
+
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -26,8 +27,9 @@ from spaces.base import SpaceContext, sample_ws
 SAMPLE_PREFIX = "generated"
 
 
-def ground_truth_samples(generator, *, count: int, seed: int, truncation_psi: float = 1.0,
-                         truncation_cutoff: int | None = None) -> tuple[list[str], torch.Tensor, torch.Tensor]:
+def ground_truth_samples(
+    generator, *, count: int, seed: int, truncation_psi: float = 1.0, truncation_cutoff: int | None = None
+) -> tuple[list[str], torch.Tensor, torch.Tensor]:
     """(ids, z [count, z_dim], images [count, 3, R, R] in [-1, 1]) of seeded generator samples."""
     if count < 1:
         raise ValueError(f"ground-truth targets need count >= 1, got {count}")
@@ -40,11 +42,22 @@ def ground_truth_samples(generator, *, count: int, seed: int, truncation_psi: fl
     return ids, z, images
 
 
-def true_codes(space, z: torch.Tensor, generator, *, base_size: int | None, truncation_psi: float = 1.0,
-               truncation_cutoff: int | None = None) -> dict[str, torch.Tensor]:
+def true_codes(
+    space,
+    z: torch.Tensor,
+    generator,
+    *,
+    base_size: int | None,
+    truncation_psi: float = 1.0,
+    truncation_cutoff: int | None = None,
+) -> dict[str, torch.Tensor]:
     """The space's codes of the samples z [N, z_dim] (spaces.base.LatentSpace.codes_for_sample)."""
-    ctx = SpaceContext(generator=generator, base_size=base_size if space.uses_base_code else None,
-                       truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
+    ctx = SpaceContext(
+        generator=generator,
+        base_size=base_size if space.uses_base_code else None,
+        truncation_psi=truncation_psi,
+        truncation_cutoff=truncation_cutoff,
+    )
     with torch.no_grad():
         return {k: v.detach() for k, v in space.codes_for_sample(z, ctx).items()}
 
@@ -54,10 +67,20 @@ def per_image_mse(x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
 
 
 @torch.no_grad()
-def edit_fidelity(inverted: dict[str, torch.Tensor], truth: dict[str, torch.Tensor], space, generator,
-                  families: dict[str, Directions], *, image_ids: Sequence[str], distance: Callable,
-                  alphas: Sequence[float] = DEFAULT_ALPHAS, truncation_psi: float = 1.0,
-                  truncation_cutoff: int | None = None, distance_batch: int = 64) -> pd.DataFrame:
+def edit_fidelity(
+    inverted: dict[str, torch.Tensor],
+    truth: dict[str, torch.Tensor],
+    space,
+    generator,
+    families: dict[str, Directions],
+    *,
+    image_ids: Sequence[str],
+    distance: Callable,
+    alphas: Sequence[float] = DEFAULT_ALPHAS,
+    truncation_psi: float = 1.0,
+    truncation_cutoff: int | None = None,
+    distance_batch: int = 64,
+) -> pd.DataFrame:
     """Per image, direction and alpha: perceptual distance and MSE between the edited inversion and the same
     edit of the true codes. inverted / truth: the space's batch-first codes of the same N samples.
     distance(x, y) -> [N], called on batches of `distance_batch` pairs gathered over the whole sweep (one
@@ -65,8 +88,10 @@ def edit_fidelity(inverted: dict[str, torch.Tensor], truth: dict[str, torch.Tens
     perceptual, mse."""
     n = next(iter(inverted.values())).shape[0]
     if len(image_ids) != n or next(iter(truth.values())).shape[0] != n:
-        raise ValueError(f"edit_fidelity: {len(image_ids)} ids, {n} inverted and {next(iter(truth.values())).shape[0]} true codes; "
-                         "they must be the same samples")
+        raise ValueError(
+            f"edit_fidelity: {len(image_ids)} ids, {n} inverted and {next(iter(truth.values())).shape[0]} true codes; "
+            "they must be the same samples"
+        )
     render = dict(truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, batch_size=n)
     keys, pending, perceptual, mse, unedited = [], [], [], [], None
 
@@ -77,8 +102,10 @@ def edit_fidelity(inverted: dict[str, torch.Tensor], truth: dict[str, torch.Tens
         pending.clear()
 
     for family, directions in families.items():
-        sweeps = zip(edit_sweep(inverted, space, generator, directions, alphas=alphas, **render),
-                     edit_sweep(truth, space, generator, directions, alphas=alphas, **render))
+        sweeps = zip(
+            edit_sweep(inverted, space, generator, directions, alphas=alphas, **render),
+            edit_sweep(truth, space, generator, directions, alphas=alphas, **render),
+        )
         for (name, alpha, _, mine), (_, _, _, right) in sweeps:
             if alpha == 0:
                 if unedited is not None:
@@ -97,19 +124,39 @@ def edit_fidelity(inverted: dict[str, torch.Tensor], truth: dict[str, torch.Tens
         for name in directions.names:
             for alpha in alphas:
                 k = unedited if float(alpha) == 0 and unedited is not None else scored[(family, name, float(alpha))]
-                rows.append(pd.DataFrame(dict(space=space.name, family=family, direction=name, image_id=list(image_ids),
-                                              alpha=float(alpha), perceptual=perceptual[k], mse=mse[k])))
+                rows.append(
+                    pd.DataFrame(
+                        dict(
+                            space=space.name,
+                            family=family,
+                            direction=name,
+                            image_id=list(image_ids),
+                            alpha=float(alpha),
+                            perceptual=perceptual[k],
+                            mse=mse[k],
+                        )
+                    )
+                )
     return pd.concat(rows, ignore_index=True)
 
 
 @torch.no_grad()
-def true_code_gap(truth: dict[str, torch.Tensor], space, generator, samples: torch.Tensor, *, truncation_psi: float = 1.0,
-                  truncation_cutoff: int | None = None) -> np.ndarray:
+def true_code_gap(
+    truth: dict[str, torch.Tensor],
+    space,
+    generator,
+    samples: torch.Tensor,
+    *,
+    truncation_psi: float = 1.0,
+    truncation_cutoff: int | None = None,
+) -> np.ndarray:
     """[N] MSE between the true codes' image and the sample itself: 0 for standalone spaces (up to round-off),
     the lost RGB skip for F spaces."""
     from fzplus.inversion import render
 
-    image = render(truth, generator, space, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff).clamp(-1, 1)
+    image = render(truth, generator, space, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff).clamp(
+        -1, 1
+    )
     return per_image_mse(image, samples)
 
 

@@ -8,9 +8,11 @@ fzplus.encoders.recipes), the file the run writes, how a file is loaded and save
 held-out figures and preview of its card. The workflow's encoder rule, the invert rule's inputs and the plugin
 check (spaces.base.validate_space) all read KINDS, so a new kind is one entry here.
 """
+
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, NamedTuple
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
 
 from fzplus.encoders.recipes import BaseCodeRecipe, DomainRecipe, EncoderRecipe
 
@@ -40,10 +42,22 @@ def _train_base_code(cfg, G, checkpoint_path, perceptual):
 
     e = cfg["encoder"]
     return train_encoder(
-        G, base_size=cfg["inversion"]["base_size"], steps=e["steps"], batch_size=e["batch_size"], lr=e["lr"],
-        lr_decay_every=e["lr_decay_every"], lr_decay=e["lr_decay"], lambda_enc=e["lambda_enc"], perceptual=perceptual,
-        stage_channels=tuple(e["stage_channels"]), seed=cfg["seed"], checkpoint_path=checkpoint_path,
-        checkpoint_every=e["checkpoint_every"], progress=cfg["progress"], **_sampling(e))
+        G,
+        base_size=cfg["inversion"]["base_size"],
+        steps=e["steps"],
+        batch_size=e["batch_size"],
+        lr=e["lr"],
+        lr_decay_every=e["lr_decay_every"],
+        lr_decay=e["lr_decay"],
+        lambda_enc=e["lambda_enc"],
+        perceptual=perceptual,
+        stage_channels=tuple(e["stage_channels"]),
+        seed=cfg["seed"],
+        checkpoint_path=checkpoint_path,
+        checkpoint_every=e["checkpoint_every"],
+        progress=cfg["progress"],
+        **_sampling(e),
+    )
 
 
 def _train_domain(cfg, G, checkpoint_path, perceptual):
@@ -51,10 +65,24 @@ def _train_domain(cfg, G, checkpoint_path, perceptual):
 
     e = cfg["idinvert"]
     return train_domain_encoder(
-        G, steps=e["steps"], batch_size=e["batch_size"], lr=e["lr"], lambda_adv=e["lambda_adv"], r1_gamma=e["r1_gamma"],
-        r1_every=e["r1_every"], lambda_per=e["lambda_per"], perceptual=perceptual, channel_base=e["channel_base"],
-        channel_max=e["channel_max"], dense_rank=e["dense_rank"], seed=cfg["seed"], checkpoint_path=checkpoint_path,
-        checkpoint_every=e["checkpoint_every"], progress=cfg["progress"], **_sampling(e))
+        G,
+        steps=e["steps"],
+        batch_size=e["batch_size"],
+        lr=e["lr"],
+        lambda_adv=e["lambda_adv"],
+        r1_gamma=e["r1_gamma"],
+        r1_every=e["r1_every"],
+        lambda_per=e["lambda_per"],
+        perceptual=perceptual,
+        channel_base=e["channel_base"],
+        channel_max=e["channel_max"],
+        dense_rank=e["dense_rank"],
+        seed=cfg["seed"],
+        checkpoint_path=checkpoint_path,
+        checkpoint_every=e["checkpoint_every"],
+        progress=cfg["progress"],
+        **_sampling(e),
+    )
 
 
 def _load_base_code(path, G, cfg):
@@ -72,7 +100,9 @@ def _save_base_code(encoder, path, G):
 def _evaluate_base_code(G, encoder, cfg, n):
     from fzplus.encoders.base_code_training import evaluate_encoder
 
-    return evaluate_encoder(G, encoder, base_size=cfg["inversion"]["base_size"], num_samples=n, **_sampling(cfg["encoder"]))
+    return evaluate_encoder(
+        G, encoder, base_size=cfg["inversion"]["base_size"], num_samples=n, **_sampling(cfg["encoder"])
+    )
 
 
 def _preview_base_code(G, encoder, cfg):
@@ -107,15 +137,37 @@ def _preview_domain(G, encoder, cfg):
 
 KINDS: dict[str, EncoderKind] = {
     "base-code": EncoderKind(
-        section="encoder", file="encoder.pt", recipe=BaseCodeRecipe, perceptual_weight="lambda_enc", reads=("inversion.base_size",),
-        hint=("the mini profile's encoder: `snakemake --cores 2 train_mini_encoder`, about an hour on a CPU, then copy "
-              "resources/mini-encoder/encoder.pt to models/mini/"),
-        load=_load_base_code, save=_save_base_code, train=_train_base_code, evaluate=_evaluate_base_code, preview=_preview_base_code),
+        section="encoder",
+        file="encoder.pt",
+        recipe=BaseCodeRecipe,
+        perceptual_weight="lambda_enc",
+        reads=("inversion.base_size",),
+        hint=(
+            "the mini profile's encoder: `snakemake --cores 2 train_mini_encoder`, about an hour on a CPU, then copy "
+            "resources/mini-encoder/encoder.pt to models/mini/"
+        ),
+        load=_load_base_code,
+        save=_save_base_code,
+        train=_train_base_code,
+        evaluate=_evaluate_base_code,
+        preview=_preview_base_code,
+    ),
     "w-plus": EncoderKind(
-        section="idinvert", file="idinvert_encoder.pt", recipe=DomainRecipe, perceptual_weight="lambda_per", reads=(),
-        hint=("the mini profile's IDInvert encoder: `snakemake --cores 2 train_mini_idinvert_encoder`, about half an hour on a CPU, "
-              "then copy resources/mini-idinvert/idinvert_encoder.pt to models/mini/"),
-        load=_load_domain, save=_save_domain, train=_train_domain, evaluate=_evaluate_domain, preview=_preview_domain),
+        section="idinvert",
+        file="idinvert_encoder.pt",
+        recipe=DomainRecipe,
+        perceptual_weight="lambda_per",
+        reads=(),
+        hint=(
+            "the mini profile's IDInvert encoder: `snakemake --cores 2 train_mini_idinvert_encoder`, about half an hour on a CPU, "
+            "then copy resources/mini-idinvert/idinvert_encoder.pt to models/mini/"
+        ),
+        load=_load_domain,
+        save=_save_domain,
+        train=_train_domain,
+        evaluate=_evaluate_domain,
+        preview=_preview_domain,
+    ),
 }
 
 

@@ -18,20 +18,21 @@ Files. One format for final encoders and training checkpoints: a dict with the e
 state, the generator's config, a sha256 fingerprint of the generator's tensors and (checkpoints only)
 a `training` entry. `load_encoder` refuses a file made for another generator or base size.
 """
+
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import os
 import pathlib
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
-from fzplus.generator import Generator
 from fzplus.encoders.recipes import BASE_CODE
+from fzplus.generator import Generator
 from fzplus.images import resize_bilinear
 from fzplus.io import atomic_write
 
@@ -58,11 +59,23 @@ class BaseCodeEncoder(nn.Module):
 
     Calling it directly keeps the BatchNorm mode it is in; `encode` is the inference entry point."""
 
-    def __init__(self, *, base_size: int, out_channels: int, stage_channels: Sequence[int] = DEFAULT_STAGE_CHANNELS, in_channels: int = 3):
+    def __init__(
+        self,
+        *,
+        base_size: int,
+        out_channels: int,
+        stage_channels: Sequence[int] = DEFAULT_STAGE_CHANNELS,
+        in_channels: int = 3,
+    ):
         super().__init__()
         if not stage_channels:
             raise ValueError("stage_channels must name at least one stage width")
-        self.config = dict(base_size=int(base_size), out_channels=int(out_channels), stage_channels=[int(c) for c in stage_channels], in_channels=int(in_channels))
+        self.config = dict(
+            base_size=int(base_size),
+            out_channels=int(out_channels),
+            stage_channels=[int(c) for c in stage_channels],
+            in_channels=int(in_channels),
+        )
         self.base_size, self.out_channels, self.in_channels = int(base_size), int(out_channels), int(in_channels)
         self.input_size = self.base_size * 2 ** len(stage_channels)
         layers: list[nn.Module] = []
@@ -87,17 +100,25 @@ class BaseCodeEncoder(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        assert images.ndim == 4 and images.shape[1] == self.in_channels and images.shape[2] == images.shape[3], \
+        assert images.ndim == 4 and images.shape[1] == self.in_channels and images.shape[2] == images.shape[3], (
             f"encoder input must be square images [N, {self.in_channels}, H, H], got {tuple(images.shape)}"
+        )
         f = self.layers(resize_bilinear(images, size=self.input_size))  # [N, C, s, s]
         assert f.shape[1:] == (self.out_channels, self.base_size, self.base_size)
         return f
 
 
-def build_encoder(generator: Generator, *, base_size: int, stage_channels: Sequence[int] = DEFAULT_STAGE_CHANNELS) -> BaseCodeEncoder:
+def build_encoder(
+    generator: Generator, *, base_size: int, stage_channels: Sequence[int] = DEFAULT_STAGE_CHANNELS
+) -> BaseCodeEncoder:
     """An untrained encoder whose output fits `generator`'s base code at spatial size `base_size`."""
     generator.synthesis.split_position(base_size)  # raises a clear error for a size the generator has no split at
-    encoder = BaseCodeEncoder(base_size=base_size, out_channels=generator.base_channels(base_size), stage_channels=stage_channels, in_channels=generator.synthesis.img_channels)
+    encoder = BaseCodeEncoder(
+        base_size=base_size,
+        out_channels=generator.base_channels(base_size),
+        stage_channels=stage_channels,
+        in_channels=generator.synthesis.img_channels,
+    )
     return encoder.to(generator.w_avg.device)
 
 
@@ -115,7 +136,9 @@ def _eval_mode(module: nn.Module):
 def encode(encoder: BaseCodeEncoder, images: torch.Tensor, *, base_size: int) -> torch.Tensor:
     """Target images [N, 3, H, W] in [-1, 1] -> initial base code f0 [N, C, s, s] (BatchNorm in eval mode)."""
     if base_size != encoder.base_size:
-        raise ValueError(f"this encoder predicts base codes of size {encoder.base_size}, not {base_size}; train or load one for base_size={base_size}")
+        raise ValueError(
+            f"this encoder predicts base codes of size {encoder.base_size}, not {base_size}; train or load one for base_size={base_size}"
+        )
     device = next(encoder.parameters()).device
     with _eval_mode(encoder):
         return encoder(images.to(device))
@@ -139,8 +162,14 @@ def generator_fingerprint(generator: Generator) -> str:
     return digest.hexdigest()
 
 
-def encoder_payload(encoder: nn.Module, *, generator: Generator, fingerprint: str | None = None, file_format: str = FILE_FORMAT,
-                    version: int = FILE_VERSION) -> dict[str, Any]:
+def encoder_payload(
+    encoder: nn.Module,
+    *,
+    generator: Generator,
+    fingerprint: str | None = None,
+    file_format: str = FILE_FORMAT,
+    version: int = FILE_VERSION,
+) -> dict[str, Any]:
     """What an encoder file holds besides the training state (pass `fingerprint` to skip re-hashing); any
     encoder with a `config` dict of its constructor's arguments (file_format names which one)."""
     return dict(
@@ -166,8 +195,14 @@ def save_encoder(encoder: BaseCodeEncoder, path: str | os.PathLike, *, generator
     return write_atomically(encoder_payload(encoder, generator=generator), path)
 
 
-def read_encoder_file(path: str | os.PathLike, *, file_format: str = FILE_FORMAT, version: int = FILE_VERSION,
-                      what: str = "base-code encoder", retrain_hint: str = "train one with fzplus.encoders.base_code_training.train_encoder") -> dict[str, Any]:
+def read_encoder_file(
+    path: str | os.PathLike,
+    *,
+    file_format: str = FILE_FORMAT,
+    version: int = FILE_VERSION,
+    what: str = "base-code encoder",
+    retrain_hint: str = "train one with fzplus.encoders.base_code_training.train_encoder",
+) -> dict[str, Any]:
     """Load an encoder file or training checkpoint (weights_only) and check its format; no generator check.
     file_format / version / what / retrain_hint: for other encoders stored the same way (fzplus.encoders.domain)."""
     path = pathlib.Path(path)
@@ -176,45 +211,76 @@ def read_encoder_file(path: str | os.PathLike, *, file_format: str = FILE_FORMAT
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types (pickle, zip, EOF, RuntimeError) for one cause
-        raise EncoderFileError(f"{path}: not a readable {what} file ({type(error).__name__}: {error}); delete it and retrain") from error
+        raise EncoderFileError(
+            f"{path}: not a readable {what} file ({type(error).__name__}: {error}); delete it and retrain"
+        ) from error
     if not isinstance(payload, dict) or payload.get("format") != file_format:
         raise EncoderFileError(f"{path}: not an fzplus {what} file (format key must be {file_format!r})")
     if payload.get("version") != version:
-        raise EncoderFileError(f"{path}: {what} file version {payload.get('version')!r}, this code reads version {version}; retrain")
-    missing = [k for k in ("encoder_config", "encoder_state", "generator_config", "generator_fingerprint") if k not in payload]
+        raise EncoderFileError(
+            f"{path}: {what} file version {payload.get('version')!r}, this code reads version {version}; retrain"
+        )
+    missing = [
+        k for k in ("encoder_config", "encoder_state", "generator_config", "generator_fingerprint") if k not in payload
+    ]
     if missing:
         raise EncoderFileError(f"{path}: {what} file lacks key(s) {missing}; delete it and retrain")
     return payload
 
 
-def check_generator_match(payload: dict[str, Any], path: str | os.PathLike, *, generator: Generator, fingerprint: str | None = None) -> None:
+def check_generator_match(
+    payload: dict[str, Any], path: str | os.PathLike, *, generator: Generator, fingerprint: str | None = None
+) -> None:
     """Raise EncoderFileError naming `path` if the file was made for another generator (config or weights)."""
     config = dict(generator.config)
-    differing = sorted(k for k in set(config) | set(payload["generator_config"]) if config.get(k) != payload["generator_config"].get(k))
+    differing = sorted(
+        k for k in set(config) | set(payload["generator_config"]) if config.get(k) != payload["generator_config"].get(k)
+    )
     if differing:
-        detail = ", ".join(f"{k}: file {payload['generator_config'].get(k)!r} vs generator {config.get(k)!r}" for k in differing)
-        raise EncoderFileError(f"{path}: encoder was trained for another generator configuration ({detail}); retrain it for this generator")
+        detail = ", ".join(
+            f"{k}: file {payload['generator_config'].get(k)!r} vs generator {config.get(k)!r}" for k in differing
+        )
+        raise EncoderFileError(
+            f"{path}: encoder was trained for another generator configuration ({detail}); retrain it for this generator"
+        )
     if payload["generator_fingerprint"] != (generator_fingerprint(generator) if fingerprint is None else fingerprint):
-        raise EncoderFileError(f"{path}: encoder was trained for a generator with the same configuration but other weights; retrain it for this generator")
+        raise EncoderFileError(
+            f"{path}: encoder was trained for a generator with the same configuration but other weights; retrain it for this generator"
+        )
 
 
-def check_encoder_file(payload: dict[str, Any], path: str | os.PathLike, *, generator: Generator, base_size: int | None = None, fingerprint: str | None = None) -> None:
+def check_encoder_file(
+    payload: dict[str, Any],
+    path: str | os.PathLike,
+    *,
+    generator: Generator,
+    base_size: int | None = None,
+    fingerprint: str | None = None,
+) -> None:
     """Raise EncoderFileError naming `path` if the file was made for another generator or base size."""
     check_generator_match(payload, path, generator=generator, fingerprint=fingerprint)
     stored_size = payload["encoder_config"].get("base_size")
     if base_size is not None and stored_size != base_size:
-        raise EncoderFileError(f"{path}: encoder predicts base codes of size {stored_size}, not {base_size}; train one for base_size={base_size}")
+        raise EncoderFileError(
+            f"{path}: encoder predicts base codes of size {stored_size}, not {base_size}; train one for base_size={base_size}"
+        )
     if payload["encoder_config"].get("out_channels") != generator.base_channels(stored_size):
-        raise EncoderFileError(f"{path}: encoder outputs {payload['encoder_config'].get('out_channels')} channels, the generator's base code at {stored_size} has {generator.base_channels(stored_size)}")
+        raise EncoderFileError(
+            f"{path}: encoder outputs {payload['encoder_config'].get('out_channels')} channels, the generator's base code at {stored_size} has {generator.base_channels(stored_size)}"
+        )
 
 
-def encoder_from_payload(payload: dict[str, Any], path: str | os.PathLike, *, device: torch.device | str = "cpu") -> BaseCodeEncoder:
+def encoder_from_payload(
+    payload: dict[str, Any], path: str | os.PathLike, *, device: torch.device | str = "cpu"
+) -> BaseCodeEncoder:
     """Rebuild the encoder stored in a (checked) payload."""
     try:
         encoder = BaseCodeEncoder(**payload["encoder_config"])
         encoder.load_state_dict(payload["encoder_state"])
     except (TypeError, RuntimeError, ValueError) as error:
-        raise EncoderFileError(f"{path}: encoder config and weights do not fit together ({error}); delete it and retrain") from error
+        raise EncoderFileError(
+            f"{path}: encoder config and weights do not fit together ({error}); delete it and retrain"
+        ) from error
     return encoder.to(device)
 
 

@@ -12,13 +12,15 @@ Determinism: the encoder's initial weights and every z come from `seed` (the z f
 whose state is checkpointed), and the learning rate is a function of the step, so resuming from a
 checkpoint reproduces an uninterrupted run exactly. The generator must use fixed noise.
 """
+
 from __future__ import annotations
 
 import contextlib
 import math
 import os
 import pathlib
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -49,7 +51,9 @@ def learning_rate(step: int, *, lr: float, lr_decay_every: int, lr_decay: float)
 
 
 @torch.no_grad()
-def sample_generated(generator: Generator, n: int, *, rng: torch.Generator, truncation_psi: float, truncation_cutoff: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+def sample_generated(
+    generator: Generator, n: int, *, rng: torch.Generator, truncation_psi: float, truncation_cutoff: int | None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """n generated pairs: ws [n, num_ws, w_dim] and images [n, 3, R, R]."""
     z = generator.sample_z(n, generator=rng)
     ws = generator.map(z, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
@@ -62,7 +66,15 @@ def reconstruct(generator: Generator, f: torch.Tensor, ws: torch.Tensor) -> torc
     return generator.synthesize_from(f, ws[:, m:])
 
 
-def encoder_loss(generator: Generator, encoder: BaseCodeEncoder, ws: torch.Tensor, images: torch.Tensor, *, lambda_enc: float, perceptual: Perceptual | None) -> tuple[torch.Tensor, dict[str, float]]:
+def encoder_loss(
+    generator: Generator,
+    encoder: BaseCodeEncoder,
+    ws: torch.Tensor,
+    images: torch.Tensor,
+    *,
+    lambda_enc: float,
+    perceptual: Perceptual | None,
+) -> tuple[torch.Tensor, dict[str, float]]:
     """Eq. 2 for one batch: (loss, {'loss', 'mse'[, 'perceptual']} as floats)."""
     f = encoder(images)  # [N, C, s, s]; resized to 8s inside
     recon = reconstruct(generator, f, ws)  # [N, 3, R, R]
@@ -70,7 +82,9 @@ def encoder_loss(generator: Generator, encoder: BaseCodeEncoder, ws: torch.Tenso
     loss, terms = mse, dict(mse=mse.item())
     if perceptual is not None:
         distance = perceptual(recon, images)
-        assert distance.shape == (images.shape[0],), f"perceptual(x, y) must return [N] = [{images.shape[0]}], got {tuple(distance.shape)}"
+        assert distance.shape == (images.shape[0],), (
+            f"perceptual(x, y) must return [N] = [{images.shape[0]}], got {tuple(distance.shape)}"
+        )
         loss = loss + lambda_enc * distance.mean()
         terms["perceptual"] = distance.mean().item()
     terms["loss"] = loss.item()
@@ -95,28 +109,40 @@ def describe_perceptual(perceptual: Perceptual | None) -> str | None:
     """A name for the perceptual callable, stored in checkpoints so a resume cannot switch it silently."""
     if perceptual is None:
         return None
-    name = getattr(perceptual, "name", None) or getattr(perceptual, "__qualname__", None) or type(perceptual).__qualname__
+    name = (
+        getattr(perceptual, "name", None) or getattr(perceptual, "__qualname__", None) or type(perceptual).__qualname__
+    )
     return f"{getattr(perceptual, '__module__', None) or type(perceptual).__module__}.{name}"
 
 
-def _resume_state(path: pathlib.Path, *, generator: Generator, fingerprint: str, config: dict[str, Any], steps: int) -> dict[str, Any]:
+def _resume_state(
+    path: pathlib.Path, *, generator: Generator, fingerprint: str, config: dict[str, Any], steps: int
+) -> dict[str, Any]:
     payload = read_encoder_file(path)
     check_encoder_file(payload, path, generator=generator, base_size=config["base_size"], fingerprint=fingerprint)
     return dict(payload, training=resumable_training_state(payload, path, config=config, steps=steps))
 
 
-def resumable_training_state(payload: dict[str, Any], path: str | os.PathLike, *, config: dict[str, Any], steps: int) -> dict[str, Any]:
+def resumable_training_state(
+    payload: dict[str, Any], path: str | os.PathLike, *, config: dict[str, Any], steps: int
+) -> dict[str, Any]:
     """The 'training' entry of a checkpoint payload, after checking that it can continue a run with `config`
     for `steps` steps (a final file, other settings or a later step are refused with what to do)."""
     training = payload.get("training")
     if training is None:
-        raise EncoderFileError(f"{path}: a final encoder file, not a training checkpoint; pass resume=False to train anew (it is overwritten) or use another checkpoint_path")
+        raise EncoderFileError(
+            f"{path}: a final encoder file, not a training checkpoint; pass resume=False to train anew (it is overwritten) or use another checkpoint_path"
+        )
     differing = sorted(k for k in set(config) | set(training["config"]) if config.get(k) != training["config"].get(k))
     if differing:
         detail = ", ".join(f"{k}: checkpoint {training['config'].get(k)!r} vs now {config.get(k)!r}" for k in differing)
-        raise EncoderFileError(f"{path}: checkpoint was made with other training settings ({detail}); use the same settings, another checkpoint_path, or resume=False")
+        raise EncoderFileError(
+            f"{path}: checkpoint was made with other training settings ({detail}); use the same settings, another checkpoint_path, or resume=False"
+        )
     if training["step"] > steps:
-        raise EncoderFileError(f"{path}: checkpoint is at step {training['step']}, past the {steps} steps asked for; ask for at least {training['step']} steps")
+        raise EncoderFileError(
+            f"{path}: checkpoint is at step {training['step']}, past the {steps} steps asked for; ask for at least {training['step']} steps"
+        )
     return training
 
 
@@ -147,13 +173,25 @@ def train_encoder(
     existing checkpoint there is continued (settings must match; `steps` may grow); resume=False overwrites it.
     """
     if generator.noise_mode == "random":
-        raise ValueError("train_encoder needs a generator with fixed noise (the authors' randomize_noise=False): set generator.noise_mode = 'const'")
+        raise ValueError(
+            "train_encoder needs a generator with fixed noise (the authors' randomize_noise=False): set generator.noise_mode = 'const'"
+        )
     if steps < 0 or batch_size < 1 or checkpoint_every < 1 or lr_decay_every < 1:
-        raise ValueError(f"need steps >= 0, batch_size >= 1, checkpoint_every >= 1, lr_decay_every >= 1; got {steps}, {batch_size}, {checkpoint_every}, {lr_decay_every}")
+        raise ValueError(
+            f"need steps >= 0, batch_size >= 1, checkpoint_every >= 1, lr_decay_every >= 1; got {steps}, {batch_size}, {checkpoint_every}, {lr_decay_every}"
+        )
     config = dict(
-        base_size=int(base_size), stage_channels=[int(c) for c in stage_channels], batch_size=int(batch_size), lr=float(lr),
-        lr_decay_every=int(lr_decay_every), lr_decay=float(lr_decay), lambda_enc=float(lambda_enc), perceptual=describe_perceptual(perceptual),
-        truncation_psi=float(truncation_psi), truncation_cutoff=truncation_cutoff, seed=int(seed),
+        base_size=int(base_size),
+        stage_channels=[int(c) for c in stage_channels],
+        batch_size=int(batch_size),
+        lr=float(lr),
+        lr_decay_every=int(lr_decay_every),
+        lr_decay=float(lr_decay),
+        lambda_enc=float(lambda_enc),
+        perceptual=describe_perceptual(perceptual),
+        truncation_psi=float(truncation_psi),
+        truncation_cutoff=truncation_cutoff,
+        seed=int(seed),
     )
     fingerprint = generator_fingerprint(generator)
     with torch.random.fork_rng(devices=[]):  # seeded initial weights without touching the caller's global RNG
@@ -161,7 +199,9 @@ def train_encoder(
         encoder = build_encoder(generator, base_size=base_size, stage_channels=stage_channels)
     optimizer = torch.optim.Adam(encoder.parameters(), lr=lr)
     rng = torch.Generator().manual_seed(seed)
-    history: dict[str, list[float]] = {k: [] for k in (["loss", "mse"] + (["perceptual"] if perceptual is not None else []))}
+    history: dict[str, list[float]] = {
+        k: [] for k in (["loss", "mse"] + (["perceptual"] if perceptual is not None else []))
+    }
     start = 0
     path = None if checkpoint_path is None else pathlib.Path(checkpoint_path)
     if path is not None and resume and path.exists():
@@ -173,16 +213,24 @@ def train_encoder(
         start = int(state["training"]["step"])
 
     def save(step: int) -> None:
-        training = dict(step=step, config=config, optimizer=optimizer.state_dict(), rng_state=rng.get_state(), history=history)
-        write_atomically(dict(encoder_payload(encoder, generator=generator, fingerprint=fingerprint), training=training), path)
+        training = dict(
+            step=step, config=config, optimizer=optimizer.state_dict(), rng_state=rng.get_state(), history=history
+        )
+        write_atomically(
+            dict(encoder_payload(encoder, generator=generator, fingerprint=fingerprint), training=training), path
+        )
 
     encoder.train()
-    bar = tqdm(range(start, steps), initial=start, total=steps, disable=not progress, desc="encoder", dynamic_ncols=True)
+    bar = tqdm(
+        range(start, steps), initial=start, total=steps, disable=not progress, desc="encoder", dynamic_ncols=True
+    )
     with frozen_parameters(generator, perceptual):
         for step in bar:
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(step, lr=lr, lr_decay_every=lr_decay_every, lr_decay=lr_decay)
-            ws, images = sample_generated(generator, batch_size, rng=rng, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
+            ws, images = sample_generated(
+                generator, batch_size, rng=rng, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff
+            )
             loss, terms = encoder_loss(generator, encoder, ws, images, lambda_enc=lambda_enc, perceptual=perceptual)
             if not math.isfinite(terms["loss"]):
                 raise FloatingPointError(f"encoder loss is {terms['loss']} at step {step}; lower lr (now {lr})")
@@ -215,10 +263,14 @@ def evaluate_encoder(
     'f0_std' / 'f_std': the spread of E(x) and of f(ws), which shows an encoder off the feature distribution."""
     rng = torch.Generator().manual_seed(seed)
     f_mean = mean_feature_map(generator, base_size=base_size)  # [1, C, s, s]
-    rows: dict[str, list[torch.Tensor]] = {k: [] for k in ("encoder", "mean_feature_map", "feature_mse", "f0_std", "f_std")}
+    rows: dict[str, list[torch.Tensor]] = {
+        k: [] for k in ("encoder", "mean_feature_map", "feature_mse", "f0_std", "f_std")
+    }
     for begin in range(0, num_samples, batch_size):
         n = min(batch_size, num_samples - begin)
-        ws, images = sample_generated(generator, n, rng=rng, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
+        ws, images = sample_generated(
+            generator, n, rng=rng, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff
+        )
         f0, f_true = encode(encoder, images, base_size=base_size), generator.features(ws, at=base_size).f
         for name, f in (("encoder", f0), ("mean_feature_map", f_mean.expand(n, -1, -1, -1))):
             rows[name].append((reconstruct(generator, f, ws) - images).square().mean(dim=(1, 2, 3)))
@@ -229,11 +281,29 @@ def evaluate_encoder(
 
 
 @torch.no_grad()
-def reconstruction_preview(generator: Generator, encoder: BaseCodeEncoder, *, base_size: int, count: int = 8, seed: int = HELD_OUT_SEED,
-                           truncation_psi: float = 0.7, truncation_cutoff: int | None = 8) -> torch.Tensor:
+def reconstruction_preview(
+    generator: Generator,
+    encoder: BaseCodeEncoder,
+    *,
+    base_size: int,
+    count: int = 8,
+    seed: int = HELD_OUT_SEED,
+    truncation_psi: float = 0.7,
+    truncation_cutoff: int | None = 8,
+) -> torch.Tensor:
     """Three rows of `count` held-out images for a grid, [3 * count, 3, R, R]: x = G(ws), G(E(x), ws_{M+}),
     and G(mean feature map, ws_{M+}) (the first images of evaluate_encoder with the same seed)."""
-    ws, images = sample_generated(generator, count, rng=torch.Generator().manual_seed(seed), truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
+    ws, images = sample_generated(
+        generator,
+        count,
+        rng=torch.Generator().manual_seed(seed),
+        truncation_psi=truncation_psi,
+        truncation_cutoff=truncation_cutoff,
+    )
     f_mean = mean_feature_map(generator, base_size=base_size, batch_size=count)
-    rows = [images, reconstruct(generator, encode(encoder, images, base_size=base_size), ws), reconstruct(generator, f_mean, ws)]
+    rows = [
+        images,
+        reconstruct(generator, encode(encoder, images, base_size=base_size), ws),
+        reconstruct(generator, f_mean, ws),
+    ]
     return torch.cat(rows).clamp(-1, 1)

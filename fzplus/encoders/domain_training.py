@@ -20,23 +20,38 @@ Here (documented in the profile's config and in the card of the trained file):
 Determinism: weights and samples come from `seed`; the sampler's state is checkpointed, so a resumed run
 equals an uninterrupted one.
 """
+
 from __future__ import annotations
 
 import math
 import os
 import pathlib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from fzplus.encoders.base_code import EncoderFileError, generator_fingerprint, write_atomically
-from fzplus.encoders.base_code_training import HELD_OUT_SEED, describe_perceptual, frozen_parameters, resumable_training_state, sample_generated
+from fzplus.encoders.base_code_training import (
+    HELD_OUT_SEED,
+    describe_perceptual,
+    frozen_parameters,
+    resumable_training_state,
+    sample_generated,
+)
+from fzplus.encoders.domain import (
+    DomainEncoder,
+    build_domain_encoder,
+    domain_distance,
+    domain_encoder_from_payload,
+    domain_encoder_payload,
+    encode_ws,
+    read_domain_encoder_file,
+)
 from fzplus.encoders.recipes import DOMAIN
 from fzplus.generator import Generator
-from fzplus.encoders.domain import (DomainEncoder, build_domain_encoder, domain_distance,
-                             domain_encoder_from_payload, domain_encoder_payload, encode_ws, read_domain_encoder_file)
 from fzplus.training.discriminator import Discriminator
 
 Perceptual = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x, y) [N, 3, H, W] -> [N]
@@ -82,16 +97,32 @@ def train_domain_encoder(
     if generator.noise_mode == "random":
         raise ValueError("train_domain_encoder needs a generator with fixed noise: set generator.noise_mode = 'const'")
     if steps < 0 or batch_size < 1 or checkpoint_every < 1 or r1_every < 1:
-        raise ValueError(f"need steps >= 0, batch_size >= 1, checkpoint_every >= 1, r1_every >= 1; got {steps}, {batch_size}, {checkpoint_every}, {r1_every}")
+        raise ValueError(
+            f"need steps >= 0, batch_size >= 1, checkpoint_every >= 1, r1_every >= 1; got {steps}, {batch_size}, {checkpoint_every}, {r1_every}"
+        )
     if lambda_per > 0 and perceptual is None:
         raise ValueError("lambda_per > 0 needs a perceptual distance (perceptual=...)")
-    config = dict(batch_size=int(batch_size), lr=float(lr), lambda_adv=float(lambda_adv), r1_gamma=float(r1_gamma), r1_every=int(r1_every), lambda_per=float(lambda_per),
-                  perceptual=describe_perceptual(perceptual) if lambda_per > 0 else None, channel_base=int(channel_base),
-                  channel_max=int(channel_max), dense_rank=dense_rank, truncation_psi=float(truncation_psi), truncation_cutoff=truncation_cutoff, seed=int(seed))
+    config = dict(
+        batch_size=int(batch_size),
+        lr=float(lr),
+        lambda_adv=float(lambda_adv),
+        r1_gamma=float(r1_gamma),
+        r1_every=int(r1_every),
+        lambda_per=float(lambda_per),
+        perceptual=describe_perceptual(perceptual) if lambda_per > 0 else None,
+        channel_base=int(channel_base),
+        channel_max=int(channel_max),
+        dense_rank=dense_rank,
+        truncation_psi=float(truncation_psi),
+        truncation_cutoff=truncation_cutoff,
+        seed=int(seed),
+    )
     fingerprint = generator_fingerprint(generator)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        encoder = build_domain_encoder(generator, channel_base=channel_base, channel_max=channel_max, dense_rank=dense_rank)
+        encoder = build_domain_encoder(
+            generator, channel_base=channel_base, channel_max=channel_max, dense_rank=dense_rank
+        )
         discriminator = build_discriminator(generator)
     opt_e = torch.optim.Adam(encoder.parameters(), lr=lr)
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=lr)
@@ -99,7 +130,9 @@ def train_domain_encoder(
     history: dict[str, list[float]] = {k: [] for k in ("loss", "mse", "perceptual", "adversarial", "d_loss", "r1")}
     start, path = 0, None if checkpoint_path is None else pathlib.Path(checkpoint_path)
     if path is not None and resume and path.exists():
-        training = _resume_state(path, generator=generator, fingerprint=fingerprint, config=config, steps=steps, encoder=encoder)
+        training = _resume_state(
+            path, generator=generator, fingerprint=fingerprint, config=config, steps=steps, encoder=encoder
+        )
         discriminator.load_state_dict(training["discriminator"])
         opt_e.load_state_dict(training["optimizer_e"])
         opt_d.load_state_dict(training["optimizer_d"])
@@ -108,15 +141,33 @@ def train_domain_encoder(
         start = int(training["step"])
 
     def save(step: int) -> None:
-        training = dict(step=step, config=config, discriminator=discriminator.state_dict(), optimizer_e=opt_e.state_dict(),
-                        optimizer_d=opt_d.state_dict(), rng_state=rng.get_state(), history=history)
-        write_atomically(dict(domain_encoder_payload(encoder, generator=generator, fingerprint=fingerprint), training=training), path)
+        training = dict(
+            step=step,
+            config=config,
+            discriminator=discriminator.state_dict(),
+            optimizer_e=opt_e.state_dict(),
+            optimizer_d=opt_d.state_dict(),
+            rng_state=rng.get_state(),
+            history=history,
+        )
+        write_atomically(
+            dict(domain_encoder_payload(encoder, generator=generator, fingerprint=fingerprint), training=training), path
+        )
 
     encoder.train()
-    bar = tqdm(range(start, steps), initial=start, total=steps, disable=not progress, desc="IDInvert encoder", dynamic_ncols=True)
+    bar = tqdm(
+        range(start, steps),
+        initial=start,
+        total=steps,
+        disable=not progress,
+        desc="IDInvert encoder",
+        dynamic_ncols=True,
+    )
     with frozen_parameters(generator, perceptual):
         for step in bar:
-            _, real = sample_generated(generator, batch_size, rng=rng, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
+            _, real = sample_generated(
+                generator, batch_size, rng=rng, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff
+            )
             # E step: reconstruction through the frozen generator, and fool D
             fake = generator.synthesize(encoder(real))
             mse = (fake - real).square().mean()
@@ -132,12 +183,21 @@ def train_domain_encoder(
             opt_e.step()
             # D step: logistic loss on real vs reconstructed, R1 on the real images
             d_loss = F.softplus(discriminator(fake.detach())).mean() + F.softplus(-discriminator(real)).mean()
-            lazy = r1_gamma > 0 and step % r1_every == 0  # StyleGAN2's lazy R1: every r1_every steps, weighted r1_every x
+            lazy = (
+                r1_gamma > 0 and step % r1_every == 0
+            )  # StyleGAN2's lazy R1: every r1_every steps, weighted r1_every x
             r1 = r1_penalty(discriminator, real) if lazy else d_loss.new_zeros(())
             opt_d.zero_grad(set_to_none=True)
             (d_loss + 0.5 * r1_gamma * r1_every * r1).backward()
             opt_d.step()
-            for key, value in (("loss", loss), ("mse", mse), ("perceptual", per), ("adversarial", adversarial), ("d_loss", d_loss), ("r1", r1)):
+            for key, value in (
+                ("loss", loss),
+                ("mse", mse),
+                ("perceptual", per),
+                ("adversarial", adversarial),
+                ("d_loss", d_loss),
+                ("r1", r1),
+            ):
                 history[key].append(value.item())
             bar.set_postfix(mse=f"{mse.item():.4f}", adv=f"{adversarial.item():.3f}", d=f"{d_loss.item():.3f}")
             if path is not None and ((step + 1) % checkpoint_every == 0 or step + 1 == steps):
@@ -145,19 +205,36 @@ def train_domain_encoder(
     return encoder.eval(), history
 
 
-def _resume_state(path: pathlib.Path, *, generator: Generator, fingerprint: str, config: dict[str, Any], steps: int,
-                  encoder: DomainEncoder) -> dict[str, Any]:
+def _resume_state(
+    path: pathlib.Path,
+    *,
+    generator: Generator,
+    fingerprint: str,
+    config: dict[str, Any],
+    steps: int,
+    encoder: DomainEncoder,
+) -> dict[str, Any]:
     payload = read_domain_encoder_file(path)
     if payload["generator_fingerprint"] != fingerprint:
-        raise EncoderFileError(f"{path}: checkpoint was made for a generator with other weights; delete it or pass resume=False")
+        raise EncoderFileError(
+            f"{path}: checkpoint was made for a generator with other weights; delete it or pass resume=False"
+        )
     training = resumable_training_state(payload, path, config=config, steps=steps)
     encoder.load_state_dict(domain_encoder_from_payload(payload, path, generator=generator).state_dict())
     return training
 
 
 @torch.no_grad()
-def evaluate_domain_encoder(generator: Generator, encoder: DomainEncoder, *, num_samples: int = 64, batch_size: int = 16,
-                            seed: int = HELD_OUT_SEED, truncation_psi: float = 1.0, truncation_cutoff: int | None = None) -> dict[str, torch.Tensor]:
+def evaluate_domain_encoder(
+    generator: Generator,
+    encoder: DomainEncoder,
+    *,
+    num_samples: int = 64,
+    batch_size: int = 16,
+    seed: int = HELD_OUT_SEED,
+    truncation_psi: float = 1.0,
+    truncation_cutoff: int | None = None,
+) -> dict[str, torch.Tensor]:
     """Per-image figures [num_samples] on held-out generated images x = G(ws): 'encoder' / 'w_avg': MSE of
     G(E(x)) and of G(w_avg) against x; 'code_mse': mean (E(x) - ws)^2 against the true codes; 'domain':
     the domain term at E(x), mean (E(x) - E(G(E(x))))^2."""
@@ -165,7 +242,9 @@ def evaluate_domain_encoder(generator: Generator, encoder: DomainEncoder, *, num
     rows: dict[str, list[torch.Tensor]] = {k: [] for k in ("encoder", "w_avg", "code_mse", "domain")}
     for begin in range(0, num_samples, batch_size):
         n = min(batch_size, num_samples - begin)
-        ws, images = sample_generated(generator, n, rng=rng, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
+        ws, images = sample_generated(
+            generator, n, rng=rng, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff
+        )
         codes = encode_ws(encoder, images)
         mean = generator.w_avg[None, None].expand_as(ws)
         rows["encoder"].append((generator.synthesize(codes) - images).square().mean(dim=(1, 2, 3)))
@@ -176,9 +255,21 @@ def evaluate_domain_encoder(generator: Generator, encoder: DomainEncoder, *, num
 
 
 @torch.no_grad()
-def domain_encoder_preview(generator: Generator, encoder: DomainEncoder, *, count: int = 8, seed: int = HELD_OUT_SEED,
-                           truncation_psi: float = 1.0, truncation_cutoff: int | None = None) -> torch.Tensor:
+def domain_encoder_preview(
+    generator: Generator,
+    encoder: DomainEncoder,
+    *,
+    count: int = 8,
+    seed: int = HELD_OUT_SEED,
+    truncation_psi: float = 1.0,
+    truncation_cutoff: int | None = None,
+) -> torch.Tensor:
     """Two rows of `count` held-out images for a grid, [2 * count, 3, R, R]: x = G(ws) and G(E(x))."""
-    _, images = sample_generated(generator, count, rng=torch.Generator().manual_seed(seed), truncation_psi=truncation_psi,
-                                 truncation_cutoff=truncation_cutoff)
+    _, images = sample_generated(
+        generator,
+        count,
+        rng=torch.Generator().manual_seed(seed),
+        truncation_psi=truncation_psi,
+        truncation_cutoff=truncation_cutoff,
+    )
     return torch.cat([images, generator.synthesize(encode_ws(encoder, images))]).clamp(-1, 1)

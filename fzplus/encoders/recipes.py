@@ -5,14 +5,17 @@ read them, so a default is written once.
 Both recipes share `EncoderRecipe`'s fields (a pretrained file instead of training, steps, batch, learning
 rate, the truncation of the training samples, checkpointing); each kind sets its own defaults and adds its own.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from fzplus.settings import setting
 
-PRETRAINED = ("a trained encoder file for this generator (checked by fingerprint), used instead of training one in the run; "
-              "the recipe is then the one it was trained with (the bootstrap rules train_mini_encoder, train_mini_idinvert_encoder)")
+PRETRAINED = (
+    "a trained encoder file for this generator (checked by fingerprint), used instead of training one in the run; "
+    "the recipe is then the one it was trained with (the bootstrap rules train_mini_encoder, train_mini_idinvert_encoder)"
+)
 
 
 @dataclass(frozen=True)
@@ -32,7 +35,9 @@ class EncoderRecipe:
 class BaseCodeRecipe(EncoderRecipe):
     """the base-code encoder E: X -> F (BDInvert's recipe; fzplus.encoders.base_code_training)"""
 
-    truncation_psi: float = setting(0.7, minimum=0, maximum=1, description="truncation of the training samples' ws (BDInvert)")
+    truncation_psi: float = setting(
+        0.7, minimum=0, maximum=1, description="truncation of the training samples' ws (BDInvert)"
+    )
     truncation_cutoff: int | None = setting(8, minimum=1)
     lr_decay: float = setting(0.1, exclusiveMinimum=0, maximum=1)
     lr_decay_every: int = setting(2000, minimum=1)
@@ -49,10 +54,14 @@ class DomainRecipe(EncoderRecipe):
     lambda_adv: float = setting(0.08, minimum=0, description="weight of the encoder's adversarial term (IDInvert)")
     r1_gamma: float = setting(10.0, minimum=0, description="R1 weight of the discriminator (IDInvert)")
     r1_every: int = setting(4, minimum=1, description="lazy R1: every this many steps (1 = IDInvert's every step)")
-    lambda_per: float = setting(0.0, minimum=0, description="weight of the perceptual distance (stand-in for IDInvert's 5e-5 VGG conv4_3 term)")
+    lambda_per: float = setting(
+        0.0, minimum=0, description="weight of the perceptual distance (stand-in for IDInvert's 5e-5 VGG conv4_3 term)"
+    )
     channel_base: int = setting(64, minimum=1)
     channel_max: int = setting(1024, minimum=1)
-    dense_rank: int | None = setting(None, minimum=1, description="rank of the dense layer to W+ (null = IDInvert's full layer)")
+    dense_rank: int | None = setting(
+        None, minimum=1, description="rank of the dense layer to W+ (null = IDInvert's full layer)"
+    )
 
 
 BASE_CODE, DOMAIN = BaseCodeRecipe(), DomainRecipe()

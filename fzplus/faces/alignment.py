@@ -14,6 +14,7 @@ then blurs the mirrored band towards the image's median colour; that feathering 
 
     aligned = align_face(pixels, name="me.jpg")   # FaceAlignment(pixels [S, S, 3] uint8, quad [4, 2])
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -32,8 +33,10 @@ class NoFaceFound(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class FaceAlignment:
-    pixels: np.ndarray   # [S, S, 3] uint8, the aligned crop
-    quad: np.ndarray     # [4, 2] float: the crop's corners in the photo (x, y pixels): top-left, bottom-left, bottom-right, top-right
+    pixels: np.ndarray  # [S, S, 3] uint8, the aligned crop
+    quad: (
+        np.ndarray
+    )  # [4, 2] float: the crop's corners in the photo (x, y pixels): top-left, bottom-left, bottom-right, top-right
     landmarks: np.ndarray  # [68, 2] float, in the photo
 
     def describe(self) -> str:
@@ -53,8 +56,14 @@ def face_landmarks(pixels: np.ndarray) -> np.ndarray | None:
     pixels = np.ascontiguousarray(pixels)
     h, w = pixels.shape[:2]
     factor = min(DETECTION_MAX_SIZE / max(h, w), max(1.0, DETECTION_MIN_SIZE / min(h, w)))
-    scaled = pixels if factor == 1 else np.asarray(Image.fromarray(pixels).resize((round(w * factor), round(h * factor)), Image.BICUBIC))
-    boxes = hog_face_detector()(scaled, 0)  # faces of >= ~80 px of the copy; only then the 4x slower search for smaller ones
+    scaled = (
+        pixels
+        if factor == 1
+        else np.asarray(Image.fromarray(pixels).resize((round(w * factor), round(h * factor)), Image.BICUBIC))
+    )
+    boxes = hog_face_detector()(
+        scaled, 0
+    )  # faces of >= ~80 px of the copy; only then the 4x slower search for smaller ones
     boxes = boxes if len(boxes) else hog_face_detector()(scaled, 1)
     if not len(boxes):
         return None
@@ -102,22 +111,29 @@ def warp_quad(pixels: np.ndarray, quad: np.ndarray, *, size: int) -> np.ndarray:
     padded = np.pad(pixels, ((top, bottom), (left, right), (0, 0)), mode="reflect")
     shifted = quad + np.array([left, top])
     # PIL's QUAD data: the source corners mapped to the output's upper-left, lower-left, lower-right, upper-right
-    warped = Image.fromarray(padded).transform((size, size), Image.Transform.QUAD, data=tuple((shifted + 0.5).ravel()),
-                                               resample=Image.Resampling.BICUBIC)
+    warped = Image.fromarray(padded).transform(
+        (size, size), Image.Transform.QUAD, data=tuple((shifted + 0.5).ravel()), resample=Image.Resampling.BICUBIC
+    )
     return np.asarray(warped)
 
 
-def align_face(pixels: np.ndarray, *, name: str = "image", method: str = "ffhq", output_size: int | None = None) -> FaceAlignment:
+def align_face(
+    pixels: np.ndarray, *, name: str = "image", method: str = "ffhq", output_size: int | None = None
+) -> FaceAlignment:
     """Align the largest face of an RGB photo [H, W, 3] uint8. output_size: the crop's side in pixels;
     default the quad's own side (no upsampling of the photo's detail), at most 1024. Raises NoFaceFound
     naming `name` when dlib finds no face."""
     if method not in ALIGNMENTS:
         raise ValueError(f"unknown alignment {method!r}; known: {list(ALIGNMENTS)}")
-    assert pixels.dtype == np.uint8 and pixels.ndim == 3 and pixels.shape[2] == 3, f"need RGB uint8 [H, W, 3], got {pixels.dtype} {pixels.shape}"
+    assert pixels.dtype == np.uint8 and pixels.ndim == 3 and pixels.shape[2] == 3, (
+        f"need RGB uint8 [H, W, 3], got {pixels.dtype} {pixels.shape}"
+    )
     landmarks = face_landmarks(pixels)
     if landmarks is None:
-        raise NoFaceFound(f"{name}: no face found to align (dlib's HOG detector, frontal faces of at least ~40 px); "
-                          "use a photo with one visible, roughly frontal face, or pass an aligned crop with targets.align: null")
+        raise NoFaceFound(
+            f"{name}: no face found to align (dlib's HOG detector, frontal faces of at least ~40 px); "
+            "use a photo with one visible, roughly frontal face, or pass an aligned crop with targets.align: null"
+        )
     quad = ffhq_quad(landmarks)
     size = output_size or int(min(MAX_OUTPUT, round(quad_side(quad))))
     return FaceAlignment(pixels=warp_quad(pixels, quad, size=size), quad=quad, landmarks=landmarks)

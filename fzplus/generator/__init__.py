@@ -1,4 +1,5 @@
 """StyleGAN2 generator in plain PyTorch, split at the base code F, and its checkpoint formats."""
+
 from fzplus.generator.networks import BaseCode, Generator, default_channels
 
 __all__ = ["BaseCode", "Generator", "default_channels"]
@@ -13,5 +14,10 @@ from fzplus.generator.checkpoints import (  # noqa: E402
 )
 
 __all__ += [
-    "CheckpointError", "load_generator", "read_checkpoint_metadata", "save_generator", "write_nvidia_pickle", "write_rosinality_checkpoint",
+    "CheckpointError",
+    "load_generator",
+    "read_checkpoint_metadata",
+    "save_generator",
+    "write_nvidia_pickle",
+    "write_rosinality_checkpoint",
 ]

@@ -8,6 +8,7 @@ Own format, version 1: torch.save of dict(format="fzplus-generator", version=1, 
 state_dict=G.state_dict(), metadata=<plain data>). Every file is read with torch.load(weights_only=True)
 or, for NVIDIA pickles, a whitelist unpickler: loading never runs code that a file brings along.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,22 +22,30 @@ import warnings
 import torch
 
 from fzplus.generator.checkpoints_common import CheckpointError, ParsedCheckpoint
-from fzplus.io import atomic_write
 from fzplus.generator.checkpoints_nvidia import read_nvidia_pickle, write_nvidia_pickle
 from fzplus.generator.checkpoints_rosinality import read_rosinality, write_rosinality_checkpoint
 from fzplus.generator.networks import Generator
+from fzplus.io import atomic_write
 
 __all__ = [
-    "CheckpointError", "load_generator", "save_generator", "read_checkpoint", "read_checkpoint_metadata",
-    "estimate_w_avg", "write_nvidia_pickle", "write_rosinality_checkpoint",
+    "CheckpointError",
+    "load_generator",
+    "save_generator",
+    "read_checkpoint",
+    "read_checkpoint_metadata",
+    "estimate_w_avg",
+    "write_nvidia_pickle",
+    "write_rosinality_checkpoint",
 ]
 
 FORMAT_NAME = "fzplus-generator"
 FORMAT_VERSION = 1
 W_AVG_SAMPLES = 10_000
 W_AVG_SEED = 0
-EXPECTED_FORMATS = ("Expected an NVIDIA network pickle with 'G_ema' (stylegan2-ada-pytorch / stylegan3), a rosinality "
-                    ".pt with 'g_ema', or a file written by fzplus.generator.save_generator.")
+EXPECTED_FORMATS = (
+    "Expected an NVIDIA network pickle with 'G_ema' (stylegan2-ada-pytorch / stylegan3), a rosinality "
+    ".pt with 'g_ema', or a file written by fzplus.generator.save_generator."
+)
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default (zip) container
 _LEGACY_TORCH_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19"  # pickled magic number opening torch's legacy format
 _PICKLE_PROTO = 0x80  # first byte of every pickle of protocol 2 or later (NVIDIA's are 3 or 4)
@@ -47,7 +56,9 @@ def read_checkpoint(path: str | os.PathLike) -> ParsedCheckpoint:
     """Detect the format from the file's first bytes and parse it; builds no network."""
     path = pathlib.Path(path)
     if path.is_dir():
-        raise IsADirectoryError(errno.EISDIR, f"is a directory, not a generator checkpoint. {EXPECTED_FORMATS}", str(path))
+        raise IsADirectoryError(
+            errno.EISDIR, f"is a directory, not a generator checkpoint. {EXPECTED_FORMATS}", str(path)
+        )
     if not path.exists():
         raise FileNotFoundError(errno.ENOENT, "no such generator checkpoint", str(path))
     with open(path, "rb") as f:
@@ -59,8 +70,16 @@ def read_checkpoint(path: str | os.PathLike) -> ParsedCheckpoint:
     elif head[0] == _PICKLE_PROTO:
         parsed = read_nvidia_pickle(path)
     else:
-        raise CheckpointError(path, f"is neither a torch file nor a binary (protocol 2+) pickle; it starts with {head[:8]!r}.", fix=EXPECTED_FORMATS)
-    w_avg_source = "stored" if "mapping.w_avg" in parsed.state_dict else f"estimated: mean of the mapping over {W_AVG_SAMPLES} z (seed {W_AVG_SEED})"
+        raise CheckpointError(
+            path,
+            f"is neither a torch file nor a binary (protocol 2+) pickle; it starts with {head[:8]!r}.",
+            fix=EXPECTED_FORMATS,
+        )
+    w_avg_source = (
+        "stored"
+        if "mapping.w_avg" in parsed.state_dict
+        else f"estimated: mean of the mapping over {W_AVG_SAMPLES} z (seed {W_AVG_SEED})"
+    )
     return parsed._replace(metadata={**parsed.metadata, "w_avg_source": w_avg_source})
 
 
@@ -69,26 +88,44 @@ def _read_torch_file(path: pathlib.Path) -> ParsedCheckpoint:
         with torch.serialization.safe_globals([argparse.Namespace]):  # rosinality's train.py stores its options
             content = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        reason = next((line.strip() for line in str(e).splitlines() if "global" in line.lower()), str(e).splitlines()[0])
-        raise CheckpointError(path, f"holds objects other than tensors and plain data, so it was not unpickled ({reason}).",
-                              fix=f"{EXPECTED_FORMATS} Do not load it with weights_only=False unless you trust its origin.") from None
+        reason = next(
+            (line.strip() for line in str(e).splitlines() if "global" in line.lower()), str(e).splitlines()[0]
+        )
+        raise CheckpointError(
+            path,
+            f"holds objects other than tensors and plain data, so it was not unpickled ({reason}).",
+            fix=f"{EXPECTED_FORMATS} Do not load it with weights_only=False unless you trust its origin.",
+        ) from None
     except Exception as e:  # a damaged archive fails in zip, pickle or storage code, with their own exception types
-        raise CheckpointError(path, f"is a truncated or corrupt torch file ({type(e).__name__}: {e}).", fix="Download or copy it again.") from None
+        raise CheckpointError(
+            path, f"is a truncated or corrupt torch file ({type(e).__name__}: {e}).", fix="Download or copy it again."
+        ) from None
     if isinstance(content, dict) and content.get("format") == FORMAT_NAME:
         return _parse_own_format(content, path)
     if isinstance(content, dict) and ("g_ema" in content or "input.input" in content):
         return read_rosinality(content, path)
-    found = f"a dict with keys {sorted(map(str, content))[:8]}" if isinstance(content, dict) else f"a {type(content).__name__}"
+    found = (
+        f"a dict with keys {sorted(map(str, content))[:8]}"
+        if isinstance(content, dict)
+        else f"a {type(content).__name__}"
+    )
     raise CheckpointError(path, f"is a torch file holding {found}, not a generator checkpoint.", fix=EXPECTED_FORMATS)
 
 
 def _parse_own_format(content: dict, path: pathlib.Path) -> ParsedCheckpoint:
     if content.get("version") != FORMAT_VERSION:
-        raise CheckpointError(path, f"is {FORMAT_NAME} version {content.get('version')!r}; this code reads version {FORMAT_VERSION}.",
-                              fix="Use the fzplus version that wrote it, or re-save the generator with this one.")
+        raise CheckpointError(
+            path,
+            f"is {FORMAT_NAME} version {content.get('version')!r}; this code reads version {FORMAT_VERSION}.",
+            fix="Use the fzplus version that wrote it, or re-save the generator with this one.",
+        )
     config, state, metadata = content.get("config"), content.get("state_dict"), content.get("metadata", {})
     if not (isinstance(config, dict) and isinstance(state, dict) and isinstance(metadata, dict)):
-        raise CheckpointError(path, f"is a damaged {FORMAT_NAME} file: 'config', 'state_dict' and 'metadata' must be dicts.", fix="Re-save the generator.")
+        raise CheckpointError(
+            path,
+            f"is a damaged {FORMAT_NAME} file: 'config', 'state_dict' and 'metadata' must be dicts.",
+            fix="Re-save the generator.",
+        )
     return ParsedCheckpoint(dict(config), dict(state), {**metadata, "format": FORMAT_NAME})
 
 
@@ -117,8 +154,11 @@ def load_generator(path: str | os.PathLike, *, device: str | torch.device = "cpu
     try:
         G = Generator(**parsed.config)
     except (TypeError, ValueError, KeyError, AssertionError) as e:
-        raise CheckpointError(path, f"declares an architecture the Generator cannot build ({type(e).__name__}: {e}; config {parsed.config}).",
-                              fix="The file is damaged or was written by another version of the network code.") from None
+        raise CheckpointError(
+            path,
+            f"declares an architecture the Generator cannot build ({type(e).__name__}: {e}; config {parsed.config}).",
+            fix="The file is damaged or was written by another version of the network code.",
+        ) from None
     state = dict(parsed.state_dict)
     needs_w_avg = "mapping.w_avg" not in state
     if needs_w_avg:
@@ -127,7 +167,10 @@ def load_generator(path: str | os.PathLike, *, device: str | torch.device = "cpu
     G.load_state_dict(state)  # copy_ casts fp16 files to the float32 parameters
     if needs_w_avg:
         G.mapping.w_avg.copy_(estimate_w_avg(G))
-        warnings.warn(f"{path} stores no w_avg; truncation uses the mean of {W_AVG_SAMPLES} mapped z (seed {W_AVG_SEED}).", stacklevel=2)
+        warnings.warn(
+            f"{path} stores no w_avg; truncation uses the mean of {W_AVG_SAMPLES} mapped z (seed {W_AVG_SEED}).",
+            stacklevel=2,
+        )
     G.checkpoint_metadata = parsed.metadata
     return G.eval().requires_grad_(False).to(device)
 
@@ -137,18 +180,29 @@ def _check_state_dict(G: Generator, state: dict, path: pathlib.Path) -> None:
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     mismatched = [
-        f"{k} {tuple(v.shape)} (expected {tuple(expected[k].shape)})" if isinstance(v, torch.Tensor) else f"{k} is a {type(v).__name__}"
-        for k, v in state.items() if k in expected and not (isinstance(v, torch.Tensor) and v.shape == expected[k].shape)
+        f"{k} {tuple(v.shape)} (expected {tuple(expected[k].shape)})"
+        if isinstance(v, torch.Tensor)
+        else f"{k} is a {type(v).__name__}"
+        for k, v in state.items()
+        if k in expected and not (isinstance(v, torch.Tensor) and v.shape == expected[k].shape)
     ]
-    problems = [f"{what}: {', '.join(keys[:4])}{' ...' if len(keys) > 4 else ''}"
-                for what, keys in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", mismatched)) if keys]
+    problems = [
+        f"{what}: {', '.join(keys[:4])}{' ...' if len(keys) > 4 else ''}"
+        for what, keys in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", mismatched))
+        if keys
+    ]
     if problems:
-        raise CheckpointError(path, f"does not match the architecture it declares ({'; '.join(problems)}).",
-                              fix="The file is damaged or comes from a modified network definition.")
+        raise CheckpointError(
+            path,
+            f"does not match the architecture it declares ({'; '.join(problems)}).",
+            fix="The file is damaged or comes from a modified network definition.",
+        )
 
 
 # ---- writing -------------------------------------------------------------------------------------------
-def save_generator(G: Generator, path: str | os.PathLike, *, metadata: dict | None = None, dtype: torch.dtype = torch.float32) -> None:
+def save_generator(
+    G: Generator, path: str | os.PathLike, *, metadata: dict | None = None, dtype: torch.dtype = torch.float32
+) -> None:
     """Write G in the suite's own format, atomically (a failure leaves any previous file untouched).
 
     dtype: storage type of the floating tensors (float16 halves the file; loading returns float32).
@@ -160,7 +214,9 @@ def save_generator(G: Generator, path: str | os.PathLike, *, metadata: dict | No
     _check_plain_data(metadata, "metadata")
     state = {k: v.detach().cpu() for k, v in G.state_dict().items()}
     payload = dict(
-        format=FORMAT_NAME, version=FORMAT_VERSION, config=copy.deepcopy(G.config),
+        format=FORMAT_NAME,
+        version=FORMAT_VERSION,
+        config=copy.deepcopy(G.config),
         state_dict={k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()},
         metadata={**metadata, "stored_dtype": str(dtype).removeprefix("torch.")},
     )
@@ -178,5 +234,7 @@ def _check_plain_data(value, where: str) -> None:
         for i, item in enumerate(value):
             _check_plain_data(item, f"{where}[{i}]")
     elif not (value is None or isinstance(value, (bool, int, float, str))):
-        raise ValueError(f"{where} is a {type(value).__name__}; checkpoint metadata must be plain data "
-                         "(dict, list, tuple, str, int, float, bool, None) so that it loads with weights_only=True")
+        raise ValueError(
+            f"{where} is a {type(value).__name__}; checkpoint metadata must be plain data "
+            "(dict, list, tuple, str, int, float, bool, None) so that it loads with weights_only=True"
+        )

@@ -1,5 +1,6 @@
 """Pieces shared by the checkpoint readers and writers: the error type, the parsed-checkpoint record and
 atomic file writing. The public API is in `fzplus.generator.checkpoints`."""
+
 from __future__ import annotations
 
 import os

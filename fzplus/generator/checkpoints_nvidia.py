@@ -21,6 +21,7 @@ training/training_loop.py, legacy.py):
 Reading uses an Unpickler whose find_class knows only the names above (the persistence reconstructor
 becomes `NetworkRecord`, which keeps meta as data: module_src is never run) and refuses everything else.
 """
+
 from __future__ import annotations
 
 import collections
@@ -34,7 +35,6 @@ import numpy as np
 import torch
 
 from fzplus.generator.checkpoints_common import CheckpointError, ParsedCheckpoint
-from fzplus.io import atomic_write
 from fzplus.generator.networks import (
     FullyConnected,
     Generator,
@@ -45,6 +45,7 @@ from fzplus.generator.networks import (
     ToRGBLayer,
     default_channels,
 )
+from fzplus.io import atomic_write
 
 try:
     from numpy._core import multiarray as _np_multiarray
@@ -106,7 +107,11 @@ _ALLOWED_GLOBALS = {
     ("torch.storage", "_load_from_bytes"): _storage_from_bytes,
     ("numpy", "dtype"): np.dtype,
     ("numpy", "ndarray"): np.ndarray,
-    **{(module, name): getattr(_np_multiarray, name) for module in ("numpy.core.multiarray", "numpy._core.multiarray") for name in ("scalar", "_reconstruct")},
+    **{
+        (module, name): getattr(_np_multiarray, name)
+        for module in ("numpy.core.multiarray", "numpy._core.multiarray")
+        for name in ("scalar", "_reconstruct")
+    },
 }
 
 
@@ -133,33 +138,59 @@ def read_nvidia_pickle(path: str | os.PathLike) -> ParsedCheckpoint:
             data = _WhitelistUnpickler(f).load()
     except _RefusedGlobal as e:
         if e.module.startswith("dnnlib.tflib"):
-            raise CheckpointError(path, "is a TensorFlow StyleGAN2 pickle, which is not read here.",
-                                  fix="Convert it with NVIDIA stylegan2-ada-pytorch: python legacy.py --source=OLD.pkl --dest=NEW.pkl") from None
-        raise CheckpointError(path, f"asks the unpickler for '{e.module}.{e.name}', which no network pickle needs; refused "
-                                    "without running it (only tensors, containers and NVIDIA's persistence records are read).",
-                              fix=f"{_EXPECTED} Do not load this file with plain pickle unless you trust its origin.") from None
+            raise CheckpointError(
+                path,
+                "is a TensorFlow StyleGAN2 pickle, which is not read here.",
+                fix="Convert it with NVIDIA stylegan2-ada-pytorch: python legacy.py --source=OLD.pkl --dest=NEW.pkl",
+            ) from None
+        raise CheckpointError(
+            path,
+            f"asks the unpickler for '{e.module}.{e.name}', which no network pickle needs; refused "
+            "without running it (only tensors, containers and NVIDIA's persistence records are read).",
+            fix=f"{_EXPECTED} Do not load this file with plain pickle unless you trust its origin.",
+        ) from None
     except Exception as e:  # a damaged byte stream can fail in any opcode, with any exception type
-        raise CheckpointError(path, f"is a truncated or corrupt pickle ({type(e).__name__}: {e}).", fix="Download or copy it again.") from None
+        raise CheckpointError(
+            path, f"is a truncated or corrupt pickle ({type(e).__name__}: {e}).", fix="Download or copy it again."
+        ) from None
     record = data.get("G_ema") if isinstance(data, dict) else None
     if not isinstance(record, NetworkRecord):
         found = f"keys {sorted(map(str, data))}" if isinstance(data, dict) else f"a {type(data).__name__}"
-        raise CheckpointError(path, f"is a pickle without an NVIDIA network under 'G_ema' (found {found}).", fix=_EXPECTED)
+        raise CheckpointError(
+            path, f"is a pickle without an NVIDIA network under 'G_ema' (found {found}).", fix=_EXPECTED
+        )
     return _parse_generator_record(record, path)
 
 
 def _parse_generator_record(record: NetworkRecord, path: pathlib.Path) -> ParsedCheckpoint:
     synthesis, mapping = record.children().get("synthesis"), record.children().get("mapping")
     if isinstance(synthesis, NetworkRecord) and "input" in synthesis.children():
-        raise CheckpointError(path, "holds a StyleGAN3 (alias-free) generator; the suite's F spaces are defined on the StyleGAN2 "
-                                    "synthesis network (constant input, b4..bR blocks), which StyleGAN3 does not have.",
-                              fix="Use a StyleGAN2 pickle (stylegan2-ada-pytorch, or stylegan3 trained with --cfg=stylegan2).")
+        raise CheckpointError(
+            path,
+            "holds a StyleGAN3 (alias-free) generator; the suite's F spaces are defined on the StyleGAN2 "
+            "synthesis network (constant input, b4..bR blocks), which StyleGAN3 does not have.",
+            fix="Use a StyleGAN2 pickle (stylegan2-ada-pytorch, or stylegan3 trained with --cfg=stylegan2).",
+        )
     kwargs = record.state.get("_init_kwargs")
-    if record.class_name != "Generator" or not isinstance(kwargs, dict) or not all(isinstance(m, NetworkRecord) for m in (synthesis, mapping)):
-        raise CheckpointError(path, f"has a {record.class_name!r} under 'G_ema', without a Generator's init_kwargs and "
-                                    "mapping/synthesis networks.", fix=_EXPECTED)
+    if (
+        record.class_name != "Generator"
+        or not isinstance(kwargs, dict)
+        or not all(isinstance(m, NetworkRecord) for m in (synthesis, mapping))
+    ):
+        raise CheckpointError(
+            path,
+            f"has a {record.class_name!r} under 'G_ema', without a Generator's init_kwargs and "
+            "mapping/synthesis networks.",
+            fix=_EXPECTED,
+        )
     config, synthesis_kwargs = _config_from_init_kwargs(dict(kwargs), path)
-    metadata = dict(format="nvidia-pickle", source_file=str(path), persistence_version=record.meta.get("version"),
-                    num_fp16_res=int(synthesis_kwargs.get("num_fp16_res", 0)), precision="float32 (num_fp16_res only sped up the original)")
+    metadata = dict(
+        format="nvidia-pickle",
+        source_file=str(path),
+        persistence_version=record.meta.get("version"),
+        num_fp16_res=int(synthesis_kwargs.get("num_fp16_res", 0)),
+        precision="float32 (num_fp16_res only sped up the original)",
+    )
     return ParsedCheckpoint(config, _flatten(record, path), metadata)
 
 
@@ -168,9 +199,13 @@ def _config_from_init_kwargs(kwargs: dict, path: pathlib.Path) -> tuple[dict, di
     synthesis_kwargs = dict(kwargs.get("synthesis_kwargs") or {})
     synthesis_kwargs.update({k: v for k, v in kwargs.items() if k not in _GENERATOR_ARGS})  # stylegan3's flat form
     try:
-        resolution, z_dim, w_dim, img_channels = (int(kwargs[k]) for k in ("img_resolution", "z_dim", "w_dim", "img_channels"))
+        resolution, z_dim, w_dim, img_channels = (
+            int(kwargs[k]) for k in ("img_resolution", "z_dim", "w_dim", "img_channels")
+        )
     except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(path, f"G_ema's init_kwargs lack a usable {e}; found {sorted(kwargs)}.", fix=_EXPECTED) from None
+        raise CheckpointError(
+            path, f"G_ema's init_kwargs lack a usable {e}; found {sorted(kwargs)}.", fix=_EXPECTED
+        ) from None
     variants = [  # (what, value in the file, the only value implemented here)
         ("c_dim", kwargs.get("c_dim", 0), 0),
         ("architecture", synthesis_kwargs.get("architecture", "skip"), "skip"),
@@ -182,15 +217,25 @@ def _config_from_init_kwargs(kwargs: dict, path: pathlib.Path) -> tuple[dict, di
     ]
     for what, value, supported in variants:
         if value != supported:
-            raise CheckpointError(path, f"has {what}={value!r}; only {what}={supported!r} is implemented (config-F StyleGAN2: "
-                                        "unconditional, 'skip' architecture, lrelu, [1,3,3,1] filters, noise inputs).",
-                                  fix="Use an unconditional config-F StyleGAN2 generator.")
+            raise CheckpointError(
+                path,
+                f"has {what}={value!r}; only {what}={supported!r} is implemented (config-F StyleGAN2: "
+                "unconditional, 'skip' architecture, lrelu, [1,3,3,1] filters, noise inputs).",
+                fix="Use an unconditional config-F StyleGAN2 generator.",
+            )
     conv_clamp = synthesis_kwargs.get("conv_clamp")
-    channel_base, channel_max = int(synthesis_kwargs.get("channel_base", 32768)), int(synthesis_kwargs.get("channel_max", 512))
+    channel_base, channel_max = (
+        int(synthesis_kwargs.get("channel_base", 32768)),
+        int(synthesis_kwargs.get("channel_max", 512)),
+    )
     config = dict(
-        resolution=resolution, z_dim=z_dim, w_dim=w_dim, img_channels=img_channels,
+        resolution=resolution,
+        z_dim=z_dim,
+        w_dim=w_dim,
+        img_channels=img_channels,
         channels=default_channels(resolution, channel_base=channel_base, channel_max=channel_max),
-        mapping_layers=int(mapping_kwargs.get("num_layers", 8)), mapping_lr_multiplier=float(mapping_kwargs.get("lr_multiplier", 0.01)),
+        mapping_layers=int(mapping_kwargs.get("num_layers", 8)),
+        mapping_lr_multiplier=float(mapping_kwargs.get("lr_multiplier", 0.01)),
         conv_clamp=None if conv_clamp is None else float(conv_clamp),
     )
     return config, synthesis_kwargs
@@ -206,24 +251,45 @@ def _flatten(record: NetworkRecord, path: pathlib.Path, prefix: str = "") -> dic
         if value is None:
             continue
         if not isinstance(value, torch.Tensor):
-            raise CheckpointError(path, f"has a {type(value).__name__} where G_ema's tensor '{prefix}{name}' belongs.", fix=_EXPECTED)
+            raise CheckpointError(
+                path, f"has a {type(value).__name__} where G_ema's tensor '{prefix}{name}' belongs.", fix=_EXPECTED
+            )
         tensors[prefix + name] = value
     for name, child in record.children().items():
         if not isinstance(child, NetworkRecord):
-            raise CheckpointError(path, f"has a {type(child).__name__} where G_ema's sub-network '{prefix}{name}' belongs.", fix=_EXPECTED)
+            raise CheckpointError(
+                path, f"has a {type(child).__name__} where G_ema's sub-network '{prefix}{name}' belongs.", fix=_EXPECTED
+            )
         tensors.update(_flatten(child, path, f"{prefix}{name}."))
     return tensors
 
 
 # ---- writing -------------------------------------------------------------------------------------------
 _NVIDIA_CLASS_NAMES = {
-    Generator: "Generator", MappingNetwork: "MappingNetwork", SynthesisNetwork: "SynthesisNetwork", SynthesisBlock: "SynthesisBlock",
-    SynthesisLayer: "SynthesisLayer", ToRGBLayer: "ToRGBLayer", FullyConnected: "FullyConnectedLayer",
+    Generator: "Generator",
+    MappingNetwork: "MappingNetwork",
+    SynthesisNetwork: "SynthesisNetwork",
+    SynthesisBlock: "SynthesisBlock",
+    SynthesisLayer: "SynthesisLayer",
+    ToRGBLayer: "ToRGBLayer",
+    FullyConnected: "FullyConnectedLayer",
 }
-_MODULE_HOOK_DICTS = ("_backward_hooks", "_forward_hooks", "_forward_pre_hooks", "_state_dict_hooks", "_load_state_dict_pre_hooks")
+_MODULE_HOOK_DICTS = (
+    "_backward_hooks",
+    "_forward_hooks",
+    "_forward_pre_hooks",
+    "_state_dict_hooks",
+    "_load_state_dict_pre_hooks",
+)
 
 
-def _module_record(module: torch.nn.Module, *, class_name: str | None = None, init_kwargs: dict | None = None, attributes: dict | None = None) -> NetworkRecord:
+def _module_record(
+    module: torch.nn.Module,
+    *,
+    class_name: str | None = None,
+    init_kwargs: dict | None = None,
+    attributes: dict | None = None,
+) -> NetworkRecord:
     """A persistent record whose state is laid out like the Module __dict__ of NVIDIA's torch-1.x era.
 
     Only the top-level records carry init kwargs, and sub-records lack NVIDIA's per-class plain attributes
@@ -241,7 +307,9 @@ def _module_record(module: torch.nn.Module, *, class_name: str | None = None, in
         "_init_kwargs": dict(init_kwargs or {}),
     }
     name = class_name or _NVIDIA_CLASS_NAMES[type(module)]
-    return NetworkRecord(dict(type="class", version=PERSISTENCE_VERSION, module_src=_SOURCE_NOT_EMBEDDED, class_name=name, state=state))
+    return NetworkRecord(
+        dict(type="class", version=PERSISTENCE_VERSION, module_src=_SOURCE_NOT_EMBEDDED, class_name=name, state=state)
+    )
 
 
 def _channel_rule(G: Generator) -> tuple[int, int]:
@@ -249,8 +317,10 @@ def _channel_rule(G: Generator) -> tuple[int, int]:
     channels, resolution = G.synthesis.channels, G.resolution
     channel_base, channel_max = channels[resolution] * resolution, max(channels.values())
     if default_channels(resolution, channel_base=channel_base, channel_max=channel_max) != channels:
-        raise ValueError(f"NVIDIA pickles give channel widths as min(channel_base // res, channel_max); {channels} follows no such rule. "
-                         "Write this generator with save_generator or write_rosinality_checkpoint instead.")
+        raise ValueError(
+            f"NVIDIA pickles give channel widths as min(channel_base // res, channel_max); {channels} follows no such rule. "
+            "Write this generator with save_generator or write_rosinality_checkpoint instead."
+        )
     return channel_base, channel_max
 
 
@@ -260,17 +330,38 @@ def nvidia_snapshot(G: Generator) -> dict:
     augment_pipe (as with --aug=noaug), and image-folder training_set_kwargs."""
     channel_base, channel_max = _channel_rule(G)
     cfg = G.config
-    shape = dict(z_dim=G.z_dim, c_dim=0, w_dim=G.w_dim, img_resolution=G.resolution, img_channels=G.synthesis.img_channels)
+    shape = dict(
+        z_dim=G.z_dim, c_dim=0, w_dim=G.w_dim, img_resolution=G.resolution, img_channels=G.synthesis.img_channels
+    )
     init_kwargs = dict(
         **shape,
         mapping_kwargs=_EasyDict(num_layers=cfg["mapping_layers"], lr_multiplier=cfg["mapping_lr_multiplier"]),
-        synthesis_kwargs=_EasyDict(channel_base=channel_base, channel_max=channel_max, num_fp16_res=0, conv_clamp=cfg["conv_clamp"], architecture="skip"),
+        synthesis_kwargs=_EasyDict(
+            channel_base=channel_base,
+            channel_max=channel_max,
+            num_fp16_res=0,
+            conv_clamp=cfg["conv_clamp"],
+            architecture="skip",
+        ),
     )
     G_ema = copy.deepcopy(G).cpu().eval().requires_grad_(False)
-    generators = [_module_record(g, init_kwargs=init_kwargs, attributes=dict(shape, num_ws=G.num_ws)) for g in (copy.deepcopy(G_ema), G_ema)]
-    D = _module_record(torch.nn.Module(), class_name="Discriminator",
-                       init_kwargs=dict(c_dim=0, img_resolution=G.resolution, img_channels=shape["img_channels"]))
-    training_set_kwargs = dict(class_name="training.dataset.ImageFolderDataset", path="", use_labels=False, max_size=None, xflip=False, resolution=G.resolution)
+    generators = [
+        _module_record(g, init_kwargs=init_kwargs, attributes=dict(shape, num_ws=G.num_ws))
+        for g in (copy.deepcopy(G_ema), G_ema)
+    ]
+    D = _module_record(
+        torch.nn.Module(),
+        class_name="Discriminator",
+        init_kwargs=dict(c_dim=0, img_resolution=G.resolution, img_channels=shape["img_channels"]),
+    )
+    training_set_kwargs = dict(
+        class_name="training.dataset.ImageFolderDataset",
+        path="",
+        use_labels=False,
+        max_size=None,
+        xflip=False,
+        resolution=G.resolution,
+    )
     return dict(G=generators[0], D=D, G_ema=generators[1], augment_pipe=None, training_set_kwargs=training_set_kwargs)
 
 
@@ -282,7 +373,7 @@ class _NvidiaPickler(pickle._Pickler):
         if not (isinstance(obj, type) and obj in _NVIDIA_NAMES):
             return super().save_global(obj, name)
         module, qualname = _NVIDIA_NAMES[obj]
-        self.write(pickle.GLOBAL + f"{module}\n{qualname}\n".encode("utf-8"))
+        self.write(pickle.GLOBAL + f"{module}\n{qualname}\n".encode())
         self.memoize(obj)
 
 

@@ -18,6 +18,7 @@ it except inside the eps term. Storing weight / sqrt(I k k) therefore gives rosi
 ToRGB's 1/sqrt(I) (no demodulation) is our ToRGBLayer.weight_gain, so its weight is copied. Upsampling
 (transposed conv, then the blur) and the noise (added before bias and activation) are NVIDIA's too.
 """
+
 from __future__ import annotations
 
 import math
@@ -27,9 +28,9 @@ import pathlib
 import torch
 
 from fzplus.generator.checkpoints_common import CheckpointError, ParsedCheckpoint
-from fzplus.io import atomic_write
 from fzplus.generator.networks import Generator
 from fzplus.generator.ops import fir_filter_2d
+from fzplus.io import atomic_write
 
 ROSINALITY_MAPPING_LR = 0.01  # Generator(lr_mlp=0.01), never changed by rosinality's scripts; not in the file
 _UNSUPPORTED = "SWAGAN, conditional and other modified rosinality models are not supported."
@@ -44,9 +45,11 @@ def _layer_pairs(resolution: int) -> list[tuple[str, str, int, int | None, bool]
     pairs = [("conv1", "synthesis.b4.conv1", 4, 0, False), ("to_rgb1", "synthesis.b4.torgb", 4, None, False)]
     for i in range(int(math.log2(resolution)) - 2):
         r = 8 * 2**i
-        pairs += [(f"convs.{2 * i}", f"synthesis.b{r}.conv0", r, 2 * i + 1, True),
-                  (f"convs.{2 * i + 1}", f"synthesis.b{r}.conv1", r, 2 * i + 2, False),
-                  (f"to_rgbs.{i}", f"synthesis.b{r}.torgb", r, None, True)]
+        pairs += [
+            (f"convs.{2 * i}", f"synthesis.b{r}.conv0", r, 2 * i + 1, True),
+            (f"convs.{2 * i + 1}", f"synthesis.b{r}.conv1", r, 2 * i + 2, False),
+            (f"to_rgbs.{i}", f"synthesis.b{r}.torgb", r, None, True),
+        ]
     return pairs
 
 
@@ -59,13 +62,17 @@ def read_rosinality(checkpoint: dict, path: str | os.PathLike) -> ParsedCheckpoi
     path = pathlib.Path(path)
     source = checkpoint.get("g_ema", checkpoint)
     if not isinstance(source, dict):
-        raise CheckpointError(path, f"has a {type(source).__name__} under 'g_ema' where a state dict belongs.", fix=_UNSUPPORTED)
+        raise CheckpointError(
+            path, f"has a {type(source).__name__} under 'g_ema' where a state dict belongs.", fix=_UNSUPPORTED
+        )
     used: set[str] = set()
 
     def take(key: str) -> torch.Tensor:
         value = source.get(key)
         if not isinstance(value, torch.Tensor):
-            raise CheckpointError(path, f"lacks the tensor '{key}' that every rosinality StyleGAN2 g_ema has.", fix=_UNSUPPORTED)
+            raise CheckpointError(
+                path, f"lacks the tensor '{key}' that every rosinality StyleGAN2 g_ema has.", fix=_UNSUPPORTED
+            )
         used.add(key)
         return value
 
@@ -75,11 +82,17 @@ def read_rosinality(checkpoint: dict, path: str | os.PathLike) -> ParsedCheckpoi
     w_dim, z_dim = take("style.1.weight").shape
     state = {"synthesis.b4.const": take("input.input")[0]}
     for j in range(n_mlp):
-        state[f"mapping.fc{j}.weight"], state[f"mapping.fc{j}.bias"] = take(f"style.{j + 1}.weight"), take(f"style.{j + 1}.bias")
+        state[f"mapping.fc{j}.weight"], state[f"mapping.fc{j}.bias"] = (
+            take(f"style.{j + 1}.weight"),
+            take(f"style.{j + 1}.bias"),
+        )
     channels = {}
     for ros, ours, r, noise, upsamples in _layer_pairs(resolution):
         weight = take(f"{ros}.conv.weight")[0]  # [O, I, k, k]
-        state[f"{ours}.affine.weight"], state[f"{ours}.affine.bias"] = take(f"{ros}.conv.modulation.weight"), take(f"{ros}.conv.modulation.bias")
+        state[f"{ours}.affine.weight"], state[f"{ours}.affine.bias"] = (
+            take(f"{ros}.conv.modulation.weight"),
+            take(f"{ros}.conv.modulation.bias"),
+        )
         if noise is None:
             state[f"{ours}.weight"], state[f"{ours}.bias"] = weight, take(f"{ros}.bias").reshape(-1)
         else:
@@ -90,17 +103,31 @@ def read_rosinality(checkpoint: dict, path: str | os.PathLike) -> ParsedCheckpoi
             state[f"{ours}.resample_filter"] = fir_filter_2d()
             channels[r] = weight.shape[0]
         if upsamples and not torch.allclose(take(_kernel_key(ros, noise)).float(), _rosinality_kernel()):
-            raise CheckpointError(path, f"has a blur kernel '{_kernel_key(ros, noise)}' other than [1,3,3,1].", fix=_UNSUPPORTED)
+            raise CheckpointError(
+                path, f"has a blur kernel '{_kernel_key(ros, noise)}' other than [1,3,3,1].", fix=_UNSUPPORTED
+            )
         state[f"synthesis.b{r}.resample_filter"] = fir_filter_2d()
     unknown = sorted(set(source) - used)
     if unknown:
-        raise CheckpointError(path, f"has g_ema entries a StyleGAN2 generator does not: {unknown[:5]}{' ...' if len(unknown) > 5 else ''}.", fix=_UNSUPPORTED)
+        raise CheckpointError(
+            path,
+            f"has g_ema entries a StyleGAN2 generator does not: {unknown[:5]}{' ...' if len(unknown) > 5 else ''}.",
+            fix=_UNSUPPORTED,
+        )
     metadata = dict(format="rosinality", source_file=str(path), assumed_mapping_lr_multiplier=ROSINALITY_MAPPING_LR)
     latent_avg = checkpoint.get("latent_avg") if source is not checkpoint else None
     if isinstance(latent_avg, torch.Tensor):
         state["mapping.w_avg"] = latent_avg.reshape(-1)
-    config = dict(resolution=resolution, z_dim=int(z_dim), w_dim=int(w_dim), img_channels=int(state["synthesis.b4.torgb.weight"].shape[0]),
-                  channels=channels, mapping_layers=n_mlp, mapping_lr_multiplier=ROSINALITY_MAPPING_LR, conv_clamp=None)
+    config = dict(
+        resolution=resolution,
+        z_dim=int(z_dim),
+        w_dim=int(w_dim),
+        img_channels=int(state["synthesis.b4.torgb.weight"].shape[0]),
+        channels=channels,
+        mapping_layers=n_mlp,
+        mapping_lr_multiplier=ROSINALITY_MAPPING_LR,
+        conv_clamp=None,
+    )
     return ParsedCheckpoint(config, state, metadata)
 
 
@@ -108,10 +135,15 @@ def rosinality_state_dict(G: Generator) -> dict[str, torch.Tensor]:
     """G's tensors under rosinality's names and layout, converted so that rosinality's model computes G."""
     cfg = G.config
     limits = [
-        (G.z_dim == G.w_dim, f"rosinality has one style_dim for z and w; this generator has z_dim={G.z_dim}, w_dim={G.w_dim}"),
+        (
+            G.z_dim == G.w_dim,
+            f"rosinality has one style_dim for z and w; this generator has z_dim={G.z_dim}, w_dim={G.w_dim}",
+        ),
         (cfg["conv_clamp"] is None, f"rosinality has no conv_clamp; this generator clamps at {cfg['conv_clamp']}"),
-        (cfg["mapping_lr_multiplier"] == ROSINALITY_MAPPING_LR,
-         f"rosinality files imply a mapping lr multiplier of {ROSINALITY_MAPPING_LR}; this generator has {cfg['mapping_lr_multiplier']}"),
+        (
+            cfg["mapping_lr_multiplier"] == ROSINALITY_MAPPING_LR,
+            f"rosinality files imply a mapping lr multiplier of {ROSINALITY_MAPPING_LR}; this generator has {cfg['mapping_lr_multiplier']}",
+        ),
         (cfg["img_channels"] == 3, f"rosinality's ToRGB has 3 channels; this generator has {cfg['img_channels']}"),
     ]
     for ok, problem in limits:
@@ -120,13 +152,22 @@ def rosinality_state_dict(G: Generator) -> dict[str, torch.Tensor]:
     ours = {k: v.detach().cpu().clone() for k, v in G.state_dict().items()}
     state = {}
     for j in range(cfg["mapping_layers"]):
-        state[f"style.{j + 1}.weight"], state[f"style.{j + 1}.bias"] = ours[f"mapping.fc{j}.weight"], ours[f"mapping.fc{j}.bias"]
+        state[f"style.{j + 1}.weight"], state[f"style.{j + 1}.bias"] = (
+            ours[f"mapping.fc{j}.weight"],
+            ours[f"mapping.fc{j}.bias"],
+        )
     state["input.input"] = ours["synthesis.b4.const"][None]
     for ros, prefix, _, noise, upsamples in _layer_pairs(G.resolution):
         weight = ours[f"{prefix}.weight"]
-        state[f"{ros}.conv.modulation.weight"], state[f"{ros}.conv.modulation.bias"] = ours[f"{prefix}.affine.weight"], ours[f"{prefix}.affine.bias"]
+        state[f"{ros}.conv.modulation.weight"], state[f"{ros}.conv.modulation.bias"] = (
+            ours[f"{prefix}.affine.weight"],
+            ours[f"{prefix}.affine.bias"],
+        )
         if noise is None:
-            state[f"{ros}.conv.weight"], state[f"{ros}.bias"] = weight[None], ours[f"{prefix}.bias"].reshape(1, -1, 1, 1)
+            state[f"{ros}.conv.weight"], state[f"{ros}.bias"] = (
+                weight[None],
+                ours[f"{prefix}.bias"].reshape(1, -1, 1, 1),
+            )
         else:
             state[f"{ros}.conv.weight"] = (weight * math.sqrt(weight[0].numel()))[None]
             state[f"{ros}.noise.weight"] = ours[f"{prefix}.noise_strength"].reshape(1)

@@ -15,10 +15,12 @@ returns the RGB skip image accumulated so far; `synthesize_from` carries it on w
 reproduces `synthesize` exactly, and restarts the skip at block s when it is None, which is what the
 authors' code (and the F spaces) do.
 """
+
 from __future__ import annotations
 
 import math
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -45,7 +47,15 @@ class BaseCode(NamedTuple):
 class FullyConnected(nn.Module):
     """Equalised-learning-rate linear layer; stored weight is N(0, 1) / lr_multiplier."""
 
-    def __init__(self, in_features: int, out_features: int, *, bias_init: float = 0.0, lr_multiplier: float = 1.0, activation: str = "linear"):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        bias_init: float = 0.0,
+        lr_multiplier: float = 1.0,
+        activation: str = "linear",
+    ):
         super().__init__()
         self.weight = nn.Parameter(torch.randn(out_features, in_features) / lr_multiplier)
         self.bias = nn.Parameter(torch.full([out_features], float(bias_init)))
@@ -85,7 +95,16 @@ class MappingNetwork(nn.Module):
 class SynthesisLayer(nn.Module):
     """Modulated 3x3 conv (optionally 2x upsampling), noise, bias, lrelu."""
 
-    def __init__(self, in_channels: int, out_channels: int, *, w_dim: int, resolution: int, up: int = 1, conv_clamp: float | None = None):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        *,
+        w_dim: int,
+        resolution: int,
+        up: int = 1,
+        conv_clamp: float | None = None,
+    ):
         super().__init__()
         self.up, self.resolution, self.conv_clamp = up, resolution, conv_clamp
         self.affine = FullyConnected(w_dim, in_channels, bias_init=1.0)
@@ -95,7 +114,9 @@ class SynthesisLayer(nn.Module):
         self.register_buffer("noise_const", torch.randn(resolution, resolution))
         self.register_buffer("resample_filter", fir_filter_2d())
 
-    def forward(self, x: torch.Tensor, styles: torch.Tensor, *, noise_mode: str = "const", fused: bool = False) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, styles: torch.Tensor, *, noise_mode: str = "const", fused: bool = False
+    ) -> torch.Tensor:
         x = modulated_conv2d(x, self.weight, styles, up=self.up, resample_filter=self.resample_filter, fused=fused)
         if noise_mode == "const":
             x = x + self.noise_const * self.noise_strength
@@ -123,13 +144,26 @@ class ToRGBLayer(nn.Module):
 class SynthesisBlock(nn.Module):
     """Container of one resolution's layers (the schedule, not this module, runs them)."""
 
-    def __init__(self, in_channels: int, out_channels: int, *, w_dim: int, resolution: int, img_channels: int, conv_clamp: float | None):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        *,
+        w_dim: int,
+        resolution: int,
+        img_channels: int,
+        conv_clamp: float | None,
+    ):
         super().__init__()
         if in_channels == 0:
             self.const = nn.Parameter(torch.randn(out_channels, resolution, resolution))
         else:
-            self.conv0 = SynthesisLayer(in_channels, out_channels, w_dim=w_dim, resolution=resolution, up=2, conv_clamp=conv_clamp)
-        self.conv1 = SynthesisLayer(out_channels, out_channels, w_dim=w_dim, resolution=resolution, conv_clamp=conv_clamp)
+            self.conv0 = SynthesisLayer(
+                in_channels, out_channels, w_dim=w_dim, resolution=resolution, up=2, conv_clamp=conv_clamp
+            )
+        self.conv1 = SynthesisLayer(
+            out_channels, out_channels, w_dim=w_dim, resolution=resolution, conv_clamp=conv_clamp
+        )
         self.torgb = ToRGBLayer(out_channels, img_channels, w_dim=w_dim, conv_clamp=conv_clamp)
         self.register_buffer("resample_filter", fir_filter_2d())
 
@@ -143,7 +177,15 @@ class LayerSpec(NamedTuple):
 class SynthesisNetwork(nn.Module):
     """ws [N, num_ws, w_dim] (or per-layer styles) -> image [N, img_channels, R, R] in about [-1, 1]."""
 
-    def __init__(self, *, w_dim: int, resolution: int, channels: dict[int, int], img_channels: int = 3, conv_clamp: float | None = None):
+    def __init__(
+        self,
+        *,
+        w_dim: int,
+        resolution: int,
+        channels: dict[int, int],
+        img_channels: int = 3,
+        conv_clamp: float | None = None,
+    ):
         super().__init__()
         log2 = int(round(math.log2(resolution)))
         assert 2**log2 == resolution and 4 <= resolution, f"resolution must be a power of two >= 4, got {resolution}"
@@ -151,17 +193,25 @@ class SynthesisNetwork(nn.Module):
         self.block_resolutions = [2**i for i in range(2, log2 + 1)]
         missing = [r for r in self.block_resolutions if r not in channels or int(channels[r]) < 1]
         if missing:
-            raise ValueError(f"channel widths must be >= 1 for every block resolution; missing or zero at {missing} (channels={channels})")
+            raise ValueError(
+                f"channel widths must be >= 1 for every block resolution; missing or zero at {missing} (channels={channels})"
+            )
         self.channels = {r: int(channels[r]) for r in self.block_resolutions}
         self.num_ws = 2 * log2 - 2
         specs = [LayerSpec(4, "conv1", 0), LayerSpec(4, "torgb", 1)]
         for r in self.block_resolutions:
             in_ch = 0 if r == 4 else self.channels[r // 2]
-            block = SynthesisBlock(in_ch, self.channels[r], w_dim=w_dim, resolution=r, img_channels=img_channels, conv_clamp=conv_clamp)
+            block = SynthesisBlock(
+                in_ch, self.channels[r], w_dim=w_dim, resolution=r, img_channels=img_channels, conv_clamp=conv_clamp
+            )
             setattr(self, f"b{r}", block)
             if r > 4:
                 k = int(math.log2(r)) - 2
-                specs += [LayerSpec(r, "conv0", 2 * k - 1), LayerSpec(r, "conv1", 2 * k), LayerSpec(r, "torgb", 2 * k + 1)]
+                specs += [
+                    LayerSpec(r, "conv0", 2 * k - 1),
+                    LayerSpec(r, "conv1", 2 * k),
+                    LayerSpec(r, "torgb", 2 * k + 1),
+                ]
         self.layer_specs: tuple[LayerSpec, ...] = tuple(specs)
         self.noise_mode = "const"
         self.fused_modconv = False
@@ -186,7 +236,15 @@ class SynthesisNetwork(nn.Module):
         name = "conv1" if at == 4 else "conv0"
         return self.layer_specs.index(next(s for s in self.layer_specs if s.block == at and s.name == name))
 
-    def run(self, styles: Sequence[torch.Tensor], *, start: int = 0, stop: int | None = None, x: torch.Tensor | None = None, img: torch.Tensor | None = None):
+    def run(
+        self,
+        styles: Sequence[torch.Tensor],
+        *,
+        start: int = 0,
+        stop: int | None = None,
+        x: torch.Tensor | None = None,
+        img: torch.Tensor | None = None,
+    ):
         """Run schedule positions [start, stop) with one style tensor per position; returns (x, img)."""
         stop = len(self.layer_specs) if stop is None else stop
         assert len(styles) == stop - start, f"expected {stop - start} style tensors, got {len(styles)}"
@@ -207,7 +265,9 @@ class SynthesisNetwork(nn.Module):
         return self.run(styles)[1]
 
     def _check_ws(self, ws: torch.Tensor, n: int) -> None:
-        assert ws.ndim == 3 and ws.shape[1:] == (n, self.w_dim), f"ws must be [N, {n}, {self.w_dim}], got {tuple(ws.shape)}"
+        assert ws.ndim == 3 and ws.shape[1:] == (n, self.w_dim), (
+            f"ws must be [N, {n}, {self.w_dim}], got {tuple(ws.shape)}"
+        )
 
 
 def default_channels(resolution: int, *, channel_base: int = 32768, channel_max: int = 512) -> dict[int, int]:
@@ -236,13 +296,31 @@ class Generator(nn.Module):
         conv_clamp: float | None = None,
     ):
         super().__init__()
-        channels = default_channels(resolution, channel_base=channel_base, channel_max=channel_max) if channels is None else {int(k): int(v) for k, v in channels.items()}
-        self.config = dict(
-            resolution=resolution, z_dim=z_dim, w_dim=w_dim, img_channels=img_channels, channels=dict(channels),
-            mapping_layers=mapping_layers, mapping_lr_multiplier=mapping_lr_multiplier, conv_clamp=conv_clamp,
+        channels = (
+            default_channels(resolution, channel_base=channel_base, channel_max=channel_max)
+            if channels is None
+            else {int(k): int(v) for k, v in channels.items()}
         )
-        self.synthesis = SynthesisNetwork(w_dim=w_dim, resolution=resolution, channels=channels, img_channels=img_channels, conv_clamp=conv_clamp)
-        self.mapping = MappingNetwork(z_dim=z_dim, w_dim=w_dim, num_ws=self.synthesis.num_ws, num_layers=mapping_layers, lr_multiplier=mapping_lr_multiplier)
+        self.config = dict(
+            resolution=resolution,
+            z_dim=z_dim,
+            w_dim=w_dim,
+            img_channels=img_channels,
+            channels=dict(channels),
+            mapping_layers=mapping_layers,
+            mapping_lr_multiplier=mapping_lr_multiplier,
+            conv_clamp=conv_clamp,
+        )
+        self.synthesis = SynthesisNetwork(
+            w_dim=w_dim, resolution=resolution, channels=channels, img_channels=img_channels, conv_clamp=conv_clamp
+        )
+        self.mapping = MappingNetwork(
+            z_dim=z_dim,
+            w_dim=w_dim,
+            num_ws=self.synthesis.num_ws,
+            num_layers=mapping_layers,
+            lr_multiplier=mapping_lr_multiplier,
+        )
 
     # ---- sizes -------------------------------------------------------------------------------------
     @property
@@ -286,12 +364,16 @@ class Generator(nn.Module):
         self.synthesis.fused_modconv = bool(value)
 
     # ---- Z -> W --------------------------------------------------------------------------------------
-    def map(self, z: torch.Tensor, *, truncation_psi: float = 1.0, truncation_cutoff: int | None = None) -> torch.Tensor:
+    def map(
+        self, z: torch.Tensor, *, truncation_psi: float = 1.0, truncation_cutoff: int | None = None
+    ) -> torch.Tensor:
         """z [N, z_dim] (one code) or [N, num_ws, z_dim] (Z+, one code per layer) -> ws [N, num_ws, w_dim]."""
         if z.ndim == 2:
             ws = self.mapping(z)[:, None].repeat(1, self.num_ws, 1)
         else:
-            assert z.ndim == 3 and z.shape[1:] == (self.num_ws, self.z_dim), f"z must be [N, {self.z_dim}] or [N, {self.num_ws}, {self.z_dim}], got {tuple(z.shape)}"
+            assert z.ndim == 3 and z.shape[1:] == (self.num_ws, self.z_dim), (
+                f"z must be [N, {self.z_dim}] or [N, {self.num_ws}, {self.z_dim}], got {tuple(z.shape)}"
+            )
             ws = self.mapping(z.reshape(-1, self.z_dim)).reshape(z.shape[0], self.num_ws, self.w_dim)
         return self.truncate(ws, psi=truncation_psi, cutoff=truncation_cutoff)
 
@@ -308,11 +390,15 @@ class Generator(nn.Module):
         """S space: one style vector [N, C_l] per layer of `synthesis.layer_specs`."""
         return self.synthesis.styles(ws)
 
-    def synthesize(self, ws: torch.Tensor | None = None, *, styles: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
+    def synthesize(
+        self, ws: torch.Tensor | None = None, *, styles: Sequence[torch.Tensor] | None = None
+    ) -> torch.Tensor:
         """ws [N, num_ws, w_dim] (or S-space styles) -> image [N, 3, R, R]."""
         return self.synthesis(ws, styles=styles)
 
-    def forward(self, z: torch.Tensor, *, truncation_psi: float = 1.0, truncation_cutoff: int | None = None) -> torch.Tensor:
+    def forward(
+        self, z: torch.Tensor, *, truncation_psi: float = 1.0, truncation_cutoff: int | None = None
+    ) -> torch.Tensor:
         return self.synthesize(self.map(z, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff))
 
     # ---- split at F ----------------------------------------------------------------------------------
@@ -323,14 +409,22 @@ class Generator(nn.Module):
     def base_channels(self, at: int) -> int:
         return self.synthesis.channels[at]
 
-    def features(self, ws: torch.Tensor | None = None, *, at: int, styles: Sequence[torch.Tensor] | None = None) -> BaseCode:
+    def features(
+        self, ws: torch.Tensor | None = None, *, at: int, styles: Sequence[torch.Tensor] | None = None
+    ) -> BaseCode:
         """Run the generator up to the base code of spatial size `at`: BaseCode(f [N, C, at, at], rgb)."""
         pos = self.synthesis.split_position(at)
         styles = self.styles(ws) if styles is None else styles
         x, img = self.synthesis.run(list(styles[: pos + 1]), stop=pos + 1)
         return BaseCode(x, img)
 
-    def synthesize_from(self, base: BaseCode | torch.Tensor, ws: torch.Tensor | None = None, *, styles: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
+    def synthesize_from(
+        self,
+        base: BaseCode | torch.Tensor,
+        ws: torch.Tensor | None = None,
+        *,
+        styles: Sequence[torch.Tensor] | None = None,
+    ) -> torch.Tensor:
         """Finish the image from a base code.
 
         base: BaseCode, or a bare f [N, C, s, s] (then the RGB skip restarts at block s, as in the authors' code).
@@ -340,16 +434,18 @@ class Generator(nn.Module):
         f, rgb = (base.f, base.rgb) if isinstance(base, BaseCode) else (base, None)
         at = f.shape[-1]
         pos = self.synthesis.split_position(at)
-        assert f.shape[1:] == (self.base_channels(at), at, at), f"f must be [N, {self.base_channels(at)}, {at}, {at}], got {tuple(f.shape)}"
+        assert f.shape[1:] == (self.base_channels(at), at, at), (
+            f"f must be [N, {self.base_channels(at)}, {at}, {at}], got {tuple(f.shape)}"
+        )
         n_tail = len(self.synthesis.layer_specs) - pos - 1
         if styles is None:
             m = self.first_detail_layer(at)
             if ws.shape[1] == self.num_ws - m:
                 ws = torch.cat([ws.new_zeros(ws.shape[0], m, ws.shape[2]), ws], dim=1)
             self.synthesis._check_ws(ws, self.num_ws)
-            styles = [self.synthesis.layer(s).affine(ws[:, s.w_index]) for s in self.synthesis.layer_specs[pos + 1:]]
+            styles = [self.synthesis.layer(s).affine(ws[:, s.w_index]) for s in self.synthesis.layer_specs[pos + 1 :]]
         elif len(styles) == len(self.synthesis.layer_specs):
-            styles = list(styles[pos + 1:])
+            styles = list(styles[pos + 1 :])
         assert len(styles) == n_tail, f"expected {n_tail} style tensors after the split, got {len(styles)}"
         return self.synthesis.run(styles, start=pos + 1, x=f, img=rgb)[1]
 
@@ -357,5 +453,9 @@ class Generator(nn.Module):
     @torch.no_grad()
     def sample_z(self, n: int, *, seed: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
         """n latent codes z ~ N(0, I), from a seed (reproducible across devices: drawn on the CPU)."""
-        g = generator if generator is not None else torch.Generator().manual_seed(seed if seed is not None else np.random.randint(2**31))
+        g = (
+            generator
+            if generator is not None
+            else torch.Generator().manual_seed(seed if seed is not None else np.random.randint(2**31))
+        )
         return torch.randn(n, self.z_dim, generator=g).to(self.w_avg.device)

@@ -5,6 +5,7 @@ generator runs unchanged on CPU and GPU. The numerics follow NVIDIA's stylegan2-
 stored unscaled, equalised-learning-rate gains applied at run time, [1, 3, 3, 1] FIR resampling), so
 that NVIDIA and rosinality checkpoints load without conversion of values.
 """
+
 from __future__ import annotations
 
 import math
@@ -37,7 +38,7 @@ def upfirdn2d(x: torch.Tensor, f: torch.Tensor, *, up: int = 1, pad=(0, 0, 0, 0)
         x = x.reshape(n, c, h * up, w * up)
     x0, x1, y0, y1 = pad
     x = F.pad(x, [max(x0, 0), max(x1, 0), max(y0, 0), max(y1, 0)])
-    x = x[:, :, max(-y0, 0): x.shape[2] - max(-y1, 0), max(-x0, 0): x.shape[3] - max(-x1, 0)]
+    x = x[:, :, max(-y0, 0) : x.shape[2] - max(-y1, 0), max(-x0, 0) : x.shape[3] - max(-x1, 0)]
     kernel = (f * gain).flip([0, 1]).to(dtype=x.dtype, device=x.device)
     kernel = kernel[None, None].expand(c, 1, *f.shape)
     return F.conv2d(x, kernel, groups=c)
@@ -92,7 +93,9 @@ def modulated_conv2d(
         w = weight[None] * styles[:, None, :, None, None]  # [N, O, I, k, k]
         if demodulate:
             w = w * (w.square().sum(dim=[2, 3, 4], keepdim=True) + DEMOD_EPS).rsqrt()
-        y = _conv(x.reshape(1, n * i_ch, *x.shape[2:]), w.reshape(n * o_ch, i_ch, *weight.shape[2:]), up=up, f=f, groups=n)
+        y = _conv(
+            x.reshape(1, n * i_ch, *x.shape[2:]), w.reshape(n * o_ch, i_ch, *weight.shape[2:]), up=up, f=f, groups=n
+        )
         return y.reshape(n, o_ch, *y.shape[2:])
     y = _conv(x * styles[:, :, None, None], weight, up=up, f=f)
     if demodulate:
@@ -101,7 +104,9 @@ def modulated_conv2d(
     return y
 
 
-def bias_act(x: torch.Tensor, bias: torch.Tensor, *, act: str = "lrelu", gain: float = 1.0, clamp: float | None = None) -> torch.Tensor:
+def bias_act(
+    x: torch.Tensor, bias: torch.Tensor, *, act: str = "lrelu", gain: float = 1.0, clamp: float | None = None
+) -> torch.Tensor:
     """Add a per-channel bias (dim 1), apply 'lrelu' (with its sqrt(2) gain) or 'linear', then clamp."""
     shape = [1, -1] + [1] * (x.ndim - 2)
     x = x + bias.reshape(shape).to(x.dtype)

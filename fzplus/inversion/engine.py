@@ -14,12 +14,13 @@ continue the loss traces. A space's own settings (`space.settings_class`: P_N's 
 and SAM's stages) reach it as `ctx.settings`. The defaults of the loop's own settings are the paper's, from
 fzplus.inversion.settings (their one home, from which the config schema is generated too).
 """
+
 from __future__ import annotations
 
 import contextlib
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -52,7 +53,7 @@ class InversionResult:
 
     def image_codes(self, i: int) -> dict[str, torch.Tensor]:
         """Codes of image i, each with a leading batch dimension of 1."""
-        return {k: v[i: i + 1] for k, v in self.codes.items()}
+        return {k: v[i : i + 1] for k, v in self.codes.items()}
 
 
 def derive_image_seed(seed: int, key: str) -> int:
@@ -73,22 +74,30 @@ def frozen(module: torch.nn.Module):
             p.requires_grad_(flag)
 
 
-def context_for(codes: dict[str, torch.Tensor], generator, *, truncation_psi: float = 1.0, truncation_cutoff: int | None = None) -> SpaceContext:
+def context_for(
+    codes: dict[str, torch.Tensor], generator, *, truncation_psi: float = 1.0, truncation_cutoff: int | None = None
+) -> SpaceContext:
     """The SpaceContext of existing codes: the base size is read off f."""
     base_size = codes["f"].shape[-1] if "f" in codes else None
-    return SpaceContext(generator=generator, base_size=base_size, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
+    return SpaceContext(
+        generator=generator, base_size=base_size, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff
+    )
 
 
 def _check_targets(targets: torch.Tensor, generator) -> None:
     r = generator.resolution
     if not (isinstance(targets, torch.Tensor) and targets.ndim == 4 and tuple(targets.shape[1:]) == (3, r, r)):
         shape = tuple(targets.shape) if isinstance(targets, torch.Tensor) else type(targets).__name__
-        raise ValueError(f"targets must be a tensor [N, 3, {r}, {r}] in [-1, 1] at the generator's resolution, got {shape}; "
-                         f"load files with fzplus.inversion.load_targets(paths, resolution={r}) or resize with resize_lanczos")
+        raise ValueError(
+            f"targets must be a tensor [N, 3, {r}, {r}] in [-1, 1] at the generator's resolution, got {shape}; "
+            f"load files with fzplus.inversion.load_targets(paths, resolution={r}) or resize with resize_lanczos"
+        )
     if targets.shape[0] == 0:
         raise ValueError("no targets to invert")
     if targets.dtype != generator.w_avg.dtype:
-        raise ValueError(f"targets are {targets.dtype} but the generator is {generator.w_avg.dtype}; convert one of them")
+        raise ValueError(
+            f"targets are {targets.dtype} but the generator is {generator.w_avg.dtype}; convert one of them"
+        )
     if not bool(torch.isfinite(targets).all()):
         raise ValueError("targets contain NaN or infinite values")
 
@@ -148,7 +157,9 @@ def invert(
     n = targets.shape[0]
     keys = [str(i) for i in range(n)] if image_keys is None else [str(k) for k in image_keys]
     if len(keys) != n or len(set(keys)) != n:
-        raise ValueError(f"image_keys must be {n} distinct names, one per target; got {len(keys)} ({len(set(keys))} distinct)")
+        raise ValueError(
+            f"image_keys must be {n} distinct names, one per target; got {len(keys)} ({len(set(keys))} distinct)"
+        )
     if generator.noise_mode == "random":
         raise ValueError("inversion needs a deterministic generator: set generator.noise_mode = 'const' (or 'none')")
     device = generator.w_avg.device
@@ -156,15 +167,31 @@ def invert(
         pn_stats.check_generator(generator)
         pn_stats = pn_stats.to(device)
     own_settings = space.settings_for(method_settings)
-    ctx = SpaceContext(generator=generator, base_size=base_size if space.uses_base_code else None,
-                       truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, pn_stats=pn_stats,
-                       encoder=encoder, settings=own_settings)
+    ctx = SpaceContext(
+        generator=generator,
+        base_size=base_size if space.uses_base_code else None,
+        truncation_psi=truncation_psi,
+        truncation_cutoff=truncation_cutoff,
+        pn_stats=pn_stats,
+        encoder=encoder,
+        settings=own_settings,
+    )
     distance_net = _resolve_perceptual(perceptual, device)
-    settings = dict(space=space.name, steps=steps, lr=lr, lambda_per=lambda_per, lambda_reg=lambda_reg,
-                    perceptual=getattr(distance_net, "name", None), perceptual_size=perceptual_size,
-                    base_size=ctx.base_size, seed=seed, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff,
-                    encoder=type(encoder).__name__ if encoder is not None else None,
-                    method_settings=as_dict(own_settings) if own_settings is not None else None)
+    settings = dict(
+        space=space.name,
+        steps=steps,
+        lr=lr,
+        lambda_per=lambda_per,
+        lambda_reg=lambda_reg,
+        perceptual=getattr(distance_net, "name", None),
+        perceptual_size=perceptual_size,
+        base_size=ctx.base_size,
+        seed=seed,
+        truncation_psi=truncation_psi,
+        truncation_cutoff=truncation_cutoff,
+        encoder=type(encoder).__name__ if encoder is not None else None,
+        method_settings=as_dict(own_settings) if own_settings is not None else None,
+    )
 
     if pivot is not None:
         _check_pivot(pivot, space, keys=keys, steps=steps, settings=settings)
@@ -174,81 +201,179 @@ def invert(
     with frozen(generator):
         for start in range(0, n, chunk):
             stop = min(start + chunk, n)
-            parts.append(_invert_batch(
-                targets[start:stop].to(device), keys[start:stop], space, ctx, steps=steps, lr=lr, lambda_per=lambda_per,
-                lambda_reg=lambda_reg, distance_net=distance_net, perceptual_size=perceptual_size, encoder=encoder,
-                seed=seed, progress=progress, desc=f"invert {space.name} [{start}:{stop}]",
-                pivot=_pivot_slice(pivot, start, stop) if pivot is not None else None))
+            parts.append(
+                _invert_batch(
+                    targets[start:stop].to(device),
+                    keys[start:stop],
+                    space,
+                    ctx,
+                    steps=steps,
+                    lr=lr,
+                    lambda_per=lambda_per,
+                    lambda_reg=lambda_reg,
+                    distance_net=distance_net,
+                    perceptual_size=perceptual_size,
+                    encoder=encoder,
+                    seed=seed,
+                    progress=progress,
+                    desc=f"invert {space.name} [{start}:{stop}]",
+                    pivot=_pivot_slice(pivot, start, stop) if pivot is not None else None,
+                )
+            )
+
     def joined(name: str) -> torch.Tensor | None:
         return torch.cat([p[name] for p in parts]) if parts[0][name] is not None else None
 
     return InversionResult(
-        space=space.name, keys=keys, image_seeds=[s for p in parts for s in p["seeds"]],
+        space=space.name,
+        keys=keys,
+        image_seeds=[s for p in parts for s in p["seeds"]],
         codes={k: torch.cat([p["codes"][k] for p in parts]) for k in parts[0]["codes"]},
-        reconstructions=joined("reconstructions"), losses={t: torch.cat([p["losses"][t] for p in parts]) for t in LOSS_TERMS},
-        initial_base_code=joined("f0"), settings=settings)
+        reconstructions=joined("reconstructions"),
+        losses={t: torch.cat([p["losses"][t] for p in parts]) for t in LOSS_TERMS},
+        initial_base_code=joined("f0"),
+        settings=settings,
+    )
 
 
 # the settings a method's first stage shares with its pivot's inversion (the rest name the method or its second stage)
-PIVOT_SETTINGS = ("steps", "lr", "lambda_per", "lambda_reg", "perceptual", "perceptual_size", "seed", "truncation_psi",
-                  "truncation_cutoff")
+PIVOT_SETTINGS = (
+    "steps",
+    "lr",
+    "lambda_per",
+    "lambda_reg",
+    "perceptual",
+    "perceptual_size",
+    "seed",
+    "truncation_psi",
+    "truncation_cutoff",
+)
 
 
-def _check_pivot(pivot: InversionResult, space: LatentSpace, *, keys: Sequence[str], steps: int, settings: dict) -> None:
+def _check_pivot(
+    pivot: InversionResult, space: LatentSpace, *, keys: Sequence[str], steps: int, settings: dict
+) -> None:
     if space.pivot is None:
         raise ValueError(f"space {space.name!r} has no pivot space; pass pivot=None")
     if pivot.space != space.pivot.name:
-        raise ValueError(f"{space.name} pivots on {space.pivot.name!r}, but the given pivot inversion is of {pivot.space!r}")
+        raise ValueError(
+            f"{space.name} pivots on {space.pivot.name!r}, but the given pivot inversion is of {pivot.space!r}"
+        )
     if list(pivot.keys) != list(keys):
-        raise ValueError(f"the pivot inversion holds images {list(pivot.keys)[:4]}..., not the targets' {list(keys)[:4]}...: "
-                         "invert the same targets, in the same order")
+        raise ValueError(
+            f"the pivot inversion holds images {list(pivot.keys)[:4]}..., not the targets' {list(keys)[:4]}...: "
+            "invert the same targets, in the same order"
+        )
     if set(pivot.codes) != set(space.pivot.variables):
-        raise ValueError(f"the pivot inversion's codes are {sorted(pivot.codes)}; {space.pivot.name} has {list(space.pivot.variables)}")
+        raise ValueError(
+            f"the pivot inversion's codes are {sorted(pivot.codes)}; {space.pivot.name} has {list(space.pivot.variables)}"
+        )
     lengths = {t: v.shape[1] for t, v in pivot.losses.items()}
     if set(lengths) != set(LOSS_TERMS) or set(lengths.values()) != {steps}:
-        raise ValueError(f"the pivot inversion ran {sorted(set(lengths.values()))} steps of {sorted(lengths)}; this run has {steps} of {list(LOSS_TERMS)}")
-    differ = {k: (pivot.settings[k], settings[k]) for k in PIVOT_SETTINGS if k in pivot.settings and pivot.settings[k] != settings[k]}
+        raise ValueError(
+            f"the pivot inversion ran {sorted(set(lengths.values()))} steps of {sorted(lengths)}; this run has {steps} of {list(LOSS_TERMS)}"
+        )
+    differ = {
+        k: (pivot.settings[k], settings[k])
+        for k in PIVOT_SETTINGS
+        if k in pivot.settings and pivot.settings[k] != settings[k]
+    }
     if differ:
         raise ValueError(f"the pivot inversion ran with other settings (pivot, this run): {differ}")
 
 
 def _pivot_slice(pivot: InversionResult, start: int, stop: int) -> dict:
-    return dict(codes={k: v[start:stop] for k, v in pivot.codes.items()}, losses={t: v[start:stop] for t, v in pivot.losses.items()})
+    return dict(
+        codes={k: v[start:stop] for k, v in pivot.codes.items()},
+        losses={t: v[start:stop] for t, v in pivot.losses.items()},
+    )
 
 
-def _invert_batch(targets, keys, space: LatentSpace, ctx: SpaceContext, *, steps, lr, lambda_per, lambda_reg, distance_net,
-                  perceptual_size, encoder, seed, progress, desc, pivot=None) -> dict:
+def _invert_batch(
+    targets,
+    keys,
+    space: LatentSpace,
+    ctx: SpaceContext,
+    *,
+    steps,
+    lr,
+    lambda_per,
+    lambda_reg,
+    distance_net,
+    perceptual_size,
+    encoder,
+    seed,
+    progress,
+    desc,
+    pivot=None,
+) -> dict:
     seeds = [derive_image_seed(seed, k) for k in keys]
     init = space.init_codes(targets, ctx, image_seeds=seeds, encoder=encoder) if pivot is None else pivot["codes"]
     if set(init) != set(space.variables):
-        raise RuntimeError(f"space {space.name!r} initialised {sorted(init)} but declares variables {list(space.variables)}")
+        raise RuntimeError(
+            f"space {space.name!r} initialised {sorted(init)} but declares variables {list(space.variables)}"
+        )
     device = targets.device
     codes = {k: v.detach().to(device).clone().requires_grad_(True) for k, v in init.items()}
     f0 = codes["f"].detach().clone() if "f" in codes else None
     image_losses = ImageLosses(targets, distance_net, perceptual_size)  # the loop's and a second stage's
     if pivot is None:
-        trace = _descend(codes, space, ctx, image_losses, f0=f0, steps=steps, lr=lr, lambda_per=lambda_per, lambda_reg=lambda_reg,
-                         progress=progress, desc=desc)
+        trace = _descend(
+            codes,
+            space,
+            ctx,
+            image_losses,
+            f0=f0,
+            steps=steps,
+            lr=lr,
+            lambda_per=lambda_per,
+            lambda_reg=lambda_reg,
+            progress=progress,
+            desc=desc,
+        )
     else:  # the pivot's traces are the first stage's
         trace = {t: list(pivot["losses"][t].to(device).unbind(1)) for t in LOSS_TERMS}
     if space.has_second_stage:
-        codes, traces = space.refine({k: v.detach() for k, v in codes.items()}, ctx, settings=ctx.settings, progress=progress,
-                                     desc=f"{desc} {space.settings_key or 'refine'}", image_losses=image_losses)
+        codes, traces = space.refine(
+            {k: v.detach() for k, v in codes.items()},
+            ctx,
+            settings=ctx.settings,
+            progress=progress,
+            desc=f"{desc} {space.settings_key or 'refine'}",
+            image_losses=image_losses,
+        )
         if set(codes) != {*space.variables, *space.refined_variables}:
-            raise RuntimeError(f"space {space.name!r} refined to {sorted(codes)}; expected {[*space.variables, *space.refined_variables]}")
+            raise RuntimeError(
+                f"space {space.name!r} refined to {sorted(codes)}; expected {[*space.variables, *space.refined_variables]}"
+            )
         for name in LOSS_TERMS:
             trace[name].extend(traces[name].unbind(1))
     with torch.no_grad():
         reconstructions = space.render(codes, ctx)
     empty = targets.new_zeros(targets.shape[0], 0)
     return dict(
-        seeds=seeds, codes={k: v.detach().cpu() for k, v in codes.items()}, reconstructions=reconstructions.cpu(),
+        seeds=seeds,
+        codes={k: v.detach().cpu() for k, v in codes.items()},
+        reconstructions=reconstructions.cpu(),
         losses={t: (torch.stack(v, dim=1) if v else empty).cpu() for t, v in trace.items()},
-        f0=f0.cpu() if f0 is not None else None)
+        f0=f0.cpu() if f0 is not None else None,
+    )
 
 
-def _descend(codes: dict, space: LatentSpace, ctx: SpaceContext, image_losses: ImageLosses, *, f0, steps, lr, lambda_per, lambda_reg,
-             progress, desc) -> dict[str, list[torch.Tensor]]:
+def _descend(
+    codes: dict,
+    space: LatentSpace,
+    ctx: SpaceContext,
+    image_losses: ImageLosses,
+    *,
+    f0,
+    steps,
+    lr,
+    lambda_per,
+    lambda_reg,
+    progress,
+    desc,
+) -> dict[str, list[torch.Tensor]]:
     """The inversion loop: `steps` Adam steps on `codes` (in place) against Eq. 1; per-step loss terms [N] per LOSS_TERMS."""
     everyone = torch.arange(image_losses.targets.shape[0], device=image_losses.targets.device)
     optimizer = torch.optim.Adam(list(codes.values()), lr=lr)
@@ -288,7 +413,11 @@ class ImageLosses:
         if self.distance_net is None:
             return mse, torch.zeros_like(mse)
         resized = resize_bicubic(images, self.perceptual_size)
-        per = self._everyone(resized) if len(index) == len(self.targets) else self.distance_net(resized, self._small[index])
+        per = (
+            self._everyone(resized)
+            if len(index) == len(self.targets)
+            else self.distance_net(resized, self._small[index])
+        )
         return mse, per
 
     def maps(self, images: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -303,8 +432,14 @@ class ImageLosses:
         return torch.nn.functional.interpolate(distance[:, None], size=images.shape[-2:], mode="area")[:, 0]
 
 
-def render(codes: dict[str, torch.Tensor], generator, space: str | LatentSpace, *, truncation_psi: float = 1.0,
-           truncation_cutoff: int | None = None) -> torch.Tensor:
+def render(
+    codes: dict[str, torch.Tensor],
+    generator,
+    space: str | LatentSpace,
+    *,
+    truncation_psi: float = 1.0,
+    truncation_cutoff: int | None = None,
+) -> torch.Tensor:
     """Images [N, 3, R, R] (CPU) of codes in `space`; pass the truncation the codes were inverted with."""
     space = spaces.get(space)
     device = generator.w_avg.device
@@ -314,7 +449,9 @@ def render(codes: dict[str, torch.Tensor], generator, space: str | LatentSpace, 
         return space.render(codes, ctx).cpu()
 
 
-def edit(codes: dict[str, torch.Tensor], space: str | LatentSpace, generator, direction, alpha: float) -> dict[str, torch.Tensor]:
+def edit(
+    codes: dict[str, torch.Tensor], space: str | LatentSpace, generator, direction, alpha: float
+) -> dict[str, torch.Tensor]:
     """Codes moved by alpha * direction on the layers the space edits (`space.edited_layers`).
 
     direction: a [D] vector in the space's domain (`space.domain`: 'Z' for Z-type spaces, 'W' otherwise).
@@ -328,7 +465,9 @@ def edit(codes: dict[str, torch.Tensor], space: str | LatentSpace, generator, di
     direction = torch.as_tensor(direction, dtype=torch.float32).reshape(-1).to(device)
     dim = generator.z_dim if space.domain == "Z" else generator.w_dim
     if direction.shape[0] != dim:
-        raise ValueError(f"space {space.name!r} edits in {space.domain}; the direction must have {dim} entries, got {direction.shape[0]}")
+        raise ValueError(
+            f"space {space.name!r} edits in {space.domain}; the direction must have {dim} entries, got {direction.shape[0]}"
+        )
     moved = {k: v.to(device) for k, v in codes.items()}
     with torch.no_grad():
         moved = space.apply_direction(moved, direction, float(alpha), context_for(moved, generator))

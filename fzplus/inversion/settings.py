@@ -4,6 +4,7 @@ The config's `inversion:` section is generated from this class (fzplus.settings.
 spaces and each method's own section (spaces.base.LatentSpace.settings_class); engine.invert's keyword
 defaults are read from `PAPER`.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

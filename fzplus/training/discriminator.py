@@ -1,5 +1,6 @@
 """A residual StyleGAN2-style discriminator (equalised learning rate, minibatch std), for training the
 mini generator. Channel widths mirror the generator's."""
+
 from __future__ import annotations
 
 import math
@@ -15,7 +16,9 @@ from fzplus.generator.ops import LRELU_GAIN, LRELU_SLOPE
 class EqualizedConv2d(nn.Module):
     """Conv with N(0, 1) stored weights scaled by 1/sqrt(fan_in) at run time (equalised learning rate)."""
 
-    def __init__(self, in_channels: int, out_channels: int, *, kernel_size: int = 3, bias: bool = True, activation: bool = True):
+    def __init__(
+        self, in_channels: int, out_channels: int, *, kernel_size: int = 3, bias: bool = True, activation: bool = True
+    ):
         super().__init__()
         self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
@@ -68,7 +71,9 @@ class Discriminator(nn.Module):
         return torch.cat([x, y], dim=1)
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:
-        assert img.shape[1:] == (3, self.resolution, self.resolution), f"expected [N, 3, {self.resolution}, {self.resolution}], got {tuple(img.shape)}"
+        assert img.shape[1:] == (3, self.resolution, self.resolution), (
+            f"expected [N, 3, {self.resolution}, {self.resolution}], got {tuple(img.shape)}"
+        )
         x = self.from_rgb(img)
         for block in self.blocks:
             x = block(x)

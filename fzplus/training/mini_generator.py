@@ -11,6 +11,7 @@ Recipe (why: two CPU cores, no dataset, a few hours):
 Everything is resumable from `checkpoint.pt` in the run folder (atomic writes), deterministic for a seed
 given the same number of threads, and logs progress lines plus periodic sample grids.
 """
+
 from __future__ import annotations
 
 import copy
@@ -81,7 +82,9 @@ def multiscale_l1(x: torch.Tensor, y: torch.Tensor, *, levels: int = 4) -> torch
     return loss / levels
 
 
-def mixed_ws(G: Generator, z: torch.Tensor, *, prob: float, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def mixed_ws(
+    G: Generator, z: torch.Tensor, *, prob: float, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-sample style mixing: with probability `prob` layers >= a random cutoff take a second code.
     Returns ws [N, num_ws, w_dim] and the bool mask of unmixed samples."""
     n = z.shape[0]
@@ -103,7 +106,7 @@ def save_grid(images: torch.Tensor, path: pathlib.Path, *, cols: int = 8) -> Non
     rows = math.ceil(n / cols)
     grid = np.zeros((rows * r, cols * r, 3), np.uint8)
     for i in range(n):
-        grid[(i // cols) * r:(i // cols + 1) * r, (i % cols) * r:(i % cols + 1) * r] = x[i]
+        grid[(i // cols) * r : (i // cols + 1) * r, (i % cols) * r : (i % cols + 1) * r] = x[i]
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda f: Image.fromarray(grid).save(f, format="PNG"))
 
@@ -114,7 +117,9 @@ class MiniTrainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(config.seed)
         c = config
-        self.G = Generator(resolution=c.resolution, z_dim=c.z_dim, w_dim=c.w_dim, channels=c.channels, mapping_layers=c.mapping_layers)
+        self.G = Generator(
+            resolution=c.resolution, z_dim=c.z_dim, w_dim=c.w_dim, channels=c.channels, mapping_layers=c.mapping_layers
+        )
         self.G.noise_mode = "random"
         self.D = Discriminator(resolution=c.resolution, channels=c.channels)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
@@ -137,10 +142,20 @@ class MiniTrainer:
 
     # ---- persistence ----------------------------------------------------------------------------
     def state(self) -> dict:
-        return dict(config=dataclasses.asdict(self.cfg), step=self.step, images_seen=self.images_seen, wall_seconds=self.wall_seconds,
-                    G=self.G.state_dict(), G_ema=self.G_ema.state_dict(), D=self.D.state_dict(),
-                    opt_G=self.opt_G.state_dict(), opt_D=self.opt_D.state_dict(), rng=self.rng.get_state(),
-                    torch_rng=torch.get_rng_state(), history=self.history)
+        return dict(
+            config=dataclasses.asdict(self.cfg),
+            step=self.step,
+            images_seen=self.images_seen,
+            wall_seconds=self.wall_seconds,
+            G=self.G.state_dict(),
+            G_ema=self.G_ema.state_dict(),
+            D=self.D.state_dict(),
+            opt_G=self.opt_G.state_dict(),
+            opt_D=self.opt_D.state_dict(),
+            rng=self.rng.get_state(),
+            torch_rng=torch.get_rng_state(),
+            history=self.history,
+        )
 
     def _load(self, path: pathlib.Path) -> None:
         s = torch.load(path, map_location="cpu", weights_only=False)  # our own file: contains plain python history
@@ -148,8 +163,16 @@ class MiniTrainer:
             getattr(self, name).load_state_dict(s[name])
         self.rng.set_state(s["rng"])
         torch.set_rng_state(s["torch_rng"])
-        self.step, self.images_seen, self.wall_seconds, self.history = s["step"], s["images_seen"], s["wall_seconds"], s["history"]
-        print(f"resumed from {path} at step {self.step} ({self.images_seen / 1000:.0f} kimg, {self.wall_seconds / 3600:.2f} h)", flush=True)
+        self.step, self.images_seen, self.wall_seconds, self.history = (
+            s["step"],
+            s["images_seen"],
+            s["wall_seconds"],
+            s["history"],
+        )
+        print(
+            f"resumed from {path} at step {self.step} ({self.images_seen / 1000:.0f} kimg, {self.wall_seconds / 3600:.2f} h)",
+            flush=True,
+        )
 
     def save_checkpoint(self) -> None:
         atomic_write(self.checkpoint_path, lambda f: torch.save(self.state(), f))
@@ -237,12 +260,21 @@ class MiniTrainer:
                 self.wall_seconds += time.time() - t0
                 window.append(log)
                 if self.step % c.log_every == 0:
-                    mean = {k: float(np.mean([l[k] for l in window if k in l])) for k in window[-1]}
-                    rec = dict(step=self.step, kimg=self.images_seen / 1000, s_per_it=(time.time() - window_t) / len(window), hours=self.wall_seconds / 3600, **mean)
+                    mean = {k: float(np.mean([entry[k] for entry in window if k in entry])) for k in window[-1]}
+                    rec = dict(
+                        step=self.step,
+                        kimg=self.images_seen / 1000,
+                        s_per_it=(time.time() - window_t) / len(window),
+                        hours=self.wall_seconds / 3600,
+                        **mean,
+                    )
                     self.history.append(rec)
                     log_file.write(json.dumps(rec) + "\n")
                     log_file.flush()
-                    print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in rec.items()), flush=True)
+                    print(
+                        " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in rec.items()),
+                        flush=True,
+                    )
                     window, window_t = [], time.time()
                 if self.step % c.grid_every == 0:
                     self.save_samples(self.run_dir / "samples" / f"step{self.step:07d}.png")
@@ -259,18 +291,31 @@ class MiniTrainer:
         save_grid(self.G_ema(self.grid_z), path)
 
 
-def export_generator(run_dir: str | os.PathLike, out_path: str | os.PathLike, *, dtype: torch.dtype = torch.float16) -> dict:
+def export_generator(
+    run_dir: str | os.PathLike, out_path: str | os.PathLike, *, dtype: torch.dtype = torch.float16
+) -> dict:
     """Write the run's EMA generator in the suite's own format (fp16 storage by default) with training
     metadata (steps, images seen, wall time, recipe) for the model card. Returns that metadata."""
     from fzplus.generator import save_generator
 
     state = torch.load(pathlib.Path(run_dir) / "checkpoint.pt", map_location="cpu", weights_only=False)
     cfg = MiniTrainConfig(**{k: (tuple(v) if k == "betas" else v) for k, v in state["config"].items()})
-    G = Generator(resolution=cfg.resolution, z_dim=cfg.z_dim, w_dim=cfg.w_dim, channels=cfg.channels, mapping_layers=cfg.mapping_layers)
+    G = Generator(
+        resolution=cfg.resolution,
+        z_dim=cfg.z_dim,
+        w_dim=cfg.w_dim,
+        channels=cfg.channels,
+        mapping_layers=cfg.mapping_layers,
+    )
     G.load_state_dict(state["G_ema"])
-    metadata = dict(recipe="fzplus.training.mini_generator", teacher="gan-face-generate==1.1.1 (DCGAN, DigiFace1M)",
-                    steps=state["step"], images_seen=state["images_seen"], train_hours=round(state["wall_seconds"] / 3600, 3),
-                    config={k: (dict(v) if isinstance(v, dict) else v) for k, v in state["config"].items()})
+    metadata = dict(
+        recipe="fzplus.training.mini_generator",
+        teacher="gan-face-generate==1.1.1 (DCGAN, DigiFace1M)",
+        steps=state["step"],
+        images_seen=state["images_seen"],
+        train_hours=round(state["wall_seconds"] / 3600, 3),
+        config={k: (dict(v) if isinstance(v, dict) else v) for k, v in state["config"].items()},
+    )
     metadata["config"]["channels"] = {str(k): v for k, v in cfg.channels.items()}
     save_generator(G, out_path, metadata=metadata, dtype=dtype)
     return metadata

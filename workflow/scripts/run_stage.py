@@ -1,6 +1,7 @@
 """Thin glue: run the library stage function named by the rule (params.stage = "module.function",
 resolved in benchmarks.pipeline) with the validated config and the rule's keyword arguments (params.kwargs).
 What the stage prints (warnings, progress) goes to the console and to the rule's log file."""
+
 import importlib
 
 import fzplus  # noqa: F401  (torchvision fallback before anything imports torchvision)

@@ -16,13 +16,15 @@ Functional use:
     backend = make_identity_backend("dlib")
     table = identity_similarity(backend, targets, edited)   # one row per pair
 """
+
 from __future__ import annotations
 
 import abc
 import dataclasses
 import importlib
 import pkgutil
-from typing import Callable, ClassVar
+from collections.abc import Callable
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -91,8 +93,14 @@ def cosine_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
 
 
-def identity_similarity(backend: IdentityBackend, targets, edited, *, embedded_targets: tuple | None = None,
-                        embedded_edited: tuple | None = None) -> pd.DataFrame:
+def identity_similarity(
+    backend: IdentityBackend,
+    targets,
+    edited,
+    *,
+    embedded_targets: tuple | None = None,
+    embedded_edited: tuple | None = None,
+) -> pd.DataFrame:
     """Cosine similarity of face embeddings, pair by pair.
 
     targets: N images, or 1 image compared with every edited image. edited: N images.
@@ -109,17 +117,22 @@ def identity_similarity(backend: IdentityBackend, targets, edited, *, embedded_t
     n, n_targets = len(edited_embeddings), len(target_embeddings)
     if n_targets not in (1, n):
         raise ValueError(f"identity_similarity: {n_targets} targets for {n} edited images; give 1 or {n}")
-    table = pd.DataFrame(dict(
-        pair=np.arange(n),
-        similarity=cosine_similarity(target_embeddings, edited_embeddings),
-        distance=np.linalg.norm(target_embeddings - edited_embeddings, axis=1),
-        target_detected=np.broadcast_to(target_detected, (n,)).copy(),
-        edited_detected=np.asarray(edited_detected, bool),
-    ))
-    table.attrs.update(backend=backend.name, on_undetected=backend.on_undetected,
-                       targets_undetected=int((~np.asarray(target_detected)).sum()),
-                       edited_undetected=int((~table.edited_detected).sum()),
-                       similarity_missing=int(table.similarity.isna().sum()))
+    table = pd.DataFrame(
+        dict(
+            pair=np.arange(n),
+            similarity=cosine_similarity(target_embeddings, edited_embeddings),
+            distance=np.linalg.norm(target_embeddings - edited_embeddings, axis=1),
+            target_detected=np.broadcast_to(target_detected, (n,)).copy(),
+            edited_detected=np.asarray(edited_detected, bool),
+        )
+    )
+    table.attrs.update(
+        backend=backend.name,
+        on_undetected=backend.on_undetected,
+        targets_undetected=int((~np.asarray(target_detected)).sum()),
+        edited_undetected=int((~table.edited_detected).sum()),
+        similarity_missing=int(table.similarity.isna().sum()),
+    )
     return table
 
 
@@ -131,5 +144,13 @@ def _discover_backends() -> None:
 
 _discover_backends()
 
-__all__ = ["UNDETECTED_POLICIES", "IdentityBackend", "register_identity_backend", "identity_backends",
-           "make_identity_backend", "identity_similarity", "cosine_similarity", "check_undetected_policy"]
+__all__ = [
+    "UNDETECTED_POLICIES",
+    "IdentityBackend",
+    "register_identity_backend",
+    "identity_backends",
+    "make_identity_backend",
+    "identity_similarity",
+    "cosine_similarity",
+    "check_undetected_policy",
+]

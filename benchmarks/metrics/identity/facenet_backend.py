@@ -10,6 +10,7 @@ Per image: upsample to at least `min_size` px, MTCNN (largest face, `image_size`
 fixed standardisation (x - 127.5) / 128 as facenet-pytorch does), then the 512-d L2-normalised
 embedding. Undetected faces: "full-frame" crops the whole image the same way; "skip" gives NaN.
 """
+
 from __future__ import annotations
 
 import os
@@ -34,9 +35,11 @@ def default_weights_location() -> pathlib.Path:
 
 
 def resolve_weights(weights: str | os.PathLike | None) -> pathlib.Path:
-    how = (f"Download {VGGFACE2_URL} on a machine with network access, then either set the identity "
-           f"backend's `weights` option (config key of the facenet identity metric) to the file, or put it at "
-           f"{str(default_weights_location())!r} (facenet-pytorch's cache).")
+    how = (
+        f"Download {VGGFACE2_URL} on a machine with network access, then either set the identity "
+        f"backend's `weights` option (config key of the facenet identity metric) to the file, or put it at "
+        f"{str(default_weights_location())!r} (facenet-pytorch's cache)."
+    )
     if weights is not None:
         path = pathlib.Path(weights).expanduser()
         if not path.is_file():
@@ -44,22 +47,37 @@ def resolve_weights(weights: str | os.PathLike | None) -> pathlib.Path:
         return path
     path = default_weights_location()
     if not path.is_file():
-        raise FileNotFoundError(f"facenet identity backend: InceptionResnetV1 (VGGFace2) weights are not available "
-                                f"offline and no `weights` path was given. {how}")
+        raise FileNotFoundError(
+            f"facenet identity backend: InceptionResnetV1 (VGGFace2) weights are not available "
+            f"offline and no `weights` path was given. {how}"
+        )
     return path
 
 
 class FacenetIdentityBackend(IdentityBackend):
     name = "facenet"
 
-    def __init__(self, *, weights: str | os.PathLike | None = None, on_undetected: str = "full-frame",
-                 device: str | torch.device = "cpu", min_size: int = 256, image_size: int = 160, margin: int = 0,
-                 batch_size: int = 32):
+    def __init__(
+        self,
+        *,
+        weights: str | os.PathLike | None = None,
+        on_undetected: str = "full-frame",
+        device: str | torch.device = "cpu",
+        min_size: int = 256,
+        image_size: int = 160,
+        margin: int = 0,
+        batch_size: int = 32,
+    ):
         self.on_undetected = check_undetected_policy(on_undetected)
         self.weights = resolve_weights(weights)  # before the heavy imports: fail fast and clearly
         from facenet_pytorch import MTCNN, InceptionResnetV1
 
-        self.device, self.min_size, self.image_size, self.margin = torch.device(device), int(min_size), int(image_size), int(margin)
+        self.device, self.min_size, self.image_size, self.margin = (
+            torch.device(device),
+            int(min_size),
+            int(image_size),
+            int(margin),
+        )
         self.batch_size = int(batch_size)
         self.detector = MTCNN(image_size=self.image_size, margin=self.margin, post_process=True, device=self.device)
         self.network = InceptionResnetV1(pretrained=None, classify=False)
@@ -68,8 +86,10 @@ class FacenetIdentityBackend(IdentityBackend):
             # The released file also holds the VGGFace2 classifier ("logits.*"), unused for embeddings.
             self.network.load_state_dict({k: v for k, v in state.items() if not k.startswith("logits.")})
         except Exception as e:
-            raise ValueError(f"facenet identity backend: {str(self.weights)!r} is not an InceptionResnetV1 state dict "
-                             f"({type(e).__name__}: {e}); expected {VGGFACE2_FILE} from {VGGFACE2_URL}") from e
+            raise ValueError(
+                f"facenet identity backend: {str(self.weights)!r} is not an InceptionResnetV1 state dict "
+                f"({type(e).__name__}: {e}); expected {VGGFACE2_FILE} from {VGGFACE2_URL}"
+            ) from e
         self.network.eval().requires_grad_(False).to(self.device)
 
     def _crop(self, image: np.ndarray) -> tuple[torch.Tensor | None, bool]:
@@ -94,11 +114,18 @@ class FacenetIdentityBackend(IdentityBackend):
         embeddings = np.full((len(crops), 512), np.nan)
         if faces:
             with torch.no_grad():
-                vectors = torch.cat([self.network(torch.stack(faces[i:i + self.batch_size]).to(self.device)).cpu()
-                                     for i in range(0, len(faces), self.batch_size)])
+                vectors = torch.cat(
+                    [
+                        self.network(torch.stack(faces[i : i + self.batch_size]).to(self.device)).cpu()
+                        for i in range(0, len(faces), self.batch_size)
+                    ]
+                )
             embeddings[[face is not None for face, _ in crops]] = vectors.double().numpy()
         return embeddings, detected
 
 
-register_identity_backend(name="facenet", factory=FacenetIdentityBackend,
-                          description="facenet-pytorch MTCNN + InceptionResnetV1 VGGFace2 (paper; weights file needed)")
+register_identity_backend(
+    name="facenet",
+    factory=FacenetIdentityBackend,
+    description="facenet-pytorch MTCNN + InceptionResnetV1 VGGFace2 (paper; weights file needed)",
+)

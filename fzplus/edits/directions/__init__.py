@@ -12,6 +12,7 @@ Functional use (notebook):
 Adding a method: a new module in this package that calls `register_direction_finder(...)` at import;
 modules here are discovered and imported when the package is imported.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -20,7 +21,8 @@ import inspect
 import json
 import os
 import pkgutil
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -52,8 +54,10 @@ class Directions:
 
     def __post_init__(self):
         if not isinstance(self.vectors, torch.Tensor) or self.vectors.ndim != 2:
-            raise ValueError(f"Directions.vectors must be a [K, D] tensor, got {type(self.vectors).__name__} "
-                             f"{tuple(getattr(self.vectors, 'shape', ()))}")
+            raise ValueError(
+                f"Directions.vectors must be a [K, D] tensor, got {type(self.vectors).__name__} "
+                f"{tuple(getattr(self.vectors, 'shape', ()))}"
+            )
         object.__setattr__(self, "vectors", self.vectors.detach().to("cpu", torch.float32).contiguous())
         object.__setattr__(self, "names", tuple(str(n) for n in self.names))
         if self.domain not in DOMAINS:
@@ -63,8 +67,9 @@ class Directions:
         if not torch.isfinite(self.vectors).all():
             raise ValueError(f"Directions from {self.method!r} contain non-finite values")
         if self.unit and not torch.allclose(self.vectors.norm(dim=1), torch.ones(len(self)), atol=1e-4):
-            raise ValueError(f"Directions from {self.method!r} are declared unit but have norms "
-                             f"{self.vectors.norm(dim=1).tolist()}")
+            raise ValueError(
+                f"Directions from {self.method!r} are declared unit but have norms {self.vectors.norm(dim=1).tolist()}"
+            )
 
     def __len__(self) -> int:
         return self.vectors.shape[0]
@@ -81,22 +86,33 @@ class Directions:
 
     def save(self, path: str | os.PathLike) -> None:
         """An .npz with the vectors and a JSON header (domain, names, method, unit, diagnostics)."""
-        header = dict(domain=self.domain, names=list(self.names), method=self.method, unit=self.unit,
-                      diagnostics=dict(self.diagnostics))
+        header = dict(
+            domain=self.domain,
+            names=list(self.names),
+            method=self.method,
+            unit=self.unit,
+            diagnostics=dict(self.diagnostics),
+        )
         # a file object (not a name) keeps numpy from appending a second ".npz"
         atomic_write(path, lambda f: np.savez(f, vectors=self.vectors.numpy(), header=np.array(json.dumps(header))))
 
     def diagnostics_table(self) -> pd.DataFrame:
         """One row per direction: method, domain, direction, norm, and every per-direction diagnostic (a list
         of length K: explained variance, SVM held-out accuracy, ...). Fit-wide settings are left out."""
-        rows = dict(method=self.method, domain=self.domain, direction=list(self.names), norm=self.vectors.norm(dim=1).tolist())
+        rows = dict(
+            method=self.method, domain=self.domain, direction=list(self.names), norm=self.vectors.norm(dim=1).tolist()
+        )
         for key, value in self.diagnostics.items():
-            if isinstance(value, (list, tuple)) and len(value) == len(self) and all(isinstance(v, (int, float)) for v in value):
+            if (
+                isinstance(value, (list, tuple))
+                and len(value) == len(self)
+                and all(isinstance(v, (int, float)) for v in value)
+            ):
                 rows[key] = list(value)
         return pd.DataFrame(rows)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "Directions":
+    def load(cls, path: str | os.PathLike) -> Directions:
         try:
             with np.load(path, allow_pickle=False) as data:
                 vectors, header = data["vectors"], json.loads(str(data["header"]))
@@ -118,22 +134,28 @@ class DirectionFinder:
 _REGISTRY: dict[str, DirectionFinder] = {}
 
 
-def register_direction_finder(*, name: str, find: Callable[..., Directions], description: str,
-                              domains: tuple[str, ...] = DOMAINS) -> None:
+def register_direction_finder(
+    *, name: str, find: Callable[..., Directions], description: str, domains: tuple[str, ...] = DOMAINS
+) -> None:
     """Add a finder. Clear errors on a duplicate name, a missing/empty field, or keyword-less `find`."""
     if not isinstance(name, str) or not name:
         raise ValueError(f"direction finder needs a non-empty string name, got {name!r}")
     if name in _REGISTRY:
-        raise ValueError(f"direction finder {name!r} is registered twice ({_REGISTRY[name].find.__module__} "
-                         f"and {getattr(find, '__module__', '?')}); rename one")
+        raise ValueError(
+            f"direction finder {name!r} is registered twice ({_REGISTRY[name].find.__module__} "
+            f"and {getattr(find, '__module__', '?')}); rename one"
+        )
     if not callable(find):
         raise TypeError(f"direction finder {name!r}: find must be callable")
     if not isinstance(description, str) or not description.strip():
         raise ValueError(f"direction finder {name!r}: a one-line description is required")
     if not domains or any(d not in DOMAINS for d in domains):
         raise ValueError(f"direction finder {name!r}: domains must be a non-empty subset of {DOMAINS}, got {domains}")
-    positional = [p.name for p in inspect.signature(find).parameters.values()
-                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    positional = [
+        p.name
+        for p in inspect.signature(find).parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
     if positional:
         raise TypeError(f"direction finder {name!r}: arguments must be keyword-only, got positional {positional}")
     _REGISTRY[name] = DirectionFinder(name=name, find=find, description=description.strip(), domains=tuple(domains))
@@ -171,5 +193,12 @@ def _discover_plugins() -> None:
 
 _discover_plugins()
 
-__all__ = ["DOMAINS", "Directions", "DirectionFinder", "register_direction_finder", "direction_finders",
-           "get_direction_finder", "find_directions"]
+__all__ = [
+    "DOMAINS",
+    "Directions",
+    "DirectionFinder",
+    "register_direction_finder",
+    "direction_finders",
+    "get_direction_finder",
+    "find_directions",
+]

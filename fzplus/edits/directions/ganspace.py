@@ -23,9 +23,10 @@ sum_j x_j^k z_j = (sum_j z_j w_j^T - n zbar mu^T) v_k, Eq. 6 needs no second pas
 (`reference=True`): keeps every sample, PCA by SVD of the centred data, and solves Eq. 6 literally with
 `numpy.linalg.lstsq` per component. Both give the same directions to float64 round-off.
 """
+
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -35,11 +36,19 @@ from tqdm.auto import tqdm
 from fzplus.edits.directions import DOMAINS, Directions, register_direction_finder
 
 
-def find_ganspace_directions(*, mapping: Callable[[torch.Tensor], torch.Tensor], z_dim: int = 512,
-                             domain: str = "Z", components: Sequence[int] = (1, 2, 3),
-                             num_samples: int = 100_000, batch_size: int = 10_000, seed: int = 0,
-                             device: str | torch.device = "cpu", reference: bool = False,
-                             progress: bool = True) -> Directions:
+def find_ganspace_directions(
+    *,
+    mapping: Callable[[torch.Tensor], torch.Tensor],
+    z_dim: int = 512,
+    domain: str = "Z",
+    components: Sequence[int] = (1, 2, 3),
+    num_samples: int = 100_000,
+    batch_size: int = 10_000,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    reference: bool = False,
+    progress: bool = True,
+) -> Directions:
     """mapping: z [B, z_dim] -> w [B, w_dim] (e.g. `G.mapping`, no truncation). Returns unit vectors
     [len(components), z_dim] (domain "Z") or [len(components), w_dim] (domain "W")."""
     if domain not in DOMAINS:
@@ -59,11 +68,16 @@ def find_ganspace_directions(*, mapping: Callable[[torch.Tensor], torch.Tensor],
     if max(components) >= basis.shape[1]:
         raise ValueError(f"ganspace: component {max(components)} requested but w has only {basis.shape[1]} dims")
     selected = basis[:, components]  # [D, K]
-    diagnostics = dict(components=components, index_base=0, num_samples=int(num_samples), seed=int(seed),
-                       variance=eigenvalues[components].tolist(),
-                       explained_variance_ratio=(eigenvalues[components] / eigenvalues.sum()).tolist(),
-                       coordinate_std=np.sqrt(eigenvalues[components]).tolist(),
-                       path="reference" if reference else "moments")
+    diagnostics = dict(
+        components=components,
+        index_base=0,
+        num_samples=int(num_samples),
+        seed=int(seed),
+        variance=eigenvalues[components].tolist(),
+        explained_variance_ratio=(eigenvalues[components] / eigenvalues.sum()).tolist(),
+        coordinate_std=np.sqrt(eigenvalues[components]).tolist(),
+        path="reference" if reference else "moments",
+    )
     if domain == "W":
         vectors = selected.T  # [K, w_dim]
     else:
@@ -71,9 +85,14 @@ def find_ganspace_directions(*, mapping: Callable[[torch.Tensor], torch.Tensor],
         vectors = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
         # How faithfully moving along n_k in Z moves the W coordinate x^k (1 = perfectly).
         diagnostics["z_coordinate_correlation"] = fit["z_correlation"](vectors, components).tolist()
-    return Directions(vectors=torch.from_numpy(np.ascontiguousarray(vectors)), domain=domain,
-                      names=tuple(f"pc{k}" for k in components), method="ganspace", unit=True,
-                      diagnostics=diagnostics)
+    return Directions(
+        vectors=torch.from_numpy(np.ascontiguousarray(vectors)),
+        domain=domain,
+        names=tuple(f"pc{k}" for k in components),
+        method="ganspace",
+        unit=True,
+        diagnostics=diagnostics,
+    )
 
 
 def sample_z_batches(*, z_dim: int, num_samples: int, batch_size: int, seed: int):
@@ -89,8 +108,10 @@ def _map_batches(mapping, z_batches, *, device, progress: bool):
         for z in tqdm(z_batches, desc="ganspace: mapping z -> w", disable=not progress, leave=False):
             w = mapping(z.to(device))
             if not (isinstance(w, torch.Tensor) and w.ndim == 2 and w.shape[0] == z.shape[0]):
-                raise ValueError(f"ganspace: mapping must return w [B, w_dim] for z [B, z_dim], got "
-                                 f"{tuple(getattr(w, 'shape', ()))} (pass G.mapping, not G.map, which broadcasts ws)")
+                raise ValueError(
+                    f"ganspace: mapping must return w [B, w_dim] for z [B, z_dim], got "
+                    f"{tuple(getattr(w, 'shape', ()))} (pass G.mapping, not G.map, which broadcasts ws)"
+                )
             yield z.double().numpy(), w.detach().cpu().double().numpy()
 
 
@@ -107,8 +128,8 @@ def _fit_moments(pairs) -> dict:
         sum_z, sum_w = sum_z + z.sum(0), sum_w + w.sum(0)
         sum_ww, sum_zw, sum_zz = sum_ww + w.T @ w, sum_zw + z.T @ w, sum_zz + z.T @ z
     mu, z_mean = sum_w / n, sum_z / n
-    cov_w = (sum_ww - n * np.outer(mu, mu)) / (n - 1)          # [D, D]
-    cov_zw = (sum_zw - n * np.outer(z_mean, mu)) / (n - 1)     # [z_dim, D]
+    cov_w = (sum_ww - n * np.outer(mu, mu)) / (n - 1)  # [D, D]
+    cov_zw = (sum_zw - n * np.outer(z_mean, mu)) / (n - 1)  # [z_dim, D]
     cov_z = (sum_zz - n * np.outer(z_mean, z_mean)) / (n - 1)  # [z_dim, z_dim]
     eigenvalues, basis = np.linalg.eigh((cov_w + cov_w.T) / 2)
     eigenvalues, basis = np.clip(eigenvalues[::-1], 0.0, None), _orient(basis[:, ::-1])
@@ -128,12 +149,12 @@ def _fit_reference(pairs) -> dict:
     z, w = np.concatenate(zs), np.concatenate(ws)  # [n, z_dim], [n, D]
     centred = w - w.mean(0)
     _, singular, vh = np.linalg.svd(centred, full_matrices=False)
-    eigenvalues = singular ** 2 / (len(w) - 1)
+    eigenvalues = singular**2 / (len(w) - 1)
     basis = _orient(vh.T)
     coords = centred @ basis  # x_j = V^T (w_j - mu), [n, D]
 
     def z_regression(ks):
-        return np.stack([np.linalg.lstsq(coords[:, k:k + 1], z, rcond=None)[0][0] for k in ks])
+        return np.stack([np.linalg.lstsq(coords[:, k : k + 1], z, rcond=None)[0][0] for k in ks])
 
     def z_correlation(unit_vectors, ks):
         return np.array([np.corrcoef(z @ v, coords[:, k])[0, 1] for v, k in zip(unit_vectors, ks)])
@@ -141,5 +162,8 @@ def _fit_reference(pairs) -> dict:
     return dict(eigenvalues=eigenvalues, basis=basis, z_regression=z_regression, z_correlation=z_correlation)
 
 
-register_direction_finder(name="ganspace", find=find_ganspace_directions,
-                          description="GANSpace: PCA of w = mapping(z); in Z by least-squares regression (Eq. 6)")
+register_direction_finder(
+    name="ganspace",
+    find=find_ganspace_directions,
+    description="GANSpace: PCA of w = mapping(z); in Z by least-squares regression (Eq. 6)",
+)

@@ -8,6 +8,7 @@ SIGMA_AUTHORS_CODE; SIGMA_PAPER_TEXT reproduces the text. Each draw is one direc
 edited layer. The vectors do not depend on `domain` (same seed, same vectors), so Z- and W-type spaces
 can be probed with the very same draw; `domain` only labels the record.
 """
+
 from __future__ import annotations
 
 import torch
@@ -15,11 +16,12 @@ import torch
 from fzplus.edits.directions import DOMAINS, Directions, register_direction_finder
 
 SIGMA_AUTHORS_CODE = 0.04  # std 0.04, BDInvert/edit_*_rand.py
-SIGMA_PAPER_TEXT = 0.2     # variance 0.04, paper §4 "Editing quality comparison"
+SIGMA_PAPER_TEXT = 0.2  # variance 0.04, paper §4 "Editing quality comparison"
 
 
-def find_random_directions(*, count: int = 1, dim: int = 512, sigma: float = SIGMA_AUTHORS_CODE, seed: int = 0,
-                           domain: str = "Z") -> Directions:
+def find_random_directions(
+    *, count: int = 1, dim: int = 512, sigma: float = SIGMA_AUTHORS_CODE, seed: int = 0, domain: str = "Z"
+) -> Directions:
     """`count` independent draws n_k ~ N(0, sigma^2 I_dim) from a seeded CPU generator -> vectors [count, dim]."""
     if count < 1 or dim < 1:
         raise ValueError(f"random directions: count and dim must be >= 1, got count={count}, dim={dim}")
@@ -30,13 +32,22 @@ def find_random_directions(*, count: int = 1, dim: int = 512, sigma: float = SIG
     g = torch.Generator().manual_seed(seed)
     vectors = torch.randn(count, dim, generator=g, dtype=torch.float64) * sigma  # [count, dim]
     return Directions(
-        vectors=vectors.float(), domain=domain, names=tuple(f"random_{k:03d}" for k in range(count)),
-        method="random", unit=False,
-        diagnostics=dict(sigma=float(sigma), seed=int(seed),
-                         sample_std=vectors.std(dim=1).tolist(),
-                         sigma_conventions=dict(authors_code=SIGMA_AUTHORS_CODE, paper_text=SIGMA_PAPER_TEXT)),
+        vectors=vectors.float(),
+        domain=domain,
+        names=tuple(f"random_{k:03d}" for k in range(count)),
+        method="random",
+        unit=False,
+        diagnostics=dict(
+            sigma=float(sigma),
+            seed=int(seed),
+            sample_std=vectors.std(dim=1).tolist(),
+            sigma_conventions=dict(authors_code=SIGMA_AUTHORS_CODE, paper_text=SIGMA_PAPER_TEXT),
+        ),
     )
 
 
-register_direction_finder(name="random", find=find_random_directions,
-                          description="random Gaussian directions N(0, sigma^2 I), unnormalised (paper Fig. 3)")
+register_direction_finder(
+    name="random",
+    find=find_random_directions,
+    description="random Gaussian directions N(0, sigma^2 I), unnormalised (paper Fig. 3)",
+)
