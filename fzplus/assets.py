@@ -149,7 +149,8 @@ def _parse_declaration(name: str, entry: Any, path: pathlib.Path) -> AssetDeclar
     else:
         if not isinstance(entry.get("files"), dict) or not entry["files"]:
             raise fail(
-                "a folder asset needs 'files: {<file>: {sha256: ..., source_path: <below source.path>}}' (or user_provided: true)"
+                "a folder asset needs 'files: {<file>: {sha256: ..., source_path: <below source.path>}}' "
+                "(or user_provided: true)"
             )
         files = {f: (meta or {}).get("sha256") for f, meta in entry["files"].items()}
         # a file's place in the source repository: source.path joined with its source_path (default: its own name)
@@ -218,7 +219,8 @@ def _copy_hashing(reader: BinaryIO, writer: BinaryIO) -> str:
 
 def _mismatch(decl: AssetDeclaration, file: str, origin: str, expected: str, actual: str) -> str:
     return (
-        f"asset {decl.name!r}: checksum mismatch for {origin}: sha256 {actual}, expected {expected} (config/assets.yaml). "
+        f"asset {decl.name!r}: checksum mismatch for {origin}: sha256 {actual}, "
+        f"expected {expected} (config/assets.yaml). "
         f"The file is corrupt or a different version; replace it with {file!r} from {_describe_source(decl, file)}"
     )
 
@@ -280,7 +282,8 @@ def _missing_message(
     lines = [
         f"asset {decl.name!r} is missing: expected file(s) {shown}.",
         "Provide it in one of two ways:",
-        f"  1. put the file(s) in the asset mirror at {mirror_place} (the mirror folder is the config key asset_mirror, "
+        f"  1. put the file(s) in the asset mirror at {mirror_place} "
+        "(the mirror folder is the config key asset_mirror, "
         f"or the environment variable {ENV_VAR}, or ../shared/assets beside the checkout);",
         f"  2. or place them at {resources_root}/ yourself.",
         f"Source: {_describe_source(decl, files[0]) if files else decl.source}.",

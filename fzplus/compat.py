@@ -6,7 +6,8 @@ with "operator torchvision::nms does not exist", and lpips and facenet-pytorch i
 runs it). Where the compiled ops load it changes nothing. Otherwise it defines `torchvision::nms` (and
 the quantised `qnms`) with a pure-PyTorch greedy NMS that follows torchvision's CPU kernel, and tells
 torchvision that ops are present as soon as it is first imported (it does not import torchvision itself).
-Only NMS is provided: the suite needs it for MTCNN face detection; other compiled ops (roi_align, deform_conv2d, ...) stay unavailable and fail when called.
+Only NMS is provided: the suite needs it for MTCNN face detection; other compiled ops
+(roi_align, deform_conv2d, ...) stay unavailable and fail when called.
 """
 
 from __future__ import annotations

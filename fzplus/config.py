@@ -6,7 +6,8 @@
 
 The schema (workflow/schemas/config.schema.yaml, plus the sections generated from the dataclasses that hold
 their defaults: the inversion's own settings, each plugin's settings section and the encoder recipes; see
-`load_schema`) is the single place of defaults and allowed values. An invalid config raises `ConfigError`, whose message names the file, every offending key path (e.g.
+`load_schema`) is the single place of defaults and allowed values. An invalid config raises `ConfigError`, whose
+message names the file, every offending key path (e.g.
 `inversion.steps`) and what is allowed. Checks the schema cannot express (registered space names,
 exactly-one-of choices, references between keys, asset names) follow the schema check.
 """
@@ -217,7 +218,8 @@ def _describe(error: jsonschema.ValidationError) -> str:
             close = difflib.get_close_matches(extra, allowed, n=1)
             hint = f" (did you mean {key_path([*error.absolute_path, close[0]])!r}?)" if close else ""
             parts.append(
-                f"unknown key {key_path([*error.absolute_path, extra])!r}{hint}; allowed under {where}: {', '.join(allowed)}"
+                f"unknown key {key_path([*error.absolute_path, extra])!r}{hint}; "
+                f"allowed under {where}: {', '.join(allowed)}"
             )
         return "; ".join(parts)
     if kind == "required":
@@ -262,7 +264,8 @@ def semantic_problems(config: dict) -> list[str]:
                 close = difflib.get_close_matches(name, spaces.names(), n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 problems.append(
-                    f"{where}[{i}] = {name!r} is not a registered latent space{hint}; known: {', '.join(spaces.names())}"
+                    f"{where}[{i}] = {name!r} is not a registered latent space{hint}; "
+                    f"known: {', '.join(spaces.names())}"
                 )
                 out.append(None)
         return out
@@ -275,7 +278,8 @@ def semantic_problems(config: dict) -> list[str]:
         for name in canonical_names(pair, f"statistics.pairs[{i}]"):
             if name is not None and name not in inverted:
                 problems.append(
-                    f"statistics.pairs[{i}] compares {name!r}, which is not in inversion.spaces; add it there or drop the pair"
+                    f"statistics.pairs[{i}] compares {name!r}, which is not in inversion.spaces; "
+                    "add it there or drop the pair"
                 )
 
     random_generator = config["generator"].get("random")
@@ -346,7 +350,8 @@ def _asset_reference_problems(config: dict) -> list[str]:
     except (AssetError, FileNotFoundError) as exc:
         return [f"asset_declarations: {exc}"]
     problems = [
-        f"{key} = {name!r} is not declared in {config['asset_declarations']}; declared: {', '.join(sorted(declarations))}"
+        f"{key} = {name!r} is not declared in {config['asset_declarations']}; "
+        f"declared: {', '.join(sorted(declarations))}"
         for key, name in asset_references(config).items()
         if name not in declarations
     ]
@@ -360,7 +365,8 @@ def _asset_reference_problems(config: dict) -> list[str]:
                 close = difflib.get_close_matches(name, available, n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 problems.append(
-                    f"directions.interfacegan.attributes[{i}] = {name!r} has no boundary in asset {boundaries!r}{hint}; "
+                    f"directions.interfacegan.attributes[{i}] = {name!r} "
+                    f"has no boundary in asset {boundaries!r}{hint}; "
                     f"available: {', '.join(available)}"
                 )
     return problems

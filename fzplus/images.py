@@ -101,7 +101,8 @@ def resize_bicubic(images: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def resize_bilinear(images: torch.Tensor, *, size: int) -> torch.Tensor:
-    """[N, C, H, W] -> [N, C, size, size]; antialiased bilinear when shrinking (the encoders' input: fzplus.encoders)."""
+    """[N, C, H, W] -> [N, C, size, size]; antialiased bilinear when shrinking (the encoders' input:
+    fzplus.encoders)."""
     assert images.ndim == 4, f"images must be [N, C, H, W], got {tuple(images.shape)}"
     if images.shape[-2:] == (size, size):
         return images

@@ -132,7 +132,8 @@ class LpipsVGG(PerceptualDistance):
         )
         if vgg16_weights is not None and not path.is_file():
             raise FileNotFoundError(
-                f"lpips-vgg: vgg16_weights={str(path)!r} does not exist; it must be torchvision's {VGG16_FILE} ({VGG16_URL})"
+                f"lpips-vgg: vgg16_weights={str(path)!r} does not exist; "
+                f"it must be torchvision's {VGG16_FILE} ({VGG16_URL})"
             )
         if not path.is_file():
             self._download(path)
@@ -152,7 +153,8 @@ class LpipsVGG(PerceptualDistance):
             raise PerceptualWeightsUnavailable(
                 f"lpips-vgg needs torchvision's ImageNet VGG16 weights ({VGG16_FILE}) and could not download them "
                 f"from {VGG16_URL} ({exc}). Copy that file here from a machine with network and pass its path: "
-                f"build_perceptual('lpips-vgg', vgg16_weights='/path/to/{VGG16_FILE}') (config key perceptual.vgg16_weights), "
+                f"build_perceptual('lpips-vgg', vgg16_weights='/path/to/{VGG16_FILE}') "
+                "(config key perceptual.vgg16_weights), "
                 f"or put it at {path}. Offline alternative: 'stlpips-vgg'."
             ) from exc
 
@@ -192,7 +194,8 @@ class StLpipsVGG(PerceptualDistance):
         unloaded = [k for k in model.state_dict() if k not in weights and k.replace("lins.", "lin", 1) not in weights]
         if unloaded:
             raise PerceptualWeightsUnavailable(
-                f"stlpips-vgg: the weights shipped with stlpips-pytorch lack {unloaded[:4]}; reinstall stlpips-pytorch==0.0.2"
+                f"stlpips-vgg: the weights shipped with stlpips-pytorch lack {unloaded[:4]}; "
+                "reinstall stlpips-pytorch==0.0.2"
             )
         super().__init__(model, utils.normalize_tensor)
 

@@ -84,13 +84,15 @@ class PNStats:
     def __post_init__(self):
         d = self.mean.shape[0]
         assert self.mean.shape == (d,) and self.eigenvalues.shape == (d,) and self.eigenvectors.shape == (d, d), (
-            f"P_N statistics have inconsistent shapes {tuple(self.mean.shape)}, {tuple(self.eigenvalues.shape)}, {tuple(self.eigenvectors.shape)}"
+            f"P_N statistics have inconsistent shapes {tuple(self.mean.shape)}, {tuple(self.eigenvalues.shape)}, "
+            f"{tuple(self.eigenvectors.shape)}"
         )
         if not bool((self.eigenvalues > 0).all()):
             raise ValueError("P_N covariance is singular (an eigenvalue <= 0); sample more codes than dimensions")
         if not 0.0 <= self.variance_floor < 1.0:
             raise ValueError(
-                f"P_N variance_floor must be in [0, 1) (a fraction of the largest eigenvalue), got {self.variance_floor}"
+                "P_N variance_floor must be in [0, 1) (a fraction of the largest eigenvalue), "
+                f"got {self.variance_floor}"
             )
 
     @property
@@ -179,7 +181,8 @@ class PNStats:
         path = pathlib.Path(path)
         if not path.is_file():
             raise FileNotFoundError(
-                f"P_N statistics file {path} does not exist; compute it with fzplus.pn_stats.compute_pn_stats(G).save(path)"
+                f"P_N statistics file {path} does not exist; "
+                "compute it with fzplus.pn_stats.compute_pn_stats(G).save(path)"
             )
         with np.load(path, allow_pickle=False) as data:
             missing = [k for k in NPZ_KEYS if k not in data.files]

@@ -82,7 +82,7 @@ def schema_of(cls: type, *, description: str = "") -> dict:
             prop["description"] = f.metadata["description"]
         properties[f.name] = prop
     section = {"type": "object", "additionalProperties": False, "default": {}, "properties": properties}
-    doc = description or (cls.__doc__ or "").strip().split("\n")[0]
+    doc = description or " ".join((cls.__doc__ or "").strip().split("\n\n")[0].split())  # the first paragraph
     if doc:
         section["description"] = doc
     return section

@@ -10,8 +10,8 @@ it a string when reading the CSV elsewhere (CelebA-HQ ids have leading zeros).
 Sampling: the folder's .jpg/.jpeg/.png files sorted by name, then `count` of them drawn without
 replacement by numpy's default_rng(seed), kept in name order, so a sample depends only on the file names
 and the seed. Inputs are checked before anything is written: unreadable files, translucent alpha,
-non-square (unless aligned) or too small images are errors naming the file; grayscale, palette, 16-bit and other modes are
-converted to RGB, with a warning and a note in the `conversions` column. Resizing is the inversion's
+non-square (unless aligned) or too small images are errors naming the file; grayscale, palette, 16-bit and other
+modes are converted to RGB, with a warning and a note in the `conversions` column. Resizing is the inversion's
 protocol (fzplus.images.resize_lanczos: PIL Lanczos on float channels), then rounded to 8 bit.
 
 Unaligned photos: with align="ffhq" (config targets.align) each photo is first aligned the way FFHQ was
@@ -96,7 +96,8 @@ def list_images(folder: str | os.PathLike) -> list[pathlib.Path]:
     folder = pathlib.Path(folder)
     if not folder.is_dir():
         raise TargetImageError(
-            f"target folder {str(folder)!r} does not exist or is not a folder (config key targets.folder / targets.asset)"
+            f"target folder {str(folder)!r} does not exist or is not a folder "
+            "(config key targets.folder / targets.asset)"
         )
     paths = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not paths:

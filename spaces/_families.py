@@ -11,8 +11,8 @@ and the decisions of SPEC §4:
 - W family (W, W+, W+(P_N), F/W, F/W+, F/W+(P_N)): codes start at w_avg, the P_N spaces at the code whose
   p_N is 0 (fzplus.pn_stats: w_avg whitens to ~1e4 on a generator whose W is low-dimensional). The single-code scripts
   (invert_w*.py) truncate the code, the per-layer ones (invert_wp*.py) do not; we follow that. P_N
-  spaces add lambda_pn * mean(p_N^2) (BDInvert: 0.01; config inversion.pn). BDInvert applies it to all 18 ws of F/W+ even
-  though layers < M never reach the image; we regularise the codes that exist (layers >= M in F spaces).
+  spaces add lambda_pn * mean(p_N^2) (BDInvert: 0.01; config inversion.pn). BDInvert applies it to all 18 ws of F/W+
+  even though layers < M never reach the image; we regularise the codes that exist (layers >= M in F spaces).
 - S family (S, F/S): one style vector per synthesis layer fed, starting at the styles of w_avg. No
   truncation (there is no w). Edits take a W-domain direction through each layer's affine map.
 In F spaces the codes feed only layers >= M = first_detail_layer(base_size); f starts at f0 (encoder

@@ -60,7 +60,8 @@ REFINED = ("residuals", "residual_sizes", "latent_map", "segment_distances")
 
 @dataclass(frozen=True)
 class SAMSettings:
-    """the second stage of SAM and SAM w/ Z+ (spaces/_sam.py); defaults are SAM's (sam_inv_optimization.py), for a 1024 generator"""
+    """the second stage of SAM and SAM w/ Z+ (spaces/_sam.py); defaults are SAM's (sam_inv_optimization.py),
+    for a 1024 generator"""
 
     tau: float = setting(
         0.225,
@@ -73,8 +74,8 @@ class SAMSettings:
         minItems=1,
         uniqueItems=True,
         items={"enum": [4, 8, 16, 32, 64, 128, 256, 512]},
-        description="blocks after which a masked feature residual is added; null = SAM's 16, 32, 64, 128 where the generator "
-        "has them below its size, else every inner block above 4 px",
+        description="blocks after which a masked feature residual is added; "
+        "null = SAM's 16, 32, 64, 128 where the generator has them below its size, else every inner block above 4 px",
     )
     steps: int = setting(1001, minimum=0, description="steps of each single-latent inversion and of the joint one")
     lr: float = setting(0.05, exclusiveMinimum=0, description="peak lr of SAM's cosine ramp")

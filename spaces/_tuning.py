@@ -48,7 +48,8 @@ ImageLosses = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.T
 
 @dataclass(frozen=True)
 class TuningSettings:
-    """the second stage of tuning methods (PTI, PTI w/ Z+: spaces/_tuning.py); defaults are PTI's (hyperparameters.py of danielroich/PTI)"""
+    """the second stage of tuning methods (PTI, PTI w/ Z+: spaces/_tuning.py); defaults are PTI's
+    (hyperparameters.py of danielroich/PTI)"""
 
     steps: int = setting(350, minimum=0, description="at most this many steps per image")
     lr: float = setting(3e-4, exclusiveMinimum=0)

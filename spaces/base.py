@@ -118,7 +118,8 @@ class LatentSpace(abc.ABC):
     applies_truncation: bool | None = None  # follows the authors' scripts (see each family)
     description: str = ""
     refined_variables: tuple[str, ...] = ()  # codes added by `refine` (methods with a second stage)
-    # the method's own settings: a frozen dataclass of fzplus.settings.setting fields, in config inversion.<settings_key>
+    # the method's own settings: a frozen dataclass of fzplus.settings.setting fields,
+    # in config inversion.<settings_key>
     settings_key: str | None = None
     settings_class: type | None = None
     needs_pn_stats: bool = False  # the run's P_N statistics reach the space as ctx.pn_stats
@@ -195,7 +196,7 @@ class LatentSpace(abc.ABC):
         (`has_second_stage`): (codes, with `refined_variables` added if it declares any; loss traces
         {total, mse, perceptual, reg: [N, steps]}).
         image_losses(images [n, 3, R, R], index [n]) gives the MSE and perceptual distance [n] of the images
-        of targets[index] (fzplus.inversion.engine.ImageLosses: also `.targets` and per-pixel `.maps`);
+        of targets[index] (fzplus.inversion.losses.ImageLosses: also `.targets` and per-pixel `.maps`);
         settings: the space's settings (ctx.settings: its `settings_class` from the run's inversion.<settings_key>)."""
         raise NotImplementedError(f"space {self.name!r} has no second stage")
 
@@ -299,7 +300,8 @@ def base_code_init(targets: torch.Tensor, ctx: SpaceContext, *, encoder: Encoder
             return mean_feature_map(G, base_size=s).expand(n, *expected).to(targets.dtype).clone()
         if isinstance(encoder, torch.nn.Module) and encoder.training:
             raise ValueError(
-                "the encoder is in training mode; call encoder.eval() so that per-image results do not depend on the batch"
+                "the encoder is in training mode; "
+                "call encoder.eval() so that per-image results do not depend on the batch"
             )
         f = encoder(targets)
     if tuple(f.shape) != (n, *expected):

@@ -1,4 +1,5 @@
-"""PTI w/ Z+: pivotal tuning on a Z+ pivot, one z per layer on the sphere (the paper's Figs. 9-10; spaces/_tuning.py)."""
+"""PTI w/ Z+: pivotal tuning on a Z+ pivot, one z per layer on the sphere (the paper's Figs. 9-10;
+spaces/_tuning.py)."""
 
 from ._tuning import TunedSpace
 from .z_plus import SPACE as Z_PLUS

@@ -65,15 +65,15 @@ def mirror() -> pathlib.Path:
 
 
 def snakemake(
-    workdir: pathlib.Path, *args: str, env: dict | None = None, timeout: int = 900
+    workdir: pathlib.Path, *args: str, env: dict | None = None, timeout: int = 900, repo: pathlib.Path = REPO_ROOT
 ) -> subprocess.CompletedProcess:
-    """The repository's workflow run in `workdir` (its results/ go there)."""
+    """The workflow of `repo` (default: this repository) run in `workdir` (its results/ go there)."""
     command = [
         sys.executable,
         "-m",
         "snakemake",
         "-s",
-        str(REPO_ROOT / "Snakefile"),
+        str(repo / "Snakefile"),
         "--directory",
         str(workdir),
         *args,

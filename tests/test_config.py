@@ -193,7 +193,8 @@ def test_config_assets_are_materialized_and_hashed(mirror, tmp_path):
 def test_released_boundary_attributes_are_checked_against_the_asset():
     with pytest.raises(
         ConfigError,
-        match=r"attributes\[0\] = 'Smiles' has no boundary in asset 'interfacegan-stylegan2-ffhq-z' \(did you mean 'Smiling'\?\)",
+        match=r"attributes\[0\] = 'Smiles' has no boundary in asset 'interfacegan-stylegan2-ffhq-z' "
+        r"\(did you mean 'Smiling'\?\)",
     ):
         load_config("paper", overrides={"directions.interfacegan.attributes": ["Smiles"]})
 

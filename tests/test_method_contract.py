@@ -23,6 +23,7 @@ import pandas as pd
 import pytest
 
 import spaces
+from conftest import snakemake
 from fzplus.assets import REPO_ROOT, asset_mirror
 from fzplus.config import load_schema
 from fzplus.encoders import KINDS as ENCODER_KINDS
@@ -113,7 +114,11 @@ def test_a_new_method_file_brings_its_validated_settings_section(repo_with_toy):
         assert spaces.__file__.startswith(os.environ["PYTHONPATH"]), spaces.__file__
         cfg = load_config("ci")
         changed = load_config("ci", overrides={"inversion.extra_steps.steps": 5})["inversion"]["extra_steps"]
-        print(json.dumps({"spaces": cfg["inversion"]["spaces"], "section": cfg["inversion"]["extra_steps"], "set": changed}))
+        print(
+            json.dumps(
+                {"spaces": cfg["inversion"]["spaces"], "section": cfg["inversion"]["extra_steps"], "set": changed}
+            )
+        )
         for bad in ({"inversion.extra_steps.stpes": 3}, {"inversion.extra_steps.lr": 0}):
             try:
                 load_config("ci", overrides=bad)
@@ -146,25 +151,13 @@ def test_the_default_ci_run_plans_runs_and_tables_a_new_method_file(repo_with_to
         shutil.copytree(
             ci_workdir / ".snakemake" / "metadata", workdir / ".snakemake" / "metadata", copy_function=shutil.copy2
         )
-    env = {**os.environ, "PYTHONPATH": str(repo_with_toy), "FZPLUS_ASSET_MIRROR": str(asset_mirror())}
-    command = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "-s",
-        str(repo_with_toy / "Snakefile"),
-        "--directory",
-        str(workdir),
-        "--cores",
-        "2",
-        "--config",
-        "profile=ci",
-    ]
-    plan = subprocess.run([*command, "--dry-run"], capture_output=True, text=True, env=env, timeout=600)
+    env = {"PYTHONPATH": str(repo_with_toy), "FZPLUS_ASSET_MIRROR": str(asset_mirror())}
+    run_ci = ("--cores", "2", "--config", "profile=ci")
+    plan = snakemake(workdir, *run_ci, "--dry-run", env=env, timeout=600, repo=repo_with_toy)
     assert plan.returncode == 0, plan.stderr[-3000:]
     for job in ("invert", "invert_ground_truth", "edit", "tables", "editing_tables", "report"):
         assert re.search(rf"^{job}\s+\d+", plan.stdout, re.M), f"{job} not planned:\n{plan.stdout[-3000:]}"
-    run = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
+    run = snakemake(workdir, *run_ci, env=env, repo=repo_with_toy)
     assert run.returncode == 0, run.stderr[-4000:]
     results = workdir / "results" / "ci"
     table1 = pd.read_csv(results / "tables" / "table1.csv")

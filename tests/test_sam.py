@@ -230,7 +230,7 @@ def test_landmark_parser_on_generated_faces():
 
 
 def test_the_perceptual_map_is_where_the_distance_comes_from(targets):
-    from fzplus.inversion.engine import ImageLosses
+    from fzplus.inversion.losses import ImageLosses
     from fzplus.perceptual import build_perceptual
 
     net = build_perceptual("stlpips-vgg")

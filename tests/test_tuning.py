@@ -143,7 +143,7 @@ def test_unknown_tuning_settings_and_f_pivots_are_refused(generator, targets):
 
 
 def test_the_engines_image_losses_on_a_subset_equal_those_rows_of_the_whole_batch(generator, targets, stlpips):
-    from fzplus.inversion.engine import ImageLosses
+    from fzplus.inversion.losses import ImageLosses
 
     losses = ImageLosses(targets, stlpips, SIZE)
     with torch.no_grad():

@@ -81,7 +81,8 @@ def main(argv=None) -> None:
             if round_index > 0:
                 rates[batch].append(batch * steps / seconds)
                 print(
-                    f"round {round_index}: batch {batch:>3}: {steps} steps in {seconds:7.2f} s = {rates[batch][-1]:7.2f} image-steps/s",
+                    f"round {round_index}: batch {batch:>3}: {steps} steps in {seconds:7.2f} s = "
+                    f"{rates[batch][-1]:7.2f} image-steps/s",
                     flush=True,
                 )
 
@@ -93,7 +94,8 @@ def main(argv=None) -> None:
     speedup = statistics.median(rates[args.batches[-1]]) / base
     verdict = "meets" if speedup >= TARGET_SPEEDUP else "misses"
     print(
-        f"batch {args.batches[-1]} {verdict} the target of {TARGET_SPEEDUP:.0f}x batch {args.batches[0]} ({speedup:.2f}x)"
+        f"batch {args.batches[-1]} {verdict} the target of {TARGET_SPEEDUP:.0f}x "
+        f"batch {args.batches[0]} ({speedup:.2f}x)"
     )
 
 

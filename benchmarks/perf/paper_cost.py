@@ -15,7 +15,8 @@ Every (stage, batch) runs in its own process, so its peak resident memory (CPU) 
   edit render        one edited image rendered (forward only), as the edit sweep does
   identity           facenet embedding of a 160 px face crop
 The estimate multiplies the per-image costs by the paper run's counts (50 images x 17 spaces and methods x
-1200 steps, 2 x 350 tuning steps, 2 x 5 x 1001 SAM steps; the sweep's 13 directions x 11 alphas per image and space) and divides the measured CPU work by the ratio
+1200 steps, 2 x 350 tuning steps, 2 x 5 x 1001 SAM steps; the sweep's 13 directions x 11 alphas per image and
+space) and divides the measured CPU work by the ratio
 of a GPU's sustained FLOP rate (--gpu-tflops, an assumption this script cannot measure) to the FLOP rate
 measured here (torch's FLOP counter over the same step).
 """
@@ -115,7 +116,7 @@ def measure(stage: str, batch: int, device: str) -> dict:
         work = 3 * forward / batch
     elif stage == "tune PTI":
         import spaces
-        from fzplus.inversion.engine import ImageLosses
+        from fzplus.inversion.losses import ImageLosses
         from spaces.base import SpaceContext
 
         with tempfile.TemporaryDirectory() as tmp:
@@ -190,7 +191,8 @@ def estimate(rows: list[dict], *, gpu_tflops: float) -> list[str]:
             f"({rate_here:.0f} GFLOP/s)   GPU at {gpu_tflops:.0f} TFLOP/s: {gpu:>6.2f} h"
         )
     lines.append(
-        f"{'total':<13} {'':>12}              {'':>8}            here {total_here:>9.1f} h{'':>17}   GPU: {total_gpu:>6.2f} h "
+        f"{'total':<13} {'':>12}              {'':>8}            here {total_here:>9.1f} h"
+        f"{'':>17}   GPU: {total_gpu:>6.2f} h "
         "(compute only: no data loading, no per-job start-up)"
     )
     return lines
@@ -221,7 +223,8 @@ def main(argv=None) -> None:
         print(json.dumps(measure(args.one[0], int(args.one[1]), args.device)))
         return
     print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}; config-F 1024, LPIPS-VGG at 256"
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}; "
+        "config-F 1024, LPIPS-VGG at 256"
     )
     print(f"{'stage':<13}{'batch':>6}{'s/image':>10}{'GFLOP/image':>13}{'peak MB':>10}")
     rows = []
@@ -241,7 +244,8 @@ def main(argv=None) -> None:
             done = subprocess.run(command, capture_output=True, text=True)
             if done.returncode != 0:
                 print(
-                    f"{stage:<13}{batch:>6}  failed: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}"
+                    f"{stage:<13}{batch:>6}  failed: "
+                    f"{done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}"
                 )
                 continue
             r = json.loads(done.stdout.strip().splitlines()[-1])
@@ -251,8 +255,8 @@ def main(argv=None) -> None:
                 flush=True,
             )
     print(
-        "\nfull paper run (50 images x 17 spaces and methods x 1200 steps, 2 x 350 tuning steps, 2 x 5 x 1001 SAM steps; "
-        "13 directions x 11 alphas per image and space):"
+        "\nfull paper run (50 images x 17 spaces and methods x 1200 steps, 2 x 350 tuning steps, "
+        "2 x 5 x 1001 SAM steps; 13 directions x 11 alphas per image and space):"
     )
     for line in estimate(rows, gpu_tflops=args.gpu_tflops):
         print(line)

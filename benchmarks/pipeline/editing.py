@@ -248,7 +248,8 @@ def edit_stage(
             if image_id in grid_ids
         ]
         if rows:
-            # 0.9 in at 150 dpi, about 2x the mini profile's 64 px: the default 1.2 in made these PNGs 5 MB and 6 s to write
+            # 0.9 in at 150 dpi, about 2x the mini profile's 64 px: the default 1.2 in made these PNGs 5 MB and 6 s
+            # to write
             editing_grid(
                 rows, column_labels=[f"{a:+.1f}" for a in alphas], path=grids / f"{family}.png", cell_inches=0.9
             )

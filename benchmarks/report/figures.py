@@ -418,5 +418,6 @@ def draw_latent_maps(
     return latent_map_grid(target_images, recons, maps, candidates=candidates, image_ids=image_ids, path=path, dpi=dpi)
 
 
-# the figures a plugin may declare (spaces.base.FIGURE_KINDS), by name: (space, codes, *, target_images, recons, image_ids, path, dpi)
+# the figures a plugin may declare (spaces.base.FIGURE_KINDS), by name:
+# (space, codes, *, target_images, recons, image_ids, path, dpi)
 SPACE_FIGURES = {"latent_maps": draw_latent_maps}

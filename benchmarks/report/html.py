@@ -93,7 +93,8 @@ details { margin: .4em 0; } summary { cursor: pointer; font-weight: 600; }
 {% macro block(content) %}{% if content %}{{ content }}{% else %}{{ missing() }}{% endif %}{% endmacro %}
 {% macro image(name, data) %}<figure><img alt="{{ name }}" src="data:image/png;base64,{{ data }}">
 <figcaption class="caption">{{ name }}</figcaption></figure>{% endmacro %}
-{% macro preview(name, data, href) %}<figure><a href="{{ href }}"><img alt="{{ name }}" src="data:image/jpeg;base64,{{ data }}"></a>
+{% macro preview(name, data, href) %}<figure>\
+<a href="{{ href }}"><img alt="{{ name }}" src="data:image/jpeg;base64,{{ data }}"></a>
 <figcaption class="caption">{{ name }} (preview; click for the full PNG)</figcaption></figure>{% endmacro %}
 <h2>Summary</h2>
 <table><tbody>{% for key, value in summary %}<tr><th>{{ key }}</th><td>{{ value }}</td></tr>{% endfor %}</tbody></table>
@@ -109,9 +110,11 @@ chose it (spaces/_sam.py; the chosen latents are the figures latent_maps_*).</p>
 {% if noninferiority_caption %}<p class="caption">{{ noninferiority_caption }}</p>{% endif %}
 {{ block(noninferiority) }}
 <h2>Editing: verdicts</h2>
-<p class="caption">Per configured pair and editing metric (benchmarks.statistics.editing): means per space, the mean per-image
+<p class="caption">Per configured pair and editing metric (benchmarks.statistics.editing): means per space, \
+the mean per-image
 improvement of the candidate (&gt; 0 = better) with its 95 % seeded bootstrap interval over images and a p-value,
-and the verdict: "better" / "worse" when the interval excludes 0 and p &lt; 0.05, "not resolved" otherwise, "uninformative" when the
+and the verdict: "better" / "worse" when the interval excludes 0 and p &lt; 0.05, "not resolved" otherwise, \
+"uninformative" when the
 metric cannot tell either space's reconstructions from its floor in this profile (next table).</p>
 {{ block(editing_verdicts) }}
 <h2>Editing metrics: floors, ceilings, informative or not</h2>

@@ -1,6 +1,7 @@
 """Quality figures of the mini generator against its teacher (models/mini/MODEL_CARD.md).
 
-    python -m benchmarks.studies.mini_generator_quality --generator models/mini/generator.pt --out models/mini [--samples 1000]
+    python -m benchmarks.studies.mini_generator_quality --generator models/mini/generator.pt --out models/mini \\
+        [--samples 1000]
 
 Prints and writes `quality.json` plus the model card's figures (`samples.png`: 64 fixed seeds;
 `style_mixing.png`: coarse layers from the row's code, fine layers from the column's code):
@@ -71,7 +72,8 @@ def generate(sample_batch, count: int, *, batch: int = 100, desc: str) -> torch.
 def latent_sensitivity(
     G: Generator, projection: torch.Tensor, *, samples: int = 200, eps: float = 0.5, seed: int = 0
 ) -> dict:
-    """Mean |G(z + eps u) - G(z)| for random unit u inside the row space of `projection` [k, z_dim] vs orthogonal to it."""
+    """Mean |G(z + eps u) - G(z)| for random unit u inside the row space of `projection` [k, z_dim] vs orthogonal
+    to it."""
     g = torch.Generator().manual_seed(seed)
     basis = torch.linalg.qr(projection.t())[0]  # [z_dim, k] orthonormal
     z = torch.randn(samples, G.z_dim, generator=g)

@@ -105,7 +105,8 @@ def write_stand_ins(root: pathlib.Path, *, mirror: pathlib.Path) -> pathlib.Path
     path = root / "assets.yaml"
     with open(path, "w", encoding="utf-8") as f:
         f.write(
-            "# Written by benchmarks/studies/paper_smoke.py: config/assets.yaml with the paper-smoke stand-ins' checksums.\n"
+            "# Written by benchmarks/studies/paper_smoke.py: "
+            "config/assets.yaml with the paper-smoke stand-ins' checksums.\n"
         )
         yaml.safe_dump(declarations, f, sort_keys=False, width=120)
     return path
@@ -185,7 +186,8 @@ def main(argv=None) -> int:
     outputs = expected_outputs(workdir)
     missing = [p for p in outputs if not (workdir / p).is_file()]
     print(
-        f"\npaper-smoke: {wall:.0f} s wall on {args.cores} cores; {len(outputs) - len(missing)} of {len(outputs)} outputs written"
+        f"\npaper-smoke: {wall:.0f} s wall on {args.cores} cores; "
+        f"{len(outputs) - len(missing)} of {len(outputs)} outputs written"
     )
     for job, seconds in sorted(job_seconds(results).items(), key=lambda kv: -kv[1]):
         print(f"  {job:32s} {seconds:8.1f} s")

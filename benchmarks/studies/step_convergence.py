@@ -5,7 +5,8 @@ verdicts (non-inferiority tests, mean identity of the configured pair).
 
     snakemake --cores 2                                                        # results/mini
     snakemake --cores 2 --config run_name=mini-steps256 'inversion={steps: 256}'   # results/mini-steps256
-    python -m benchmarks.studies.step_convergence results/mini results/mini-steps256 [--out results/mini/tables/steps.md]
+    python -m benchmarks.studies.step_convergence results/mini results/mini-steps256 \\
+        [--out results/mini/tables/steps.md]
 
 The default is well chosen when the ranking and the verdicts agree between the two runs.
 """
@@ -138,7 +139,8 @@ def main(argv=None) -> None:
         + to_markdown(per_space, float_format="{:.4f}")
         + "\n\n"
         + to_markdown(verdicts, float_format="{:.3g}")
-        + f"\n\nKendall tau of the MSE rankings: {facts['kendall_tau_mse_rank']:.3f}; same ranking: {facts['same_mse_ranking']}; "
+        + f"\n\nKendall tau of the MSE rankings: {facts['kendall_tau_mse_rank']:.3f}; "
+        f"same ranking: {facts['same_mse_ranking']}; "
         f"same verdicts: {facts['same_verdicts']}\n"
     )
     print(text)

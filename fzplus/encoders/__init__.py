@@ -159,7 +159,8 @@ KINDS: dict[str, EncoderKind] = {
         perceptual_weight="lambda_per",
         reads=(),
         hint=(
-            "the mini profile's IDInvert encoder: `snakemake --cores 2 train_mini_idinvert_encoder`, about half an hour on a CPU, "
+            "the mini profile's IDInvert encoder: `snakemake --cores 2 train_mini_idinvert_encoder`, "
+            "about half an hour on a CPU, "
             "then copy resources/mini-idinvert/idinvert_encoder.pt to models/mini/"
         ),
         load=_load_domain,

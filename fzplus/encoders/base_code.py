@@ -137,7 +137,8 @@ def encode(encoder: BaseCodeEncoder, images: torch.Tensor, *, base_size: int) ->
     """Target images [N, 3, H, W] in [-1, 1] -> initial base code f0 [N, C, s, s] (BatchNorm in eval mode)."""
     if base_size != encoder.base_size:
         raise ValueError(
-            f"this encoder predicts base codes of size {encoder.base_size}, not {base_size}; train or load one for base_size={base_size}"
+            f"this encoder predicts base codes of size {encoder.base_size}, not {base_size}; "
+            f"train or load one for base_size={base_size}"
         )
     device = next(encoder.parameters()).device
     with _eval_mode(encoder):
@@ -245,7 +246,8 @@ def check_generator_match(
         )
     if payload["generator_fingerprint"] != (generator_fingerprint(generator) if fingerprint is None else fingerprint):
         raise EncoderFileError(
-            f"{path}: encoder was trained for a generator with the same configuration but other weights; retrain it for this generator"
+            f"{path}: encoder was trained for a generator with the same configuration but other weights; "
+            "retrain it for this generator"
         )
 
 
@@ -262,11 +264,13 @@ def check_encoder_file(
     stored_size = payload["encoder_config"].get("base_size")
     if base_size is not None and stored_size != base_size:
         raise EncoderFileError(
-            f"{path}: encoder predicts base codes of size {stored_size}, not {base_size}; train one for base_size={base_size}"
+            f"{path}: encoder predicts base codes of size {stored_size}, not {base_size}; "
+            f"train one for base_size={base_size}"
         )
     if payload["encoder_config"].get("out_channels") != generator.base_channels(stored_size):
         raise EncoderFileError(
-            f"{path}: encoder outputs {payload['encoder_config'].get('out_channels')} channels, the generator's base code at {stored_size} has {generator.base_channels(stored_size)}"
+            f"{path}: encoder outputs {payload['encoder_config'].get('out_channels')} channels, "
+            f"the generator's base code at {stored_size} has {generator.base_channels(stored_size)}"
         )
 
 

@@ -131,17 +131,20 @@ def resumable_training_state(
     training = payload.get("training")
     if training is None:
         raise EncoderFileError(
-            f"{path}: a final encoder file, not a training checkpoint; pass resume=False to train anew (it is overwritten) or use another checkpoint_path"
+            f"{path}: a final encoder file, not a training checkpoint; "
+            "pass resume=False to train anew (it is overwritten) or use another checkpoint_path"
         )
     differing = sorted(k for k in set(config) | set(training["config"]) if config.get(k) != training["config"].get(k))
     if differing:
         detail = ", ".join(f"{k}: checkpoint {training['config'].get(k)!r} vs now {config.get(k)!r}" for k in differing)
         raise EncoderFileError(
-            f"{path}: checkpoint was made with other training settings ({detail}); use the same settings, another checkpoint_path, or resume=False"
+            f"{path}: checkpoint was made with other training settings ({detail}); "
+            "use the same settings, another checkpoint_path, or resume=False"
         )
     if training["step"] > steps:
         raise EncoderFileError(
-            f"{path}: checkpoint is at step {training['step']}, past the {steps} steps asked for; ask for at least {training['step']} steps"
+            f"{path}: checkpoint is at step {training['step']}, past the {steps} steps asked for; "
+            f"ask for at least {training['step']} steps"
         )
     return training
 
@@ -174,11 +177,13 @@ def train_encoder(
     """
     if generator.noise_mode == "random":
         raise ValueError(
-            "train_encoder needs a generator with fixed noise (the authors' randomize_noise=False): set generator.noise_mode = 'const'"
+            "train_encoder needs a generator with fixed noise (the authors' randomize_noise=False): "
+            "set generator.noise_mode = 'const'"
         )
     if steps < 0 or batch_size < 1 or checkpoint_every < 1 or lr_decay_every < 1:
         raise ValueError(
-            f"need steps >= 0, batch_size >= 1, checkpoint_every >= 1, lr_decay_every >= 1; got {steps}, {batch_size}, {checkpoint_every}, {lr_decay_every}"
+            "need steps >= 0, batch_size >= 1, checkpoint_every >= 1, lr_decay_every >= 1; "
+            f"got {steps}, {batch_size}, {checkpoint_every}, {lr_decay_every}"
         )
     config = dict(
         base_size=int(base_size),

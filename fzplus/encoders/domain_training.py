@@ -98,7 +98,8 @@ def train_domain_encoder(
         raise ValueError("train_domain_encoder needs a generator with fixed noise: set generator.noise_mode = 'const'")
     if steps < 0 or batch_size < 1 or checkpoint_every < 1 or r1_every < 1:
         raise ValueError(
-            f"need steps >= 0, batch_size >= 1, checkpoint_every >= 1, r1_every >= 1; got {steps}, {batch_size}, {checkpoint_every}, {r1_every}"
+            "need steps >= 0, batch_size >= 1, checkpoint_every >= 1, r1_every >= 1; "
+            f"got {steps}, {batch_size}, {checkpoint_every}, {r1_every}"
         )
     if lambda_per > 0 and perceptual is None:
         raise ValueError("lambda_per > 0 needs a perceptual distance (perceptual=...)")

@@ -14,7 +14,8 @@ from fzplus.settings import setting
 
 PRETRAINED = (
     "a trained encoder file for this generator (checked by fingerprint), used instead of training one in the run; "
-    "the recipe is then the one it was trained with (the bootstrap rules train_mini_encoder, train_mini_idinvert_encoder)"
+    "the recipe is then the one it was trained with "
+    "(the bootstrap rules train_mini_encoder, train_mini_idinvert_encoder)"
 )
 
 
@@ -47,7 +48,8 @@ class BaseCodeRecipe(EncoderRecipe):
 
 @dataclass(frozen=True)
 class DomainRecipe(EncoderRecipe):
-    """IDInvert's domain-guided W+ encoder (fzplus.encoders.domain_training; IDInvert's recipe, trained on generated images)"""
+    """IDInvert's domain-guided W+ encoder (fzplus.encoders.domain_training; IDInvert's recipe, trained on
+    generated images)"""
 
     lr: float = setting(1e-4, exclusiveMinimum=0, description="Adam, encoder and discriminator (IDInvert)")
     checkpoint_every: int = setting(250, minimum=1)

@@ -55,7 +55,10 @@ except ImportError:  # numpy < 2
 PERSISTENCE_VERSION = 6
 _SOURCE_NOT_EMBEDDED = "# Written by fzplus.generator.checkpoints_nvidia; NVIDIA's source code is not embedded.\n"
 _GENERATOR_ARGS = ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels", "mapping_kwargs", "synthesis_kwargs")
-_EXPECTED = "Expected an unconditional StyleGAN2 network snapshot (network-snapshot-*.pkl) of stylegan2-ada-pytorch or stylegan3."
+_EXPECTED = (
+    "Expected an unconditional StyleGAN2 network snapshot (network-snapshot-*.pkl) "
+    "of stylegan2-ada-pytorch or stylegan3."
+)
 
 
 class NetworkRecord:
@@ -318,7 +321,8 @@ def _channel_rule(G: Generator) -> tuple[int, int]:
     channel_base, channel_max = channels[resolution] * resolution, max(channels.values())
     if default_channels(resolution, channel_base=channel_base, channel_max=channel_max) != channels:
         raise ValueError(
-            f"NVIDIA pickles give channel widths as min(channel_base // res, channel_max); {channels} follows no such rule. "
+            "NVIDIA pickles give channel widths as min(channel_base // res, channel_max); "
+            f"{channels} follows no such rule. "
             "Write this generator with save_generator or write_rosinality_checkpoint instead."
         )
     return channel_base, channel_max

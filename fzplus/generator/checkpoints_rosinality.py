@@ -142,7 +142,8 @@ def rosinality_state_dict(G: Generator) -> dict[str, torch.Tensor]:
         (cfg["conv_clamp"] is None, f"rosinality has no conv_clamp; this generator clamps at {cfg['conv_clamp']}"),
         (
             cfg["mapping_lr_multiplier"] == ROSINALITY_MAPPING_LR,
-            f"rosinality files imply a mapping lr multiplier of {ROSINALITY_MAPPING_LR}; this generator has {cfg['mapping_lr_multiplier']}",
+            f"rosinality files imply a mapping lr multiplier of {ROSINALITY_MAPPING_LR}; "
+            f"this generator has {cfg['mapping_lr_multiplier']}",
         ),
         (cfg["img_channels"] == 3, f"rosinality's ToRGB has 3 channels; this generator has {cfg['img_channels']}"),
     ]

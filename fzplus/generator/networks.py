@@ -194,7 +194,8 @@ class SynthesisNetwork(nn.Module):
         missing = [r for r in self.block_resolutions if r not in channels or int(channels[r]) < 1]
         if missing:
             raise ValueError(
-                f"channel widths must be >= 1 for every block resolution; missing or zero at {missing} (channels={channels})"
+                "channel widths must be >= 1 for every block resolution; "
+                f"missing or zero at {missing} (channels={channels})"
             )
         self.channels = {r: int(channels[r]) for r in self.block_resolutions}
         self.num_ws = 2 * log2 - 2

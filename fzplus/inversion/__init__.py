@@ -8,14 +8,8 @@ images = render(edited, G, "F/Z+")
 """
 
 from fzplus.images import resize_bicubic, resize_lanczos
-from fzplus.inversion.engine import (
-    LOSS_TERMS,
-    InversionResult,
-    derive_image_seed,
-    edit,
-    invert,
-    render,
-)
+from fzplus.inversion.engine import LOSS_TERMS, InversionResult, derive_image_seed, invert
+from fzplus.inversion.rendering import edit, render
 from fzplus.targets import load_target, load_targets
 
 __all__ = [

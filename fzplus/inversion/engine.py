@@ -1,4 +1,4 @@
-"""Batched inversion into any latent space (paper §3.3, Eqs. 1-5; SPEC §5), and render / edit of codes.
+"""Batched inversion into any latent space (paper §3.3, Eqs. 1-5; SPEC §5); render / edit of codes: rendering.py.
 
 Loss of image i (images in [-1, 1], the target at the generator's resolution):
     L_i = MSE(x_i, G_i) + lambda_per * D(x_i^p, G_i^p) + lambda_reg * mean((f_i - f0_i)^2) + R_space(i)
@@ -26,7 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 import spaces
-from fzplus.images import resize_bicubic, resize_lanczos
+from fzplus.inversion.losses import ImageLosses
 from fzplus.inversion.settings import PAPER
 from fzplus.perceptual import PerceptualDistance, build_perceptual
 from fzplus.settings import as_dict
@@ -72,16 +72,6 @@ def frozen(module: torch.nn.Module):
     finally:
         for p, flag in flags:
             p.requires_grad_(flag)
-
-
-def context_for(
-    codes: dict[str, torch.Tensor], generator, *, truncation_psi: float = 1.0, truncation_cutoff: int | None = None
-) -> SpaceContext:
-    """The SpaceContext of existing codes: the base size is read off f."""
-    base_size = codes["f"].shape[-1] if "f" in codes else None
-    return SpaceContext(
-        generator=generator, base_size=base_size, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff
-    )
 
 
 def _check_targets(targets: torch.Tensor, generator) -> None:
@@ -266,12 +256,14 @@ def _check_pivot(
         )
     if set(pivot.codes) != set(space.pivot.variables):
         raise ValueError(
-            f"the pivot inversion's codes are {sorted(pivot.codes)}; {space.pivot.name} has {list(space.pivot.variables)}"
+            f"the pivot inversion's codes are {sorted(pivot.codes)}; "
+            f"{space.pivot.name} has {list(space.pivot.variables)}"
         )
     lengths = {t: v.shape[1] for t, v in pivot.losses.items()}
     if set(lengths) != set(LOSS_TERMS) or set(lengths.values()) != {steps}:
         raise ValueError(
-            f"the pivot inversion ran {sorted(set(lengths.values()))} steps of {sorted(lengths)}; this run has {steps} of {list(LOSS_TERMS)}"
+            f"the pivot inversion ran {sorted(set(lengths.values()))} steps of {sorted(lengths)}; "
+            f"this run has {steps} of {list(LOSS_TERMS)}"
         )
     differ = {
         k: (pivot.settings[k], settings[k])
@@ -344,7 +336,8 @@ def _invert_batch(
         )
         if set(codes) != {*space.variables, *space.refined_variables}:
             raise RuntimeError(
-                f"space {space.name!r} refined to {sorted(codes)}; expected {[*space.variables, *space.refined_variables]}"
+                f"space {space.name!r} refined to {sorted(codes)}; "
+                f"expected {[*space.variables, *space.refined_variables]}"
             )
         for name in LOSS_TERMS:
             trace[name].extend(traces[name].unbind(1))
@@ -374,7 +367,8 @@ def _descend(
     progress,
     desc,
 ) -> dict[str, list[torch.Tensor]]:
-    """The inversion loop: `steps` Adam steps on `codes` (in place) against Eq. 1; per-step loss terms [N] per LOSS_TERMS."""
+    """The inversion loop: `steps` Adam steps on `codes` (in place) against Eq. 1; per-step loss terms [N] per
+    LOSS_TERMS."""
     everyone = torch.arange(image_losses.targets.shape[0], device=image_losses.targets.device)
     optimizer = torch.optim.Adam(list(codes.values()), lr=lr)
     trace = {t: [] for t in LOSS_TERMS}
@@ -396,79 +390,3 @@ def _descend(
         if progress and step % 10 == 0:
             bar.set_postfix(loss=f"{total.mean().item():.5f}", mse=f"{mse.mean().item():.5f}")
     return trace
-
-
-class ImageLosses:
-    """The inversion loss's image terms against fixed targets [N, 3, R, R]; shared by the loop and a method's
-    second stage. `targets` is public: a second stage may need the images themselves (SAM's face parser)."""
-
-    def __init__(self, targets: torch.Tensor, distance_net: PerceptualDistance | None, perceptual_size: int):
-        self.targets, self.distance_net, self.perceptual_size = targets, distance_net, perceptual_size
-        self._small = resize_lanczos(targets, perceptual_size) if distance_net is not None else None
-        self._everyone = distance_net.prepare(self._small) if distance_net is not None else None
-
-    def __call__(self, images: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(images of the targets at `index`, index) -> (MSE [n], perceptual distance [n])."""
-        mse = (images - self.targets[index]).square().flatten(1).mean(dim=1)
-        if self.distance_net is None:
-            return mse, torch.zeros_like(mse)
-        resized = resize_bicubic(images, self.perceptual_size)
-        per = (
-            self._everyone(resized)
-            if len(index) == len(self.targets)
-            else self.distance_net(resized, self._small[index])
-        )
-        return mse, per
-
-    def maps(self, images: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        """Per-pixel perceptual distance [n, R, R] of images [n, 3, R, R] to their targets (LPIPS's spatial
-        map, computed at the loss's size and area-resized to R); the squared error, channel mean, without a
-        perceptual network."""
-        if self.distance_net is None:
-            return (images - self.targets[index]).square().mean(dim=1)
-        with torch.no_grad():
-            resized = resize_bicubic(images, self.perceptual_size)
-            distance = self.distance_net.distance_map(resized, self.distance_net.features(self._small[index]))
-        return torch.nn.functional.interpolate(distance[:, None], size=images.shape[-2:], mode="area")[:, 0]
-
-
-def render(
-    codes: dict[str, torch.Tensor],
-    generator,
-    space: str | LatentSpace,
-    *,
-    truncation_psi: float = 1.0,
-    truncation_cutoff: int | None = None,
-) -> torch.Tensor:
-    """Images [N, 3, R, R] (CPU) of codes in `space`; pass the truncation the codes were inverted with."""
-    space = spaces.get(space)
-    device = generator.w_avg.device
-    codes = {k: v.to(device) for k, v in codes.items()}
-    ctx = context_for(codes, generator, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
-    with torch.no_grad():
-        return space.render(codes, ctx).cpu()
-
-
-def edit(
-    codes: dict[str, torch.Tensor], space: str | LatentSpace, generator, direction, alpha: float
-) -> dict[str, torch.Tensor]:
-    """Codes moved by alpha * direction on the layers the space edits (`space.edited_layers`).
-
-    direction: a [D] vector in the space's domain (`space.domain`: 'Z' for Z-type spaces, 'W' otherwise).
-    Z-type codes are retracted to the sphere afterwards. S-type spaces move each style by alpha A_l n
-    (A_l: the layer's affine map without its bias), which equals restyling from w + alpha n exactly,
-    because the style is an affine function of w. Returned on the device of the input codes.
-    """
-    space = spaces.get(space)
-    device = generator.w_avg.device
-    home = next(iter(codes.values())).device
-    direction = torch.as_tensor(direction, dtype=torch.float32).reshape(-1).to(device)
-    dim = generator.z_dim if space.domain == "Z" else generator.w_dim
-    if direction.shape[0] != dim:
-        raise ValueError(
-            f"space {space.name!r} edits in {space.domain}; the direction must have {dim} entries, got {direction.shape[0]}"
-        )
-    moved = {k: v.to(device) for k, v in codes.items()}
-    with torch.no_grad():
-        moved = space.apply_direction(moved, direction, float(alpha), context_for(moved, generator))
-    return {k: v.to(home) for k, v in moved.items()}

@@ -170,7 +170,8 @@ class MiniTrainer:
             s["history"],
         )
         print(
-            f"resumed from {path} at step {self.step} ({self.images_seen / 1000:.0f} kimg, {self.wall_seconds / 3600:.2f} h)",
+            f"resumed from {path} at step {self.step} "
+            f"({self.images_seen / 1000:.0f} kimg, {self.wall_seconds / 3600:.2f} h)",
             flush=True,
         )
 

@@ -27,7 +27,8 @@ def teacher_weights_path() -> pathlib.Path:
 
 
 def load_teacher(*, weights: str | pathlib.Path | None = None, device: str | torch.device = "cpu") -> torch.nn.Module:
-    """The DCGAN generator in eval mode (BatchNorm running statistics): z [N, 100, 1, 1] -> image [N, 3, 64, 64] in [-1, 1]."""
+    """The DCGAN generator in eval mode (BatchNorm running statistics): z [N, 100, 1, 1] -> image [N, 3, 64, 64]
+    in [-1, 1]."""
     from gan_face_generate.models import Generator as DCGANGenerator
 
     path = pathlib.Path(weights) if weights is not None else teacher_weights_path()

@@ -34,7 +34,8 @@ def main(argv=None) -> None:
     if args.export:
         metadata = export_generator(args.run_dir, args.export)
         print(
-            f"wrote {args.export}: step {metadata['steps']}, {metadata['images_seen'] / 1000:.0f} kimg, {metadata['train_hours']} h"
+            f"wrote {args.export}: step {metadata['steps']}, "
+            f"{metadata['images_seen'] / 1000:.0f} kimg, {metadata['train_hours']} h"
         )
         return
     if args.threads:
@@ -46,7 +47,9 @@ def main(argv=None) -> None:
     try:
         trainer.train(until_step=args.until_step, max_seconds=None if args.max_hours is None else args.max_hours * 3600)
     except KeyboardInterrupt:
-        raise SystemExit(f"stopped at step {trainer.step}; checkpoint saved in {args.run_dir} (run again to resume)") from None
+        raise SystemExit(
+            f"stopped at step {trainer.step}; checkpoint saved in {args.run_dir} (run again to resume)"
+        ) from None
 
 
 if __name__ == "__main__":

@@ -1,0 +1,43 @@
+"""The image terms of the inversion loss (engine docstring): MSE at full resolution and the perceptual distance at
+`perceptual_size` (target: Lanczos, once; reconstruction: bicubic, every step), per image, against fixed targets."""
+
+from __future__ import annotations
+
+import torch
+
+from fzplus.images import resize_bicubic, resize_lanczos
+from fzplus.perceptual import PerceptualDistance
+
+
+class ImageLosses:
+    """The inversion loss's image terms against fixed targets [N, 3, R, R]; shared by the loop and a method's
+    second stage. `targets` is public: a second stage may need the images themselves (SAM's face parser)."""
+
+    def __init__(self, targets: torch.Tensor, distance_net: PerceptualDistance | None, perceptual_size: int):
+        self.targets, self.distance_net, self.perceptual_size = targets, distance_net, perceptual_size
+        self._small = resize_lanczos(targets, perceptual_size) if distance_net is not None else None
+        self._everyone = distance_net.prepare(self._small) if distance_net is not None else None
+
+    def __call__(self, images: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(images of the targets at `index`, index) -> (MSE [n], perceptual distance [n])."""
+        mse = (images - self.targets[index]).square().flatten(1).mean(dim=1)
+        if self.distance_net is None:
+            return mse, torch.zeros_like(mse)
+        resized = resize_bicubic(images, self.perceptual_size)
+        per = (
+            self._everyone(resized)
+            if len(index) == len(self.targets)
+            else self.distance_net(resized, self._small[index])
+        )
+        return mse, per
+
+    def maps(self, images: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """Per-pixel perceptual distance [n, R, R] of images [n, 3, R, R] to their targets (LPIPS's spatial
+        map, computed at the loss's size and area-resized to R); the squared error, channel mean, without a
+        perceptual network."""
+        if self.distance_net is None:
+            return (images - self.targets[index]).square().mean(dim=1)
+        with torch.no_grad():
+            resized = resize_bicubic(images, self.perceptual_size)
+            distance = self.distance_net.distance_map(resized, self.distance_net.features(self._small[index]))
+        return torch.nn.functional.interpolate(distance[:, None], size=images.shape[-2:], mode="area")[:, 0]
