@@ -14,6 +14,6 @@ rule all:
         # file while its dependants are up to date, so deleting one space's outputs would otherwise be
         # silently ignored. As targets, a deleted file reruns its job and everything downstream of it.
         expand(f"{OUT}/inversion/{{slug}}/{{name}}", slug=SPACES, name=["codes.pt", "losses.csv", "metrics.csv"]),
-        expand(f"{OUT}/edits/{{slug}}/{{name}}", slug=SPACES, name=["identity.csv", "fidelity.csv", "realism.npz"]),
+        expand(f"{OUT}/edits/{{slug}}/{{name}}", slug=SPACES, name=["identity.csv", "fidelity.csv", "identity_in_domain.csv", "realism.npz"]),
         rules.editing_tables.output,
         rules.figures.output,

@@ -75,6 +75,26 @@ def test_identity_plot_has_one_deep_line_per_space(tmp_path):
         identity_vs_step_plot(identity, spaces=["W"], path=tmp_path / "x.png")
 
 
+def test_identity_plot_has_a_row_of_panels_per_target_set(tmp_path):
+    real, in_domain = planted_identity(), planted_identity()
+    in_domain["similarity"] -= 0.5
+    frame = pd.concat([real.assign(target_set="real"), in_domain.assign(target_set="in-domain")], ignore_index=True)
+    bands = {"real": {"floor": (0.1, 0.2)}, "in-domain": {"floor": (0.3, 0.4), "ceiling": (0.9, 0.95)}}
+    figure = identity_vs_step_plot(frame, spaces=SPACES, path=tmp_path / "sets.png", bands=bands, dpi=50)
+    titles = [ax.get_title() for ax in figure.axes]
+    assert titles == [
+        "ganspace: real targets",
+        "interfacegan: real targets",
+        "ganspace: in-domain targets",
+        "interfacegan: in-domain targets",
+    ]
+    lower = figure.axes[2]
+    deep = [line for line in lower.lines if line.get_linewidth() == DEEP_LINEWIDTH]
+    rows = in_domain[(in_domain.space == SPACES[0]) & (in_domain.family == "ganspace")]
+    np.testing.assert_allclose(deep[0].get_ydata(), rows.groupby("alpha").similarity.mean().to_numpy())
+    assert len(lower.patches) == 2 and len(figure.axes[0].patches) == 1  # each set's own floor and ceiling bands
+
+
 def test_reconstruction_grid_layout_and_captions(tmp_path):
     rng = np.random.default_rng(1)
     targets = torch.from_numpy(rng.uniform(-1, 1, (3, 3, 16, 16))).float()

@@ -52,6 +52,17 @@ def test_ci_profile_produces_every_output(ci_run):
         assert fidelity.image_id.nunique() == 2 and set(fidelity.alpha) == {-2.0, 0.0, 2.0} and fidelity.mse.ge(0).all()
     verdicts = pd.read_csv(out / "tables" / "editing_verdicts.csv")
     assert {"identity", "fidelity_perceptual", "fidelity_mse", "realism_kid"} <= set(verdicts.metric)
+    # identity on the in-domain targets too: its sweep per space, its own references, a verdict row per pair
+    for name in names:
+        in_domain = pd.read_csv(out / "edits" / spaces.get(name).slug / "identity_in_domain.csv")
+        assert in_domain.image_id.nunique() == 2 and set(in_domain.alpha) == {-2.0, 0.0, 2.0}
+    pairs = {tuple(p) for p in verdicts[verdicts.metric == "identity_in_domain"][["candidate", "reference"]].values}
+    assert pairs == {("F/Z+", "F/W+(P_N)"), ("PTI w/ Z+", "PTI"), ("SAM w/ Z+", "SAM")}
+    assert "identity_matched_in_domain" in set(verdicts.metric)
+    baselines = pd.read_csv(out / "tables" / "editing_baselines.csv")
+    assert {"jpeg", "mirror", "other", "gray", "blur"} <= set(
+        baselines[baselines.metric == "identity_in_domain"].reference
+    )
     assert set(verdicts.verdict) <= {"better", "worse", "not resolved", "uninformative"}
     assert (verdicts.ci_low <= verdicts.ci_high).all()
     informative = pd.read_csv(out / "tables" / "editing_informative.csv")

@@ -17,6 +17,11 @@ import torch
 
 from fzplus.generator import Generator, load_generator
 
+# each target set's identity sweep: its file in edits/<slug>/, and the identity metric it feeds
+# (benchmarks.statistics.editing) with the name of the set in tables and figures
+IDENTITY_FILES = {"identity": "identity.csv", "identity_in_domain": "identity_in_domain.csv"}
+TARGET_SETS = {"identity": "real", "identity_in_domain": "in-domain"}
+
 
 class StageError(RuntimeError):
     """A stage cannot run; the message says which file or key and how to fix it."""

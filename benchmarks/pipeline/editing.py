@@ -13,6 +13,7 @@ import torch
 
 import spaces
 from benchmarks.pipeline import (
+    IDENTITY_FILES,
     device_of,
     ensure_parent,
     perceptual_distance,
@@ -36,6 +37,8 @@ def identity_backend(cfg: Mapping[str, Any]):
 
     ident = cfg["identity"]
     kwargs = dict(on_undetected=ident["on_undetected"])
+    if ident["backend"] == "sface":
+        kwargs["alignment"] = ident["alignment"]
     if ident.get("weights_asset"):
         from fzplus.config import materialize_config_assets
 
@@ -77,8 +80,9 @@ def ground_truth_targets_stage(cfg: Mapping[str, Any], *, generator_path, out_di
 
 
 def editing_references_stage(cfg: Mapping[str, Any], *, generator_path, targets_dir, ground_truth_dir, out_dir) -> None:
-    """Every editing metric on reference pairs (benchmarks.metrics.sanity): identity on the real targets, fidelity on
-    the in-domain targets; and the realism reference: features of fresh samples, with KID sanity sets."""
+    """Every editing metric on reference pairs (benchmarks.metrics.sanity): identity on the real and on the in-domain
+    targets, fidelity on the in-domain targets; and the realism reference: features of fresh samples, with KID
+    sanity sets."""
     from benchmarks.metrics.identity import identity_similarity
     from benchmarks.metrics.realism import kid, realism_features
     from benchmarks.metrics.sanity import reference_images, reference_scores
@@ -100,6 +104,14 @@ def editing_references_stage(cfg: Mapping[str, Any], *, generator_path, targets_
     )
     distance = resized_perceptual(cfg, fast=True)  # as edit_stage scores fidelity
     if len(gt_ids) >= 2:
+        frames.append(
+            reference_scores(
+                lambda x, y: identity_similarity(backend, x, y)["similarity"].to_numpy(),
+                gt_images,
+                image_ids=gt_ids,
+                seed=seed,
+            ).assign(metric="identity_in_domain")
+        )
         names = ("jpeg", "other", "gray", "blur", "noise")  # a mirror image is no ceiling for an edit's fidelity
         frames.append(
             reference_scores(
@@ -171,7 +183,8 @@ def edit_stage(
 ) -> None:
     """The edit sweep (SPEC §7) of one space on the first `editing.images` targets: identity.csv (identity and
     achieved attribute change of every edit), realism.npz (features of a seeded draw of edits), fidelity.csv
-    (ground-truth edit fidelity on the in-domain targets) and grids/<family>.png."""
+    (ground-truth edit fidelity on the in-domain targets), identity_in_domain.csv (identity.csv's sweep on the
+    in-domain targets; empty without them) and grids/<family>.png."""
     from benchmarks.metrics.edit_identity import identity_sweep
     from benchmarks.metrics.realism import realism_features
     from benchmarks.report.figures import editing_grid
@@ -192,6 +205,7 @@ def edit_stage(
     r = cfg["editing"]["realism"]
     realism = realism_selection(keep_ids, families, alphas, per_alpha=r["images_per_alpha"], seed=r["seed"])
     keep = lambda family, name, image_id, alpha: image_id in grid_ids or (family, name, image_id, alpha) in realism  # noqa: E731
+    backend = identity_backend(cfg)
     table, kept = identity_sweep(
         targets[order],
         keep_ids,
@@ -199,7 +213,7 @@ def edit_stage(
         space,
         G,
         families,
-        identity_backend(cfg),
+        backend,
         alphas=alphas,
         keep=keep,
         progress=cfg["progress"],
@@ -220,8 +234,22 @@ def edit_stage(
     )
 
     fidelity = pd.DataFrame(columns=FIDELITY_COLUMNS)
+    in_domain = pd.DataFrame(columns=table.columns)
     if ground_truth_codes_path:
         gt_ids, inverted = load_codes(ground_truth_codes_path)
+        gt_target_ids, gt_targets = read_prepared_targets(ground_truth_dir)
+        in_domain, _ = identity_sweep(
+            gt_targets[[gt_target_ids.index(i) for i in gt_ids]],
+            gt_ids,
+            inverted,
+            space,
+            G,
+            families,
+            backend,
+            alphas=alphas,
+            progress=cfg["progress"],
+            **truncation(cfg),
+        )
         per_image_z = torch.load(pathlib.Path(ground_truth_dir) / "z.pt", map_location="cpu", weights_only=True)
         z = torch.cat([per_image_z[i] for i in gt_ids]).to(device_of(cfg))
         truth = true_codes(space, z, G, base_size=cfg["inversion"]["base_size"], **truncation(cfg))
@@ -237,6 +265,7 @@ def edit_stage(
             **truncation(cfg),
         )
     fidelity[FIDELITY_COLUMNS].to_csv(out / FIDELITY_FILE, index=False)
+    in_domain.to_csv(out / IDENTITY_FILES["identity_in_domain"], index=False)
 
     grids = out / "grids"
     grids.mkdir(parents=True, exist_ok=True)
@@ -268,7 +297,7 @@ def editing_tables_stage(cfg: Mapping[str, Any], *, edits_dirs: Mapping[str, str
         [pd.read_csv(pathlib.Path(d) / name, dtype={"image_id": str}) for d in edits_dirs.values()],  # noqa: E731
         ignore_index=True,
     )
-    identity, fidelity = read("identity.csv"), read(FIDELITY_FILE)
+    fidelity = read(FIDELITY_FILE)
     baselines = pd.read_csv(ref / BASELINES_FILE, dtype={"image_id": str})
     realism_baselines = pd.read_csv(ref / "realism_baselines.csv")
     reference = np.load(ref / REFERENCE_FILE)["features"]
@@ -276,16 +305,35 @@ def editing_tables_stage(cfg: Mapping[str, Any], *, edits_dirs: Mapping[str, str
     for space, d in edits_dirs.items():
         with np.load(pathlib.Path(d) / REALISM_FILE) as r:
             realism[space] = {k: r[k] for k in r.files}
-    floor = editing.identity_floor(baselines)
-    changes = editing.attribute_changes(identity, floor=floor)
-    levels = editing.matched_levels(changes, at_alpha=cfg["editing"]["matched_strength"]["at_alpha"])
-    matched = editing.identity_at_levels(changes, levels, floor=floor)
     kids = editing.kid_by_alpha(realism, reference)
     s = cfg["statistics"]
-    flags = editing.informative_flags(
-        baselines, identity, fidelity, kids, realism_baselines, floor=floor, min_separation=s["min_separation"]
-    )
-    per_image = editing.per_image_metrics(identity, fidelity, matched, floor=floor)
+    at_alpha = cfg["editing"]["matched_strength"]["at_alpha"]
+    per_image, flags, matched_tables, change_tables = [], [], {}, {}
+    for metric, name in IDENTITY_FILES.items():  # each target set's identity sweep, with its own floor
+        identity = read(name)
+        if identity.empty:
+            continue
+        floor = editing.identity_floor(baselines, metric=metric)
+        changes = editing.attribute_changes(identity, floor=floor)
+        matched = editing.identity_at_levels(changes, editing.matched_levels(changes, at_alpha=at_alpha), floor=floor)
+        # fidelity and realism are judged once, with the real targets' identity
+        set_fidelity, set_kids = (fidelity, kids) if metric == "identity" else (fidelity.iloc[0:0], kids.iloc[0:0])
+        flags.append(
+            editing.informative_flags(
+                baselines,
+                identity,
+                set_fidelity,
+                set_kids,
+                realism_baselines,
+                floor=floor,
+                min_separation=s["min_separation"],
+                identity_metric=metric,
+            )
+        )
+        per_image.append(editing.per_image_metrics(identity, set_fidelity, matched, floor=floor, metric=metric))
+        matched_tables[metric], change_tables[metric] = matched, changes
+    flags, per_image = pd.concat(flags, ignore_index=True), pd.concat(per_image, ignore_index=True)
+    matched, changes = matched_tables["identity"], change_tables["identity"]
     verdicts = editing.verdict_table(
         per_image,
         realism,

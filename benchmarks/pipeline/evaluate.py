@@ -14,6 +14,8 @@ import torch
 
 import spaces
 from benchmarks.pipeline import (
+    IDENTITY_FILES,
+    TARGET_SETS,
     device_of,
     ensure_parent,
     perceptual_distance,
@@ -271,12 +273,22 @@ def editing_figures(
     tables, dpi = res / "tables", cfg["report"]["dpi"]
     baselines = pd.read_csv(tables / "editing_baselines.csv")  # every metric's median per reference pair, KID included
     scored = identity.assign(scored=scored_similarity(identity, floor=identity_floor(baselines)))
+    # Fig. 6: a row of panels per target set (the real targets; the in-domain ones, where the run has them)
+    panels, bands = (
+        [scored.assign(target_set=TARGET_SETS["identity"])],
+        {TARGET_SETS["identity"]: reference_bands(baselines, "identity")},
+    )
+    in_domain = [res / "edits" / spaces.get(n).slug / IDENTITY_FILES["identity_in_domain"] for n in names]
+    if (baselines.metric == "identity_in_domain").any() and all(p.exists() for p in in_domain):
+        frame = pd.concat([pd.read_csv(p, dtype={"image_id": str}) for p in in_domain], ignore_index=True)
+        floor = identity_floor(baselines, metric="identity_in_domain")
+        panels.append(
+            frame.assign(scored=scored_similarity(frame, floor=floor), target_set=TARGET_SETS["identity_in_domain"])
+        )
+        bands[TARGET_SETS["identity_in_domain"]] = reference_bands(baselines, "identity_in_domain")
+    fig6 = pd.concat(panels, ignore_index=True)
     identity_vs_step_plot(
-        scored.assign(similarity=scored.scored),
-        spaces=names,
-        path=out / "identity_vs_step.png",
-        bands=reference_bands(baselines, "identity"),
-        dpi=dpi,
+        fig6.assign(similarity=fig6.scored), spaces=names, path=out / "identity_vs_step.png", bands=bands, dpi=dpi
     )
     fidelity = pd.concat(
         [pd.read_csv(res / "edits" / spaces.get(n).slug / "fidelity.csv", dtype={"image_id": str}) for n in names],

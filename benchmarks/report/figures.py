@@ -96,15 +96,17 @@ def identity_vs_step_plot(
     path: str | os.PathLike,
     families: Sequence[str] | None = None,
     panel_inches: tuple[float, float] = (4.5, 3.5),
-    bands: Mapping[str, tuple[float, float]] | None = None,
+    bands: Mapping[str, tuple[float, float]] | Mapping[str, Mapping[str, tuple[float, float]]] | None = None,
     dpi: int = DPI,
 ) -> Figure:
-    """Fig. 6: identity similarity (y) against step size alpha (x), one panel per direction family.
+    """Fig. 6: identity similarity (y) against step size alpha (x), one panel per direction family, and one row
+    of panels per target set when the frame has a `target_set` column (the real targets, the in-domain ones).
 
     Per space (one colour): a light thin line for each (target image x direction) and a deep thick line
     for the mean over them at each alpha (NaN similarities, counted in the identity table, are left out
     of the mean). `identity` is the long frame of edits/<slug>/identity.csv; `families` defaults to all.
-    bands: {"floor": (low, high), "ceiling": (low, high)}, the metric's reference range (draw_bands).
+    bands: {"floor": (low, high), "ceiling": (low, high)}, the metric's reference range (draw_bands); with
+    target sets, {target set: such bands}.
     """
     required = ["space", "family", "direction", "image_id", "alpha", "similarity"]
     missing = [c for c in required if c not in identity.columns]
@@ -120,31 +122,43 @@ def identity_vs_step_plot(
         raise ValueError(
             f"identity_vs_step_plot: families {families} not all in the frame ({sorted(set(identity.family))})"
         )
+    if "target_set" in identity.columns:
+        sets = list(dict.fromkeys(identity.target_set))
+        set_bands = dict(bands or {})
+    else:
+        sets, set_bands = [None], {None: bands}
     colours = space_colours(spaces)
-    figure = _new_figure(panel_inches[0] * len(families), panel_inches[1], layout="constrained")
-    axes = figure.subplots(1, len(families), squeeze=False, sharey=True)[0]
-    for ax, family in zip(axes, families):
-        for space in spaces:
-            rows = identity[(identity.space == space) & (identity.family == family)]
-            for _, line in rows.sort_values("alpha").groupby(["image_id", "direction"], sort=True):
-                ax.plot(
-                    line.alpha,
-                    line.similarity,
-                    color=colours[space],
-                    linewidth=LIGHT_LINEWIDTH,
-                    alpha=LIGHT_ALPHA,
-                    zorder=1,
-                )
-            if len(rows):
-                mean = rows.groupby("alpha").similarity.mean()
-                ax.plot(
-                    mean.index, mean.to_numpy(), color=colours[space], linewidth=DEEP_LINEWIDTH, zorder=3, label=space
-                )
-        draw_bands(ax, bands)
-        ax.set(title=family, xlabel="step size α")
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel("identity similarity")
-    axes[0].legend(fontsize=7)
+    figure = _new_figure(panel_inches[0] * len(families), panel_inches[1] * len(sets), layout="constrained")
+    grid = figure.subplots(len(sets), len(families), squeeze=False, sharey=True)
+    for axes, target_set in zip(grid, sets):
+        frame = identity if target_set is None else identity[identity.target_set == target_set]
+        for ax, family in zip(axes, families):
+            for space in spaces:
+                rows = frame[(frame.space == space) & (frame.family == family)]
+                for _, line in rows.sort_values("alpha").groupby(["image_id", "direction"], sort=True):
+                    ax.plot(
+                        line.alpha,
+                        line.similarity,
+                        color=colours[space],
+                        linewidth=LIGHT_LINEWIDTH,
+                        alpha=LIGHT_ALPHA,
+                        zorder=1,
+                    )
+                if len(rows):
+                    mean = rows.groupby("alpha").similarity.mean()
+                    ax.plot(
+                        mean.index,
+                        mean.to_numpy(),
+                        color=colours[space],
+                        linewidth=DEEP_LINEWIDTH,
+                        zorder=3,
+                        label=space,
+                    )
+            draw_bands(ax, set_bands.get(target_set))
+            ax.set(title=family if target_set is None else f"{family}: {target_set} targets", xlabel="step size α")
+            ax.grid(alpha=0.3)
+        axes[0].set_ylabel("identity similarity")
+    grid[0][0].legend(fontsize=7)
     return save_png(figure, path, dpi=dpi)
 
 

@@ -10,6 +10,9 @@ Metrics (name -> which way is better):
                        mouth_open, yaw) walks alpha away from 0 until its achieved landmark change reaches the
                        same level in every space; the identity there is interpolated. An edit that never gets
                        there scores the floor, so a space whose edits change nothing cannot win on identity.
+  identity_in_domain,  the same two on the in-domain targets (generated samples, editing.ground_truth), whose
+  identity_matched_in_domain  identity the generator can reproduce: on real photos the mini generator barely
+                       keeps a person's identity, so there the metric sits at its floor for every space.
   fidelity_perceptual  ground-truth edit fidelity (fzplus.edits.ground_truth): perceptual distance between the
   fidelity_mse         edited inversion and the same edit of the true codes, mean over alpha != 0.
   realism_kid          KID of edited images (alpha != 0) against fresh generator samples (benchmarks.metrics.realism);
@@ -32,11 +35,16 @@ from fzplus.edits.attributes import ATTRIBUTES
 METRICS = {
     "identity": "higher",
     "identity_matched": "higher",
+    "identity_in_domain": "higher",
+    "identity_matched_in_domain": "higher",
     "fidelity_perceptual": "lower",
     "fidelity_mse": "lower",
     "realism_kid": "lower",
 }
-SOURCE_METRIC = {"identity_matched": "identity"}  # judged by the floor and ceiling of the metric it is made of
+# the identity metric of each target set -> its value at a matched attribute change
+MATCHED_METRIC = {"identity": "identity_matched", "identity_in_domain": "identity_matched_in_domain"}
+# judged by the floor and ceiling of the metric it is made of
+SOURCE_METRIC = {matched: metric for metric, matched in MATCHED_METRIC.items()}
 # one column set for per-image metrics (medians over images) and set metrics (one value per set)
 MEDIAN_AS_VALUE = {
     "best_floor_median": "best_floor_value",
@@ -45,11 +53,11 @@ MEDIAN_AS_VALUE = {
 }
 
 
-def identity_floor(baselines: pd.DataFrame) -> float:
-    """The identity metric's floor: median similarity between two different targets."""
-    other = baselines[(baselines.metric == "identity") & (baselines.reference == "other")]["value"]
+def identity_floor(baselines: pd.DataFrame, *, metric: str = "identity") -> float:
+    """An identity metric's floor: median similarity between two different targets of its target set."""
+    other = baselines[(baselines.metric == metric) & (baselines.reference == "other")]["value"]
     if other.empty:
-        raise ValueError("the baselines have no identity 'other' rows; run the editing_references stage")
+        raise ValueError(f"the baselines have no {metric} 'other' rows; run the editing_references stage")
     return float(other.median())
 
 
@@ -122,16 +130,17 @@ def identity_at_levels(changes: pd.DataFrame, levels: Mapping[str, float], *, fl
 
 
 def per_image_metrics(
-    identity: pd.DataFrame, fidelity: pd.DataFrame, matched: pd.DataFrame, *, floor: float
+    identity: pd.DataFrame, fidelity: pd.DataFrame, matched: pd.DataFrame, *, floor: float, metric: str = "identity"
 ) -> pd.DataFrame:
-    """Long frame (space, image_id, metric, value): each per-image metric averaged over directions and alphas != 0."""
+    """Long frame (space, image_id, metric, value): each per-image metric averaged over directions and alphas != 0.
+    metric: the name of the identity sweep's metric ("identity", or "identity_in_domain" for the in-domain targets)."""
     edited = identity[identity.alpha != 0].assign(value=lambda f: scored_similarity(f, floor=floor))
     frames = [
-        edited.groupby(["space", "image_id"], as_index=False)["value"].mean().assign(metric="identity"),
+        edited.groupby(["space", "image_id"], as_index=False)["value"].mean().assign(metric=metric),
         matched.groupby(["space", "image_id"], as_index=False)["similarity"]
         .mean()
         .rename(columns={"similarity": "value"})
-        .assign(metric="identity_matched"),
+        .assign(metric=MATCHED_METRIC[metric]),
     ]
     moved = fidelity[fidelity.alpha != 0]
     for column in ("perceptual", "mse"):
@@ -206,21 +215,23 @@ def informative_flags(
     *,
     floor: float,
     min_separation: float = 0.25,
+    identity_metric: str = "identity",
 ) -> pd.DataFrame:
-    """Per metric and space: can the metric tell this space's reconstructions (alpha = 0) from its floor?"""
+    """Per metric and space: can the metric tell this space's reconstructions (alpha = 0) from its floor?
+    identity_metric: the name of the identity sweep's metric (its reference rows in the baselines)."""
     rows = []
     unedited = (
         identity[identity.alpha == 0]
         .drop_duplicates(["space", "image_id"])
         .assign(value=lambda f: scored_similarity(f, floor=floor))
     )
-    per_image = {"identity": unedited}
+    per_image = {identity_metric: unedited}
     moved = fidelity[fidelity.alpha == 0].drop_duplicates(["space", "image_id"])
     for column in ("perceptual", "mse"):
         per_image[f"fidelity_{column}"] = moved.assign(value=moved[column])
     for metric, frame in per_image.items():
         refs = baselines[baselines.metric == metric]
-        if metric == "identity":  # the same undetected-face rule as the edits
+        if metric == identity_metric:  # the same undetected-face rule as the edits
             refs = refs.assign(value=refs["value"].fillna(floor))
         for space, recon in frame.groupby("space"):
             mine = refs[refs.image_id.isin(recon.image_id)]  # the edited targets, of all the targets referenced

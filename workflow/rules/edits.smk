@@ -113,6 +113,7 @@ rule edit:
     output:
         identity=f"{OUT}/edits/{{slug}}/identity.csv",
         fidelity=f"{OUT}/edits/{{slug}}/fidelity.csv",
+        identity_in_domain=f"{OUT}/edits/{{slug}}/identity_in_domain.csv",
         realism=f"{OUT}/edits/{{slug}}/realism.npz",
         grids=directory(f"{OUT}/edits/{{slug}}/grids"),
     params:
@@ -136,6 +137,7 @@ rule editing_tables:
     input:
         identity=expand(f"{OUT}/edits/{{slug}}/identity.csv", slug=SPACES),
         fidelity=expand(f"{OUT}/edits/{{slug}}/fidelity.csv", slug=SPACES),
+        identity_in_domain=expand(f"{OUT}/edits/{{slug}}/identity_in_domain.csv", slug=SPACES),
         realism=expand(f"{OUT}/edits/{{slug}}/realism.npz", slug=SPACES),
         references=rules.editing_references.output,
     output:
