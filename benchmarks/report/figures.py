@@ -158,7 +158,8 @@ def identity_vs_step_plot(
             ax.set(title=family if target_set is None else f"{family}: {target_set} targets", xlabel="step size α")
             ax.grid(alpha=0.3)
         axes[0].set_ylabel("identity similarity")
-    grid[0][0].legend(fontsize=7)
+    handles, labels = grid[0][0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="outside right upper", fontsize=7)  # beside the panels, never over the curves
     return save_png(figure, path, dpi=dpi)
 
 
