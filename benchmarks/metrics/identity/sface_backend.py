@@ -96,6 +96,10 @@ class SFaceIdentityBackend(IdentityBackend):
                 f"the sface backend needs opencv-python-headless 4.x (OpenCV {cv2.__version__} cannot "
                 "load the int8 SFace model); pip install 'opencv-python-headless<5'"
             )
+        import torch
+
+        # OpenCV's own thread pool follows the job's thread budget (benchmarks.pipeline.use_threads sets torch's)
+        cv2.setNumThreads(torch.get_num_threads())
         self.on_undetected = check_undetected_policy(on_undetected)
         self.alignment, self.min_size, self.progress = alignment, int(min_size), progress
         folder = pathlib.Path(model_dir) if model_dir is not None else None
