@@ -78,7 +78,10 @@ def snakemake(
         str(workdir),
         *args,
     ]
-    return subprocess.run(command, capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=timeout)
+    # cwd: `python -m` puts the working folder first on sys.path, so the workflow imports `repo`'s packages
+    return subprocess.run(
+        command, capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=timeout, cwd=repo
+    )
 
 
 _CI_RUN: dict = {}  # the background ci run: workdir, process, log

@@ -45,7 +45,7 @@ def test_profiles_follow_the_paper_where_they_should():
     assert (paper["generator"]["truncation_psi"], paper["generator"]["truncation_cutoff"]) == (0.7, 8)
     assert mini["generator"]["truncation_psi"] == 1.0
     assert (paper["perceptual"]["backend"], paper["perceptual"]["size"]) == ("lpips-vgg", 256)
-    assert (mini["perceptual"]["backend"], mini["identity"]["backend"]) == ("stlpips-vgg", "dlib")
+    assert (mini["perceptual"]["backend"], mini["identity"]["backend"]) == ("stlpips-vgg", "sface")
     assert paper["identity"]["backend"] == "facenet" and paper["targets"]["count"] == 50
     assert (paper["inversion"]["steps"], paper["inversion"]["base_size"]) == (1200, 16)
     for config in (mini, paper, ci):
