@@ -162,7 +162,7 @@ def test_the_default_ci_run_plans_runs_and_tables_a_new_method_file(repo_with_to
     results = workdir / "results" / "ci"
     table1 = pd.read_csv(results / "tables" / "table1.csv")
     row = table1[table1.space == "W+ extra steps"]
-    assert len(row) == 1 and row[["mse", "ssim", "perceptual"]].notna().all(axis=None)
+    assert len(row) == 1 and row[["mse_mean", "ssim_mean", "perceptual_mean"]].notna().all(axis=None)
     losses = pd.read_csv(results / "inversion" / "w_plus_extra_steps" / "losses.csv")
     assert losses.groupby("image_id").size().eq(3 + 2).all()  # the ci profile's 3 steps, then the 2 of its second stage
     per_image = pd.read_csv(results / "tables" / "editing_per_image.csv")
