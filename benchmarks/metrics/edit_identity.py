@@ -50,7 +50,7 @@ def identity_sweep(
     total = sum(len(d.names) for d in families.values()) * len(alphas) * -(-len(image_ids) // batch_size)
     bar = tqdm(total=total, desc=f"edit {space.name}", disable=not progress)
     target_embeddings, target_detected = identity_backend.embed(targets)
-    shared = getattr(identity_backend, "shares_face_location", False)
+    shared = identity_backend.shares_face_location
     detection_size = identity_backend.min_size if shared else 256  # the labeller's own default otherwise
     for family, directions in families.items():
         for name, alpha, part, images in edit_sweep(
