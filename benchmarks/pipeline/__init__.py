@@ -102,6 +102,10 @@ class _Tee:
     def isatty(self) -> bool:  # progress bars redraw as on the console
         return self.console.isatty()
 
+    @property
+    def encoding(self) -> str:  # and draw with the console's characters (tqdm falls back to ASCII without one)
+        return self.console.encoding or "utf-8"
+
 
 @contextlib.contextmanager
 def logged_output(path: str | os.PathLike | None) -> Iterator[None]:
