@@ -19,19 +19,9 @@ from fzplus.images import to_float
 ALIGNMENTS = sface_backend.ALIGNMENTS
 
 
-@pytest.fixture(scope="module")
-def faces(mirror_path):
-    return celebahq_faces(mirror_path)
-
-
-@pytest.fixture(scope="module")
-def mirror_path():
-    from fzplus.assets import asset_mirror
-
-    path = asset_mirror()
-    if path is None:
-        pytest.skip("no asset mirror")
-    return path
+@pytest.fixture
+def faces(mirror):  # the asset mirror fixture of conftest
+    return celebahq_faces(mirror)
 
 
 @pytest.mark.parametrize("alignment", ALIGNMENTS)
