@@ -93,6 +93,13 @@ def resize_lanczos(images: torch.Tensor, size: int) -> torch.Tensor:
     return torch.from_numpy(out).to(images.device, images.dtype)
 
 
+def round_to_8bit(images: torch.Tensor) -> torch.Tensor:
+    """Float images in [-1, 1] as an 8-bit file would hold them: clipped, rounded to the 256 levels, back in [-1, 1]
+    (the authors' Lanczos_resizing does this to the perceptual target: its PIL resize works on uint8)."""
+    levels = ((images.clamp(-1, 1) + 1) * 127.5).round()
+    return levels / 127.5 - 1
+
+
 def resize_bicubic(images: torch.Tensor, size: int) -> torch.Tensor:
     """[N, C, H, W] -> [N, C, size, size], bicubic (align_corners=False, as the authors); differentiable."""
     if images.shape[-2:] == (size, size):

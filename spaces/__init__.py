@@ -50,6 +50,11 @@ PAPER_SPACE_ORDER = (
 )
 
 
+def budget_matched_name(method: LatentSpace) -> str:
+    """The row of `method`'s pivot space run for the method's whole step cap (LatentSpace.second_stage_cap)."""
+    return f"{method.pivot.name} (budget of {method.name})"
+
+
 def order_spaces(present: Iterable[str], *, spaces_order: Sequence[str] = PAPER_SPACE_ORDER) -> list[str]:
     """The spaces of `present` (each once): those in `spaces_order` in that order, then the others sorted."""
     present = list(dict.fromkeys(present))

@@ -50,6 +50,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from fzplus.optimiser import Descent, LearningRate, StoppingSettings, descend
 from fzplus.settings import setting
 
 from ._families import _LayerCodeSpace
@@ -59,7 +60,7 @@ REFINED = ("residuals", "residual_sizes", "latent_map", "segment_distances")
 
 
 @dataclass(frozen=True)
-class SAMSettings:
+class SAMSettings(StoppingSettings):
     """the second stage of SAM and SAM w/ Z+ (spaces/_sam.py); defaults are SAM's (sam_inv_optimization.py),
     for a 1024 generator"""
 
@@ -101,11 +102,8 @@ class SAMSettings:
         inner = [r for r in generator.synthesis.block_resolutions if 4 < r < generator.resolution]
         return tuple(r for r in inner if 16 <= r <= 128) or tuple(inner)
 
-    def learning_rate(self, step: int) -> float:
-        t = step / self.steps
-        ramp = min(1.0, (1.0 - t) / self.lr_rampdown)
-        ramp = 0.5 - 0.5 * math.cos(ramp * math.pi)
-        return self.lr * ramp * min(1.0, t / self.lr_rampup)
+    def learning_rate(self) -> LearningRate:
+        return LearningRate(peak=self.lr, rampup=self.lr_rampup, rampdown=self.lr_rampdown)
 
 
 def select_latents(
@@ -252,37 +250,41 @@ class SAMSpace(LatentSpace):
 
     # ---- the SAM stage -----------------------------------------------------------------------------
     def _optimise(self, code, residuals, masks, ctx, image_losses, s: SAMSettings, *, progress: bool, desc: str):
-        """Adam on (code, residuals) with SAM's loss and schedule; returns them and the loss traces."""
-        from tqdm.auto import tqdm
+        """(code, residuals) optimised with SAM's loss and schedule (fzplus.optimiser.descend); returns
+        them and the Descent."""
+        variables = {"code": code.detach().clone().requires_grad_(True)}
+        variables.update({f"F{r}": t.detach().clone().requires_grad_(True) for r, t in residuals.items()})
 
-        code = code.detach().clone().requires_grad_(True)
-        residuals = {r: t.detach().clone().requires_grad_(True) for r, t in residuals.items()}
-        optimizer = torch.optim.Adam([code, *residuals.values()], lr=s.lr)
-        everyone = torch.arange(code.shape[0], device=code.device)
-        trace = {t: [] for t in ("total", "mse", "perceptual", "reg")}
-        for step in tqdm(range(s.steps), desc=desc, disable=not progress, leave=False):
-            for group in optimizer.param_groups:
-                group["lr"] = s.learning_rate(step)
-            ws = self.generator_inputs({self.code_key: code}, ctx).ws
-            mse, per = image_losses(residual_synthesis(ctx.generator, ws, residuals, masks)[0], everyone)
-            delta = (code[:, 1:] - code[:, :1]).norm(dim=-1).sum(dim=1)
-            size = (
-                sum(t.square().flatten(1).mean(dim=1) for t in residuals.values())
-                if residuals
-                else torch.zeros_like(mse)
-            )
+        def loss(view: dict, idx: torch.Tensor) -> dict:
+            ws = self.generator_inputs({self.code_key: view["code"]}, ctx).ws
+            mine = {r: view[f"F{r}"] for r in residuals}
+            images = residual_synthesis(ctx.generator, ws, mine, {r: m[idx] for r, m in masks.items()})[0]
+            mse, per = image_losses(images, idx)
+            delta = (view["code"][:, 1:] - view["code"][:, :1]).norm(dim=-1).sum(dim=1)
+            size = sum(t.square().flatten(1).mean(dim=1) for t in mine.values()) if mine else torch.zeros_like(mse)
             reg = s.lambda_delta * delta + s.lambda_residual * size
-            total = s.lambda_mse * mse + s.lambda_per * per + reg
-            optimizer.zero_grad(set_to_none=True)
-            total.sum().backward()
-            optimizer.step()
-            with torch.no_grad():
-                holder = {self.code_key: code}
-                self.pivot.project_(holder)
-            for name, value in zip(trace, (total, mse, per, reg)):
-                trace[name].append(value.detach())
-        traces = {t: torch.stack(v, dim=1) if v else code.new_zeros(code.shape[0], 0) for t, v in trace.items()}
-        return code.detach(), {r: t.detach() for r, t in residuals.items()}, traces
+            return dict(total=s.lambda_mse * mse + s.lambda_per * per + reg, mse=mse, perceptual=per, reg=reg)
+
+        def project(v: dict) -> None:
+            self.pivot.project_({self.code_key: v["code"]})
+
+        descent = descend(
+            variables,
+            loss,
+            cap=s.steps,
+            lr=s.learning_rate(),
+            stopping=s.stopping_rule(),
+            project=project,
+            progress=progress,
+            desc=desc,
+        )
+        found = {r: variables[f"F{r}"].detach() for r in residuals}
+        return variables["code"].detach(), found, descent
+
+    def second_stage_cap(self, settings, generator) -> int:
+        """A single-latent inversion per residual size, then the joint one."""
+        s = self.settings_for(settings)
+        return (len(s.sizes_for(generator)) + 1) * s.steps
 
     def refine(
         self,
@@ -293,8 +295,9 @@ class SAMSpace(LatentSpace):
         settings: Mapping[str, Any] | None = None,
         progress: bool = False,
         desc: str = "",
-    ) -> tuple[dict, dict]:
-        """Measure each candidate latent's invertibility, select one per segment, then optimise them jointly."""
+    ) -> tuple[dict, Descent]:
+        """Measure each candidate latent's invertibility, select one per segment, then optimise them jointly.
+        The Descent's traces are the joint stage's; its steps count every stage's (the single-latent ones too)."""
         from fzplus.faces.parsing import SEGMENTS, parse_faces
 
         s = self.settings_for(settings if settings is not None else ctx.settings)
@@ -306,9 +309,9 @@ class SAMSpace(LatentSpace):
         segments = parse_faces(image_losses.targets, parser=s.parser).labels.to(pivot.device)
         zeros = {r: pivot.new_zeros(n, *shape) for r, shape in shapes.items()}
         ones = {r: pivot.new_ones(n, 1, r, r) for r in shapes}
-        maps = []
+        maps, stages = [], []
         for r in finest_first:  # the single-latent inversions: pivot + one unmasked residual
-            code, residual, _ = self._optimise(
+            code, residual, descent = self._optimise(
                 pivot,
                 {r: zeros[r]},
                 {r: ones[r]},
@@ -318,6 +321,7 @@ class SAMSpace(LatentSpace):
                 progress=progress,
                 desc=f"{desc} invertibility F{r}",
             )
+            stages.append(descent)
             with torch.no_grad():
                 image = residual_synthesis(
                     G, self.generator_inputs({self.code_key: code}, ctx).ws, residual, {r: ones[r]}
@@ -327,7 +331,7 @@ class SAMSpace(LatentSpace):
             maps.append(image_losses.maps(self.pivot.render({self.code_key: pivot}, ctx), everyone))
         latent_map, means = select_latents(torch.stack(maps, dim=1), segments, tau=s.tau, segment_count=len(SEGMENTS))
         masks = latent_masks(latent_map, sorted(shapes))
-        code, residuals, traces = self._optimise(
+        code, residuals, joint = self._optimise(
             pivot, zeros, masks, ctx, image_losses, s, progress=progress, desc=f"{desc} joint"
         )
         flat = torch.cat([residuals[r].flatten(1) for r in sorted(shapes)], dim=1)
@@ -340,7 +344,7 @@ class SAMSpace(LatentSpace):
                 "latent_map": latent_map.to(torch.uint8),
                 "segment_distances": means,
             },
-            traces,
+            Descent.joined([*stages, joint]),
         )
 
     def candidate_names(self, sizes: Sequence[int]) -> list[str]:

@@ -10,7 +10,9 @@ Facts from the sources and the choices made here:
   moot: the suite's generator renders with fixed noise buffers.
 - Tuning. PTI: Adam (lr 3e-4, default betas) on the synthesis weights, MSE + LPIPS (both weight 1), at
   most 350 steps, an image stops once its LPIPS is <= 0.06. Here the perceptual term is the suite's own
-  distance (the profile's backend and size, as every inversion), so `stop_at` is in its units.
+  distance (the profile's backend and size, as every inversion), so `stop_at` is in its units. Besides PTI's
+  threshold, an image also stops on its plateau (the suite's stopping rule, fzplus.optimiser; off by
+  default, as in PTI).
 - The mapping network is NOT tuned, in either variant. The authors' Z+ code optimises Adam(G.parameters()),
   mapping included, but then the Z directions an edit follows pass through a different mapping for each
   image, and the two variants would differ in what is tuned as well as in the pivot. With the mapping
@@ -23,7 +25,7 @@ Storage: the tuned weights are the code variable `delta` [N, P], P = the synthes
 stored in float16 (2 bytes per weight per image; PTI's own files hold the whole generator in float32).
 Rendering adds delta to the generator's weights per image, N images at once through
 torch.func.functional_call under vmap. `tune_reference` is the plain path (a copy of the generator per
-image, torch.optim.Adam, PTI's loop) that the batched tuning is tested against.
+image, torch.optim.Adam, PTI's loop) that the batched tuning (fzplus.optimiser.descend) is tested against.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from typing import Any
 
 import torch
 
+from fzplus.optimiser import Descent, LearningRate, StoppingSettings, descend
 from fzplus.settings import setting
 
 from .base import LatentSpace, SpaceContext
@@ -47,7 +50,7 @@ ImageLosses = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.T
 
 
 @dataclass(frozen=True)
-class TuningSettings:
+class TuningSettings(StoppingSettings):
     """the second stage of tuning methods (PTI, PTI w/ Z+: spaces/_tuning.py); defaults are PTI's
     (hyperparameters.py of danielroich/PTI)"""
 
@@ -160,6 +163,9 @@ class TunedSpace(LatentSpace):
         return torch.cat(parts)
 
     # ---- the tuning stage --------------------------------------------------------------------------
+    def second_stage_cap(self, settings, generator) -> int:
+        return self.settings_for(settings).steps
+
     def refine(
         self,
         codes: dict[str, torch.Tensor],
@@ -169,64 +175,35 @@ class TunedSpace(LatentSpace):
         settings: TuningSettings | Mapping[str, Any] | None = None,
         progress: bool = False,
         desc: str = "",
-    ) -> tuple[dict, dict]:
+    ) -> tuple[dict, Descent]:
         """Tune each image's synthesis weights around its pivot codes, all images at once.
 
-        Adam is written out per image so that an image that reaches `stop_at` stops exactly as PTI's loop
-        breaks (a stopped image's moments and weights no longer change), and only the active images are
-        rendered. Returns the codes with `delta` (in `stored_dtype`) and the loss traces {term: [N, steps]} (a
-        stopped image repeats its last values).
+        An image stops before its update once its perceptual distance is <= `stop_at` (PTI's `break`) or its loss
+        is on its plateau (`stop_window`); a stopped image is no longer rendered and its weights no longer change.
+        Returns the codes with `delta` (in `stored_dtype`) and the stage's Descent (traces [N, steps] per term).
         """
-        from tqdm.auto import tqdm
-
         s = self.settings_for(settings if settings is not None else ctx.settings)
         pivot = {k: v.detach() for k, v in self._pivot_codes(codes).items()}
         ws = self.generator_inputs(pivot, ctx).ws.detach()
-        n, count = ws.shape[0], parameter_count(ctx.generator)
-        delta = ws.new_zeros(n, count)
-        m, v = torch.zeros_like(delta), torch.zeros_like(delta)
-        active = torch.ones(n, dtype=torch.bool, device=ws.device)
-        last = {t: ws.new_zeros(n) for t in ("total", "mse", "perceptual")}
-        trace = {t: [] for t in ("total", "mse", "perceptual", "reg")}
-        bar = tqdm(range(s.steps), desc=desc, disable=not progress, leave=False)
-        for step in bar:
-            idx = active.nonzero().squeeze(1)
-            if len(idx):
-                rows = delta[idx].requires_grad_(True)
-                mse, per = image_losses(tuned_synthesis(ctx.generator, rows, ws[idx]), idx)
-                total = s.lambda_mse * mse + s.lambda_per * per
-                for name, value in (("total", total), ("mse", mse), ("perceptual", per)):
-                    last[name] = last[name].index_put((idx,), value.detach())
-                going = per.detach() > s.stop_at  # PTI: `if loss_lpips <= lpips_threshold: break`, before the step
-                if going.any():
-                    (grad,) = torch.autograd.grad(total[going].sum(), rows)
-                    _adam_rows(
-                        delta, m, v, grad[going], idx[going], t=step + 1, lr=s.lr
-                    )  # all active ones since step 0
-                active[idx[~going]] = False
-            for name in ("total", "mse", "perceptual"):
-                trace[name].append(last[name].clone())
-            trace["reg"].append(ws.new_zeros(n))
-            if progress and step % 10 == 0:
-                bar.set_postfix(active=int(active.sum()), loss=f"{last['total'].mean().item():.5f}")
-        traces = {t: torch.stack(values, dim=1) if values else ws.new_zeros(n, 0) for t, values in trace.items()}
-        return {**pivot, "delta": delta.to(self.stored_dtype)}, traces
+        delta = ws.new_zeros(ws.shape[0], parameter_count(ctx.generator)).requires_grad_(True)
 
+        def loss(view: dict, idx: torch.Tensor) -> dict:
+            mse, per = image_losses(tuned_synthesis(ctx.generator, view["delta"], ws[idx]), idx)
+            return dict(total=s.lambda_mse * mse + s.lambda_per * per, mse=mse, perceptual=per)
 
-def _adam_rows(
-    param: torch.Tensor, m: torch.Tensor, v: torch.Tensor, grad: torch.Tensor, rows: torch.Tensor, *, t: int, lr: float
-) -> None:
-    """torch.optim.Adam's update (no weight decay, no amsgrad) of param[rows] at step t, in place; in place on the
-    whole tensors when every row moves (the common case: 5 passes over N x P floats, no gathers)."""
-    (b1, b2), scale = ADAM_BETAS, lr / (1 - ADAM_BETAS[0] ** t)
-    if len(rows) == param.shape[0]:
-        m.mul_(b1).add_(grad, alpha=1 - b1)
-        v.mul_(b2).addcmul_(grad, grad, value=1 - b2)
-        param.addcdiv_(m, (v / (1 - b2**t)).sqrt_().add_(ADAM_EPS), value=-scale)
-        return
-    m[rows] = b1 * m[rows] + (1 - b1) * grad
-    v[rows] = b2 * v[rows] + (1 - b2) * grad * grad
-    param[rows] = param[rows] - scale * m[rows] / ((v[rows] / (1 - b2**t)).sqrt() + ADAM_EPS)
+        descent = descend(
+            {"delta": delta},
+            loss,
+            cap=s.steps,
+            lr=LearningRate(peak=s.lr),
+            stopping=s.stopping_rule(),
+            finished=lambda terms: terms["perceptual"].detach() <= s.stop_at,  # PTI: checked before the step
+            betas=ADAM_BETAS,
+            eps=ADAM_EPS,
+            progress=progress,
+            desc=desc,
+        )
+        return {**pivot, "delta": delta.detach().to(self.stored_dtype)}, descent
 
 
 def tune_reference(
@@ -238,7 +215,8 @@ def tune_reference(
     settings: Mapping[str, Any] | None = None,
 ) -> torch.Tensor:
     """The plain path: PTI's loop for each image alone, on its own copy of the generator with
-    torch.optim.Adam. Returns the tuned deltas [N, P] in float32 (for tests of the batched `refine`)."""
+    torch.optim.Adam, PTI's stopping test and the plateau rule written out. Returns the tuned deltas [N, P] in
+    float32 (for tests of the batched `refine`)."""
     s = space.settings_for(settings if settings is not None else ctx.settings)
     ws = space.generator_inputs({k: v.detach() for k, v in codes.items()}, ctx).ws.detach()
     deltas = []
@@ -250,9 +228,11 @@ def tune_reference(
             p.requires_grad_(True)
         optimizer = torch.optim.Adam(params, lr=s.lr, betas=ADAM_BETAS, eps=ADAM_EPS)
         index = torch.tensor([i], device=ws.device)
+        rule, history = s.stopping_rule(), []
         for _ in range(s.steps):
             mse, per = image_losses(G.synthesis(ws[i : i + 1]), index)
-            if per.item() <= s.stop_at:
+            history.append((s.lambda_mse * mse + s.lambda_per * per).item())
+            if per.item() <= s.stop_at or bool(rule.plateaued(torch.tensor([history], dtype=torch.float64))[0]):
                 break
             optimizer.zero_grad(set_to_none=True)
             (s.lambda_mse * mse + s.lambda_per * per).sum().backward()

@@ -191,14 +191,24 @@ class LatentSpace(abc.ABC):
         settings: Any = None,
         progress: bool = False,
         desc: str = "",
-    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    ) -> tuple[dict[str, torch.Tensor], Any]:
         """A method's second stage, run by the engine after the last inversion step when the plugin implements it
-        (`has_second_stage`): (codes, with `refined_variables` added if it declares any; loss traces
-        {total, mse, perceptual, reg: [N, steps]}).
+        (`has_second_stage`): (codes, with `refined_variables` added if it declares any; the stage's
+        fzplus.optimiser.Descent: loss traces {total, mse, perceptual, reg: [N, steps]} and the steps each
+        image took, its budget). Run every optimisation loop through fzplus.optimiser.descend, so the
+        stage follows the run's schedule and stopping rule like every other.
         image_losses(images [n, 3, R, R], index [n]) gives the MSE and perceptual distance [n] of the images
         of targets[index] (fzplus.inversion.losses.ImageLosses: also `.targets` and per-pixel `.maps`);
         settings: the space's settings (ctx.settings: its `settings_class` from the run's inversion.<settings_key>)."""
         raise NotImplementedError(f"space {self.name!r} has no second stage")
+
+    def second_stage_cap(self, settings: Any, generator) -> int:
+        """The most steps `refine` may take per image (every optimisation loop of it added up), with the space's
+        settings: the extra budget a budget-matched pivot row gets (benchmarks: its pivot space run for the method's
+        whole budget). 0 for a space without a second stage; a plugin with one must say."""
+        if self.has_second_stage:
+            raise NotImplementedError(f"space {self.name!r} has a second stage but does not give its step cap")
+        return 0
 
     def edited_layers(self, ctx: SpaceContext) -> range:
         """ws indices an edit reaches (= those the codes feed): all for standalone spaces, [M, num_ws) for F spaces."""
@@ -260,6 +270,10 @@ def validate_space(space: object, *, source: str) -> LatentSpace:
     if space.refined_variables and not space.has_second_stage:
         raise RegistrationError(
             f"{source}: {space.name!r} declares refined_variables {space.refined_variables} but implements no refine"
+        )
+    if space.has_second_stage and type(space).second_stage_cap is LatentSpace.second_stage_cap:
+        raise RegistrationError(
+            f"{source}: {space.name!r} implements refine but not second_stage_cap (the most steps refine takes)"
         )
     for figure in space.figures:
         if figure not in FIGURE_KINDS:

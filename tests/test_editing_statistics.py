@@ -8,7 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmarks.statistics.paired import bootstrap_set_difference, comparison_table, paired_bootstrap, verdict
+from benchmarks.statistics.paired import (
+    bootstrap_set_difference,
+    comparison_table,
+    images_needed,
+    paired_bootstrap,
+    verdict,
+)
 
 
 def planted(*, n: int = 40, effect: float = 0.1, sd: float = 0.05, seed: int = 0):
@@ -160,6 +166,10 @@ def test_comparison_table_rows_and_order_independence():
         "ci_high",
         "p_value",
         "verdict",
+        "margin",
+        "equivalence_p_value",
+        "sd_improvement",
+        "images_needed",
     ]
     assert len(table) == 4 and "absent" not in set(table["metric"])
     by_key = table.set_index(["candidate", "reference", "metric"])
@@ -200,3 +210,185 @@ def test_a_pair_with_fewer_than_two_complete_images_is_reported_not_resolved():
     frame = pd.DataFrame(dict(space=["A", "B"], image_id=["i0", "i0"], metric=["m", "m"], value=[0.1, 0.2]))
     row = comparison_table(frame, [("A", "B")], {"m": "lower"}).iloc[0]
     assert row.verdict == "not resolved" and row.n == 1 and np.isnan(row.ci_low) and row.mean_candidate == 0.1
+
+
+# ---- margins: "equivalent", differences too small to matter, images_needed ----------------------------------------
+
+
+def margin_row(candidate, reference, *, better: str = "higher", margin: float, samples: int = 500, seed: int = 0):
+    """The comparison_table row of one metric "m" between two value arrays, at the given margin."""
+    frame = long_frame({"cand": {"m": candidate}, "ref": {"m": reference}})
+    margins = {("cand", "ref", "m"): margin}
+    return comparison_table(frame, [("cand", "ref")], {"m": better}, samples=samples, seed=seed, margins=margins).iloc[
+        0
+    ]
+
+
+def planned_images(row, *, distance: float, alpha: float = 0.05) -> int:
+    """The images_needed formula of benchmarks.statistics.paired, written out: ((z_{1-a/2} + z_0.8) sd / distance)^2."""
+    from scipy.stats import norm
+
+    return int(np.ceil(((norm.ppf(1 - alpha / 2) + norm.ppf(0.8)) * row.sd_improvement / distance) ** 2))
+
+
+def test_a_planted_zero_difference_with_a_small_spread_is_equivalent():
+    c, r = planted(n=40, effect=0.0, sd=0.005, seed=21)
+    row = margin_row(c, r, margin=0.02)
+    assert -0.02 <= row.ci_low and row.ci_high <= 0.02 and row.equivalence_p_value < 0.05
+    assert row.verdict == "equivalent" and np.isnan(row.images_needed)
+    assert row.sd_improvement == pytest.approx(np.std(c - r, ddof=1))
+    # the margin decides it: without one nothing is equivalent, and a margin inside the interval is not enough
+    assert margin_row(c, r, margin=0.0).verdict == "not resolved"
+    assert margin_row(c, r, margin=row.ci_high / 2).verdict == "not resolved"
+    # the equivalence p-value is two one-sided sign-flip tests; with 5 images its smallest value is 1/32 < 0.05,
+    # with 4 it is 1/16, so 4 images are never "equivalent" however close
+    assert margin_row(c[:5], c[:5] + 1e-4, margin=0.02).verdict == "equivalent"
+    four = margin_row(c[:4], c[:4] + 1e-4, margin=0.02)
+    assert four.verdict == "not resolved" and four.equivalence_p_value == pytest.approx(1 / 16)
+    assert four.images_needed == 5
+
+
+def test_a_planted_large_difference_is_better_or_worse():
+    c, r = planted(n=40, effect=0.1, sd=0.05, seed=22)
+    higher = margin_row(c, r, better="higher", margin=0.02)
+    lower = margin_row(c, r, better="lower", margin=0.02)
+    assert higher.mean_improvement > 0.02 and higher.ci_low > 0
+    assert higher.verdict == "better" and lower.verdict == "worse"
+    assert np.isnan(higher.images_needed) and np.isnan(lower.images_needed)
+    # a margin twice the observed difference takes the word away: that difference does not matter, and its
+    # interval lies inside the margins
+    assert higher.ci_high < 2 * higher.mean_improvement
+    assert margin_row(c, r, margin=2 * higher.mean_improvement).verdict == "equivalent"
+
+
+def test_a_resolved_difference_smaller_than_the_margin_is_never_better_or_worse():
+    rng = np.random.default_rng(23)
+    for rep in range(10):
+        c, r = planted(n=40, effect=0.01, sd=0.005, seed=300 + rep)
+        for better in ("higher", "lower"):
+            resolved = margin_row(c, r, better=better, margin=0.0, samples=300, seed=rep)
+            assert resolved.verdict in ("better", "worse")  # the difference is resolved without a margin
+            size = abs(resolved.mean_improvement)
+            for margin in (size * 1.01, size * rng.uniform(1.1, 3.0), 0.05):
+                row = margin_row(c, r, better=better, margin=margin, samples=300, seed=rep)
+                assert row.verdict in ("equivalent", "not resolved")
+                inside = -margin <= row.ci_low and row.ci_high <= margin
+                assert (row.verdict == "equivalent") == (inside and row.equivalence_p_value < 0.05)
+                if row.verdict == "not resolved":
+                    # undecided between the two: the images to fit the interval inside the margins
+                    assert row.images_needed == max(planned_images(row, distance=margin - size), 5)
+    # the rule itself, on random intervals: a mean below the margin in size never gives better / worse
+    for _ in range(2000):
+        low, high = np.sort(rng.normal(0.0, 1.0, 2))
+        mean, margin = rng.uniform(low, high), rng.uniform(0.0, 2.0)
+        word = verdict(low, high, mean_improvement=mean, margin=margin, p_value=rng.uniform(0, 0.1))
+        if abs(mean) < margin:
+            assert word in ("equivalent", "not resolved")
+        if word == "equivalent":
+            assert -margin <= low and high <= margin
+
+
+def test_a_wide_interval_is_not_resolved_and_says_how_many_images_would_decide_it():
+    c, r = planted(n=20, effect=0.1, sd=0.6, seed=24)
+    row = margin_row(c, r, margin=0.01)
+    assert row.ci_low < 0 < row.ci_high and row.verdict == "not resolved"
+    assert np.isfinite(row.images_needed) and row.images_needed > row.n
+    assert row.images_needed == max(planned_images(row, distance=abs(row.mean_improvement)), 6)
+    # the planned n is enough: at that many images the same effect and spread are resolved as "better"
+    more_c, more_r = planted(n=int(row.images_needed) * 2, effect=0.1, sd=0.6, seed=25)
+    assert margin_row(more_c, more_r, margin=0.01).verdict == "better"
+    # undefined inputs give NaN, not a number
+    assert np.isnan(images_needed(np.nan, 0.1, margin=0.01))
+    assert np.isnan(images_needed(0.0, 0.1, margin=0.0))
+    # few images: the sign-flip test cannot resolve anything below 6 images at alpha 0.05 (2/32 >= 0.05)
+    assert images_needed(1.0, 1e-6, margin=0.0, sign_flip=True) == 6
+    assert images_needed(1.0, 1e-6, margin=0.0) == 2
+    # and never fewer than one more than the images that left it undecided, however small the spread
+    assert images_needed(1.0, 1e-6, margin=0.0, images=12) == 13
+
+
+def test_verdict_needs_a_mean_and_a_valid_margin():
+    with pytest.raises(ValueError, match="mean_improvement"):
+        verdict(0.01, 0.2, margin=0.05)
+    with pytest.raises(ValueError, match="margin"):
+        verdict(0.01, 0.2, mean_improvement=0.1, margin=np.nan)
+    with pytest.raises(ValueError, match="margin"):
+        paired_bootstrap([0.1, 0.2, 0.3], [0.0, 0.1, 0.2], better="higher", margin=-0.1)
+    assert verdict(0.01, 0.2, mean_improvement=0.1, margin=0.05, informative=False) == "uninformative"
+
+
+def realism_space(rng, *, shift: float) -> dict:
+    ids = np.repeat([f"i{k}" for k in range(20)], 6)
+    alpha = np.tile([0.0, 1.0, -1.0, 2.0, -2.0, 1.0], 20)
+    return dict(features=rng.normal(size=(120, 8)) + shift, image_id=ids, alpha=alpha)
+
+
+def test_verdict_table_margins_come_from_the_floor_to_ceiling_gap_of_each_metric():
+    from scipy.stats import norm
+
+    from benchmarks.statistics import editing
+
+    rng = np.random.default_rng(26)
+    reference = rng.normal(size=(200, 8))
+    realism = {"A": realism_space(rng, shift=0.0), "B": realism_space(rng, shift=0.7)}
+    ids = [f"i{k}" for k in range(20)]
+    per_image = pd.DataFrame(
+        [dict(space=s, image_id=i, metric="identity", value=0.5 + 0.1 * (s == "A")) for s in "AB" for i in ids]
+    )
+    estimate = editing.kid_difference(realism["A"], realism["B"], reference, samples=300)[0]
+    assert estimate > 0  # A's edits are the realistic ones
+
+    def table(*, kid_gap: float, fractions=None):
+        flags = pd.DataFrame(
+            [
+                dict(metric=m, space=s, informative=True, best_floor_value=floor, ceiling_value=floor + gap)
+                for m, floor, gap in (("identity", 0.2, 0.6), ("realism_kid", 1e-3, -kid_gap))
+                for s in "AB"
+            ]
+        )
+        frame = editing.verdict_table(
+            per_image, realism, reference, flags, [("A", "B")], samples=300, metric_margin_fractions=fractions
+        )
+        return frame.set_index("metric")
+
+    # a gap 10 times the difference: its 5 % margin is half the difference, which matters
+    large = table(kid_gap=10 * estimate)
+    kid_row = large.loc["realism_kid"]
+    assert kid_row.floor_ceiling_gap == pytest.approx(10 * estimate) and kid_row.margin_fraction == 0.05
+    assert kid_row.margin == pytest.approx(0.05 * 10 * estimate) and kid_row.verdict == "better"
+    spread = (kid_row.ci_high - kid_row.ci_low) / (2 * norm.ppf(0.975)) * np.sqrt(kid_row.n)
+    assert kid_row.sd_improvement == pytest.approx(spread) and np.isnan(kid_row.equivalence_p_value)
+    assert large.loc["identity", "margin"] == pytest.approx(0.05 * 0.6)
+    # the same difference against a gap 40 times as large (margin 2x the difference) is not better, and a
+    # per-metric fraction replaces the default for that metric only
+    small = table(kid_gap=40 * estimate)
+    assert small.loc["realism_kid", "verdict"] in ("equivalent", "not resolved")
+    assert small.loc["realism_kid", "margin"] == pytest.approx(2 * estimate)
+    if small.loc["realism_kid", "verdict"] == "not resolved":
+        assert np.isfinite(small.loc["realism_kid", "images_needed"])
+    custom = table(kid_gap=40 * estimate, fractions={"realism_kid": 0.01})
+    assert custom.loc["realism_kid", "margin"] == pytest.approx(0.01 * 40 * estimate)
+    assert custom.loc["realism_kid", "verdict"] == "better"
+    assert custom.loc["identity", "margin"] == pytest.approx(0.05 * 0.6)
+    with pytest.raises(ValueError, match="realism_fid"):
+        table(kid_gap=estimate, fractions={"realism_fid": 0.1})
+
+
+def test_config_margins_name_editing_metrics_only():
+    import yaml
+
+    from benchmarks.statistics.editing import METRICS
+    from fzplus.assets import REPO_ROOT
+    from fzplus.config import ConfigError, load_config
+
+    schema = yaml.safe_load((REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    equivalence = schema["properties"]["statistics"]["properties"]["equivalence"]
+    assert set(equivalence["properties"]["metrics"]["properties"]) == set(METRICS)
+    config = load_config("ci")
+    assert config["statistics"]["equivalence"] == {"fraction": 0.05, "metrics": {}}
+    custom = load_config("ci", overrides={"statistics.equivalence.metrics": {"realism_kid": 0.1}})
+    assert custom["statistics"]["equivalence"]["metrics"] == {"realism_kid": 0.1}
+    with pytest.raises(ConfigError, match=r"unknown key 'statistics\.equivalence\.metrics\.realism_fid'"):
+        load_config("ci", overrides={"statistics.equivalence.metrics": {"realism_fid": 0.1}})
+    with pytest.raises(ConfigError, match=r"statistics\.equivalence\.fraction must be <= 1"):
+        load_config("ci", overrides={"statistics.equivalence.fraction": 5})

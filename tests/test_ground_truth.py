@@ -12,7 +12,7 @@ import spaces
 from conftest import make_tiny_generator
 from fzplus.edits.directions import Directions
 from fzplus.edits.ground_truth import edit_fidelity, ground_truth_samples, per_image_mse, true_code_gap, true_codes
-from fzplus.inversion import render
+from fzplus.inversion import edit, render
 from spaces.base import SpaceContext, sample_ws
 
 ALL_SPACES = ["Z", "Z+", "W", "W+", "W+(P_N)", "S", "F/Z", "F/Z+", "F/W", "F/W+", "F/W+(P_N)", "F/S"]
@@ -113,6 +113,32 @@ def test_fidelity_of_a_perturbed_inversion_starts_at_its_reconstruction_error_an
     assert (at_zero > 0).all()
     by_size = table.assign(size=table.alpha.abs()).groupby("size").mse.mean()
     assert by_size[3.0] > by_size[1.5] > by_size[0.0]
+
+
+@pytest.mark.parametrize("name", ["Z+", "W+", "F/W+(P_N)"])
+def test_fidelity_rows_carry_the_size_of_the_true_edit(samples, name):
+    G, ids, z, _ = samples
+    space = spaces.get(name)
+    truth = true_codes(space, z, G, base_size=BASE)
+    alphas = (-2.0, 0.0, 1.0)
+    table = edit_fidelity(
+        {k: v + 0.1 for k, v in truth.items()},
+        truth,
+        space,
+        G,
+        directions(space.domain),
+        image_ids=ids,
+        distance=mse_distance,
+        alphas=alphas,
+    )
+    unedited = table.alpha == 0
+    assert (table.loc[unedited, ["true_edit_perceptual", "true_edit_mse"]] == 0).all().all()
+    assert (table.loc[~unedited, ["true_edit_perceptual", "true_edit_mse"]] > 0).all().all()
+    # the true edit against the true codes' own render, whatever the inversion
+    edited = render(edit(truth, space, G, directions(space.domain)["random"].vectors[1], -2.0), G, space).clamp(-1, 1)
+    expected = per_image_mse(edited, render(truth, G, space).clamp(-1, 1))
+    row = table[(table.direction == "d1") & (table.alpha == -2.0)].set_index("image_id").reindex(ids)
+    np.testing.assert_allclose(row.true_edit_mse.to_numpy(), expected, rtol=1e-5, atol=1e-12)
 
 
 def test_fidelity_rejects_codes_of_different_samples(samples):

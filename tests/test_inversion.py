@@ -217,3 +217,22 @@ def test_resizing_protocol(tmp_path):
     Image.fromarray(pixels[:, :40]).save(tmp_path / "wide.png")
     with pytest.raises(ValueError, match="square"):
         load_target(tmp_path / "wide.png", resolution=32)
+
+
+def test_perceptual_target_is_clipped_and_rounded_to_8bit_as_the_authors_make_it():
+    from fzplus.inversion.losses import ImageLosses
+
+    class Identity:  # records the target the distance is prepared with
+        def prepare(self, small):
+            self.small = small
+            return lambda images: images.new_zeros(len(images))
+
+    x = torch.full((1, 3, 32, 32), -1.0)
+    x[..., 15:] = 1.0  # a saturated edge: Lanczos overshoots beyond [-1, 1] beside it
+    assert resize_lanczos(x, 24).abs().max() > 1.0
+    net = Identity()
+    ImageLosses(x, net, 24)
+    levels = (net.small + 1) * 127.5
+    assert net.small.abs().max() <= 1.0
+    assert torch.allclose(levels, levels.round(), atol=1e-4)
+    assert (net.small - resize_lanczos(x, 24).clamp(-1, 1)).abs().max() <= 0.5 / 127.5 + 1e-6

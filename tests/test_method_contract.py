@@ -37,8 +37,7 @@ TOY_METHOD = '''\
 """A toy method for tests: the W+ inversion, then `steps` more Adam steps at learning rate `lr` (a second stage)."""
 from dataclasses import dataclass
 
-import torch
-
+from fzplus.optimiser import LearningRate, descend
 from fzplus.settings import setting
 
 from ._families import WSpace
@@ -58,18 +57,16 @@ class ExtraStepsSpace(WSpace):
     def refine(self, codes, ctx, *, image_losses, settings=None, progress=False, desc=""):
         s = self.settings_for(settings if settings is not None else ctx.settings)
         w = codes["w"].clone().requires_grad_(True)
-        optimizer, everyone = torch.optim.Adam([w], lr=s.lr), torch.arange(w.shape[0], device=w.device)
-        trace = {term: [] for term in ("total", "mse", "perceptual", "reg")}
-        for _ in range(s.steps):
-            mse, per = image_losses(self.render({**codes, "w": w}, ctx), everyone)
-            total = mse + per
-            optimizer.zero_grad()
-            total.sum().backward()
-            optimizer.step()
-            for term, value in zip(trace, (total, mse, per, torch.zeros_like(mse))):
-                trace[term].append(value.detach())
-        traces = {t: torch.stack(v, dim=1) if v else w.new_zeros(w.shape[0], 0) for t, v in trace.items()}
-        return {**codes, "w": w.detach()}, traces
+
+        def loss(view, idx):
+            mse, per = image_losses(self.render({**codes, "w": view["w"]}, ctx), idx)
+            return dict(total=mse + per, mse=mse, perceptual=per)
+
+        descent = descend({"w": w}, loss, cap=s.steps, lr=LearningRate(peak=s.lr))
+        return {**codes, "w": w.detach()}, descent
+
+    def second_stage_cap(self, settings, generator):
+        return self.settings_for(settings).steps
 
 
 SPACE = ExtraStepsSpace(name="W+ extra steps", slug="w_plus_extra_steps", per_layer=True, uses_base_code=False,
@@ -238,6 +235,7 @@ def test_malformed_method_declarations_are_refused_at_registration():
         (dict(figures=("heatmap",)), "figure 'heatmap'"),
         (dict(figures=("latent_maps",)), "needs the plugin to implement \\['candidate_names'\\]"),
         (dict(refined_variables=("delta",)), "implements no refine"),
+        (dict(refine=lambda self, codes, ctx, **kw: (codes, None)), "not second_stage_cap"),
     ]
     for fields, message in cases:
         with pytest.raises(RegistrationError, match=message):

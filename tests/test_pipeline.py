@@ -62,7 +62,7 @@ def test_ci_profile_produces_every_output(ci_run):
     assert {"jpeg", "mirror", "other", "gray", "blur"} <= set(
         baselines[baselines.metric == "identity_in_domain"].reference
     )
-    assert set(verdicts.verdict) <= {"better", "worse", "not resolved", "uninformative"}
+    assert set(verdicts.verdict) <= {"better", "worse", "equivalent", "not resolved", "uninformative"}
     assert (verdicts.ci_low <= verdicts.ci_high).all()
     informative = pd.read_csv(out / "tables" / "editing_informative.csv")
     assert set(informative.space) == set(names) and informative.reason.notna().all()

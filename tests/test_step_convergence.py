@@ -10,11 +10,12 @@ from benchmarks.studies.step_convergence import compare_runs
 SPACES = {"F/Z+": "f_z_plus", "F/W+(P_N)": "f_w_plus_pn", "W+": "w_plus"}
 
 
-def write_run(root, *, steps: int, mse: dict, p_mse: float, identity: dict):
+def write_run(root, *, steps: int, mse: dict, p_mse: float, identity: dict, plateau: int | None = None, editing=None):
     for slug in SPACES.values():
         folder = root / "inversion" / slug
         folder.mkdir(parents=True)
-        total = [1.0 / (1 + s) for s in range(steps)]  # still falling: the last 10 % of steps lose 1 - t[-1]/t[-1-tail]
+        # still falling: the last 10 % of steps lose 1 - t[-1]/t[-1-tail]; or flat from step `plateau` on
+        total = [1.0 / (1 + min(s, plateau or s)) for s in range(steps)]
         pd.DataFrame(dict(image_id="a", step=range(steps), total=total, mse=total, perceptual=0.0, reg=0.0)).to_csv(
             folder / "losses.csv", index=False
         )
@@ -34,6 +35,10 @@ def write_run(root, *, steps: int, mse: dict, p_mse: float, identity: dict):
     pd.DataFrame([dict(space=n, family="all", mean_similarity=identity[n]) for n in SPACES]).to_csv(
         tables / "identity.csv", index=False
     )
+    if editing is not None:
+        pd.DataFrame(
+            [dict(candidate="F/Z+", reference="F/W+(P_N)", metric="fidelity_perceptual", p_value=0.01, verdict=editing)]
+        ).to_csv(tables / "editing_verdicts.csv", index=False)
 
 
 def test_agreeing_runs_report_the_same_ranking_and_verdicts(tmp_path):
@@ -53,11 +58,15 @@ def test_agreeing_runs_report_the_same_ranking_and_verdicts(tmp_path):
     )
     per_space, verdicts, facts = compare_runs(tmp_path / "a", tmp_path / "b")
     assert facts == dict(
-        steps=(10, 40), kendall_tau_mse_rank=pytest.approx(1.0), same_mse_ranking=True, same_verdicts=True
+        steps=("cap", "4x"),
+        kendall_tau_mse_rank=pytest.approx(1.0),
+        same_mse_ranking=True,
+        same_verdicts=True,
+        all_within_5pct=False,  # the loss still falls: 0.1 at the cap, 0.025 at 4x
     )
     row = per_space.set_index("space").loc["F/Z+"]
-    assert row["mse@10"] == 0.1 and row["mse@40"] == 0.05
-    assert row["loss_fall_last10%@10"] == pytest.approx(1 - (1 / 10) / (1 / 9))
+    assert row["mse@cap"] == 0.1 and row["mse@4x"] == 0.05
+    assert row["loss_fall_last10%@cap"] == pytest.approx(1 - (1 / 10) / (1 / 9))
     assert list(verdicts.verdict) == ["F/Z+ vs F/W+(P_N): mse non-inferior", "F/Z+ vs F/W+(P_N): higher mean identity"]
 
 
@@ -79,4 +88,15 @@ def test_a_flipped_verdict_and_ranking_are_reported(tmp_path):
     _, verdicts, facts = compare_runs(tmp_path / "a", tmp_path / "b")
     assert not facts["same_mse_ranking"] and not facts["same_verdicts"]
     assert facts["kendall_tau_mse_rank"] == pytest.approx(-1.0)
-    assert list(verdicts["holds@10"]) == [False, False] and list(verdicts["holds@40"]) == [True, True]
+    assert list(verdicts["holds@cap"]) == [False, False] and list(verdicts["holds@4x"]) == [True, True]
+
+
+def test_rows_on_their_plateau_are_within_5pct_and_editing_verdicts_are_compared(tmp_path):
+    common = dict(mse={"F/Z+": 0.1, "F/W+(P_N)": 0.2, "W+": 0.3}, p_mse=0.01, plateau=6)
+    write_run(tmp_path / "a", steps=10, identity={n: 0.5 for n in SPACES}, editing="equivalent", **common)
+    write_run(tmp_path / "b", steps=40, identity={n: 0.5 for n in SPACES}, editing="worse", **common)
+    per_space, verdicts, facts = compare_runs(tmp_path / "a", tmp_path / "b")
+    assert per_space["within_5pct"].all() and facts["all_within_5pct"]
+    row = verdicts.set_index("verdict").loc["F/Z+ vs F/W+(P_N): fidelity_perceptual editing verdict"]
+    assert (row["holds@cap"], row["holds@4x"]) == ("equivalent", "worse")
+    assert not facts["same_verdicts"]

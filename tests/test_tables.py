@@ -75,6 +75,17 @@ def test_table1_missing_values():
         table1(planted_metrics(("Z",)).drop(columns="perceptual"))
 
 
+def test_table1_shows_each_rows_budget():
+    metrics = planted_metrics(("Z", "W"))
+    metrics["image_steps"] = [10 + i for i in range(len(metrics))]
+    table = table1(metrics).set_index("space")
+    for space, rows in metrics.groupby("space"):
+        assert table.loc[space, "steps_mean"] == rows.image_steps.mean()
+        assert table.loc[space, "steps_max"] == rows.image_steps.max()
+    shown = table1_display(table.reset_index()).set_index("space")["steps per image, mean (max)"]
+    assert shown["W"] == f"{table.loc['W', 'steps_mean']:.0f} ({table.loc['W', 'steps_max']:.0f})"
+
+
 def test_markdown_has_a_header_and_one_row_per_space():
     table = table1(planted_metrics())
     text = to_markdown(table1_display(table, float_format="{:.3f}", perceptual_label="ST-LPIPS"))
@@ -173,7 +184,7 @@ def test_write_table_and_collect(tmp_path):
     assert len(collected) == 4 and dict(zip(collected.space, collected.space_slug)) == {"F/Z+": "f_z_plus", "Z": "z"}
 
 
-def test_edit_strength_table_averages_per_family_and_domain_and_takes_the_ratio():
+def test_edit_strength_table_pairs_each_z_direction_with_its_w_namesake_and_takes_the_ratio():
     from benchmarks.report.tables import edit_strength_table
 
     directions = pd.DataFrame(
@@ -184,9 +195,12 @@ def test_edit_strength_table_averages_per_family_and_domain_and_takes_the_ratio(
             image_distance_per_unit=[0.2, 0.4, 0.1, 0.05, 0.1],
         )
     )
-    table = edit_strength_table(directions).set_index("family")
-    assert table.loc["ganspace", "z_image_distance_per_unit"] == pytest.approx(0.3)
-    assert table.loc["ganspace", "z_over_w"] == pytest.approx(3.0)
-    assert table.loc["interfacegan", "z_over_w"] == pytest.approx(0.5)  # released Z boundaries join the family
+    table = edit_strength_table(directions).set_index(["family", "direction"])
+    assert len(table) == 3  # one row per direction, not per family
+    assert table.loc[("ganspace", "pc1"), "z_over_w"] == pytest.approx(2.0)
+    assert np.isnan(table.loc[("ganspace", "pc2"), "w_image_distance_per_unit"])  # found in Z only
+    assert table.loc[("interfacegan", "smile"), "z_over_w"] == pytest.approx(0.5)  # released Z boundaries pair too
     with pytest.raises(KeyError, match="image_distance_per_unit"):
         edit_strength_table(directions.drop(columns="image_distance_per_unit"))
+    with pytest.raises(ValueError, match="listed twice"):
+        edit_strength_table(pd.concat([directions, directions.iloc[:1]]))

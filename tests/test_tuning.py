@@ -71,13 +71,15 @@ def test_batched_tuning_equals_ptis_loop_for_each_image_alone(targets, pivot):
         first = losses(G.synthesize(space.generator_inputs(codes, ctx).ws), torch.arange(3))[1]
     # Stop the image with the smallest distance at once, the others run on: the batch must not couple them.
     settings = dict(steps=5, stop_at=float(first.min()) + 1e-9)
-    batched, traces = space.refine(codes, ctx, image_losses=losses, settings=settings)
+    batched, descent = space.refine(codes, ctx, image_losses=losses, settings=settings)
+    traces = descent.traces
     alone = tune_reference(space, codes, ctx, image_losses=losses, settings=settings)
     assert torch.allclose(batched["delta"], alone, atol=1e-5, rtol=0)
     stopped = first.argmin()
     assert torch.equal(batched["delta"][stopped], torch.zeros_like(alone[stopped]))
     assert (batched["delta"].abs().amax(dim=1) > 1e-4).sum() == 2
     assert traces["total"].shape == (3, 5) and (traces["total"][stopped] == traces["total"][stopped, 0]).all()
+    assert descent.steps[stopped] == 0 and (descent.steps.sum() == 2 * 5)  # the budget: the updates taken
     for name in space.variables:  # the pivot codes are handed on as they were
         assert torch.equal(batched[name], codes[name])
 

@@ -29,7 +29,9 @@ REALISM_FILE, FIDELITY_FILE, BASELINES_FILE, REFERENCE_FILE = (
     "baselines.csv",
     "realism_reference.npz",
 )
-FIDELITY_COLUMNS = ["space", "family", "direction", "image_id", "alpha", "perceptual", "mse"]
+# fidelity (edited inversion vs the true codes' edit) and the size of that true edit (vs the true codes unedited)
+FIDELITY_SCORES = ["perceptual", "mse", "true_edit_perceptual", "true_edit_mse"]
+FIDELITY_COLUMNS = ["space", "family", "direction", "image_id", "alpha", *FIDELITY_SCORES]
 
 
 def identity_backend(cfg: Mapping[str, Any]):
@@ -287,7 +289,8 @@ def edit_stage(
 def editing_tables_stage(cfg: Mapping[str, Any], *, edits_dirs: Mapping[str, str], references_dir, tables_dir) -> None:
     """The editing tables (benchmarks.statistics.editing): floors and ceilings of each metric and whether it is
     informative per space, realism per |alpha|, ground-truth fidelity per alpha, identity at matched edit
-    strength, and the verdicts for every configured pair. edits_dirs: space name -> edits/<slug>."""
+    strength, and the verdicts for every configured pair, with the margins of statistics.equivalence.
+    edits_dirs: space name -> edits/<slug>."""
     from benchmarks.report.tables import to_markdown, write_table
     from benchmarks.statistics import editing
 
@@ -343,6 +346,8 @@ def editing_tables_stage(cfg: Mapping[str, Any], *, edits_dirs: Mapping[str, str
         samples=s["bootstrap_samples"],
         confidence=s["confidence"],
         seed=cfg["seed"],
+        margin_fraction=s["equivalence"]["fraction"],
+        metric_margin_fractions=s["equivalence"]["metrics"],
     )
     summary = baselines.groupby(["metric", "reference", "kind"], as_index=False)["value"].median()
     summary = pd.concat(
@@ -351,7 +356,7 @@ def editing_tables_stage(cfg: Mapping[str, Any], *, edits_dirs: Mapping[str, str
     matched_summary = matched.groupby(["space", "direction"], as_index=False).agg(
         level=("level", "first"), reached=("reached", "mean"), identity=("similarity", "mean")
     )
-    fidelity_summary = fidelity.groupby(["space", "alpha"], as_index=False)[["perceptual", "mse"]].mean()
+    fidelity_summary = fidelity.groupby(["space", "alpha"], as_index=False)[FIDELITY_SCORES].mean()
     tables = {
         "editing_verdicts": verdicts,
         "editing_informative": flags,

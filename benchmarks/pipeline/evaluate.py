@@ -47,10 +47,15 @@ def invert_stage(
     encoder_path=None,
     pn_stats_path=None,
     pivot_dir=None,
+    budget_of: str | None = None,
 ) -> None:
-    """Invert every target into one space; write codes.pt, recon/<id>.png, losses.csv, metrics.csv.
+    """Invert every target into one space; write codes.pt, recon/<id>.png, losses.csv, budget.csv, metrics.csv (with
+    each image's budget: `image_steps`, its steps in every stage).
     pivot_dir: for a method on a pivot space (PTI, SAM), that space's inversion by this stage with the same
-    config (the run's invert job of the pivot), taken as the method's first stage instead of recomputing it."""
+    config (the run's invert job of the pivot), taken as the method's first stage instead of recomputing it.
+    budget_of: a method on the pivot `space_name`: the space is run for that method's whole step cap (its inversion's
+    plus its second stage's), and its rows are named spaces.budget_matched_name(method) (Table 1's budget-matched
+    rows)."""
     from benchmarks.metrics.reconstruction import reconstruction_metrics
     from fzplus.encoders import encoder_kind
     from fzplus.inversion import invert
@@ -62,6 +67,13 @@ def invert_stage(
     space = spaces.get(space_name)
     ids, targets = read_prepared_targets(targets_dir)
     inv = cfg["inversion"]
+    steps, row_name = inv["steps"], space.name
+    if budget_of is not None:
+        method = spaces.get(budget_of)
+        if method.pivot is None or method.pivot.name != space.name:
+            raise ValueError(f"budget_of={budget_of!r} is not a method on the pivot space {space.name!r}")
+        steps += method.second_stage_cap(inv[method.settings_key], G)
+        row_name = spaces.budget_matched_name(method)
     encoder = (
         encoder_kind(space.encoder_kind).load(encoder_path, G, cfg) if space.encoder_kind and encoder_path else None
     )
@@ -71,8 +83,12 @@ def invert_stage(
         targets.to(device),
         G,
         space,
-        steps=inv["steps"],
+        steps=steps,
         lr=inv["lr"],
+        lr_rampup=inv["lr_rampup"],
+        lr_rampdown=inv["lr_rampdown"],
+        stop_window=inv["stop_window"],
+        stop_tolerance=inv["stop_tolerance"],
         lambda_per=inv["lambda_per"],
         lambda_reg=inv["lambda_reg"],
         perceptual=net,
@@ -96,13 +112,15 @@ def invert_stage(
     write_inversion(result, out)
     with torch.no_grad():
         metrics = reconstruction_metrics(
-            targets, recons, image_ids=ids, space=space.name, perceptual=resized_perceptual(cfg, net=net)
+            targets, recons, image_ids=ids, space=row_name, perceptual=resized_perceptual(cfg, net=net)
         )
+    metrics["image_steps"] = result.image_steps().numpy()
     metrics.to_csv(out / "metrics.csv", index=False)
 
 
 def write_inversion(result, out_dir) -> None:
-    """codes.pt (image id -> that image's codes) and losses.csv (image_id, step, one column per loss term)."""
+    """codes.pt (image id -> that image's codes), losses.csv (image_id, step, one column per loss term) and
+    budget.csv (image_id, stage, steps: the updates each image took in each stage)."""
     out = pathlib.Path(out_dir)
     torch.save({image_id: result.image_codes(i) for i, image_id in enumerate(result.keys)}, out / "codes.pt")
     steps = result.losses[next(iter(result.losses))].shape[1]
@@ -120,10 +138,20 @@ def write_inversion(result, out_dir) -> None:
         ignore_index=True,
     )
     losses.to_csv(out / "losses.csv", index=False)
+    budget = pd.DataFrame(
+        [
+            dict(image_id=image_id, stage=stage, steps=int(taken[i]))
+            for stage, taken in result.steps.items()
+            for i, image_id in enumerate(result.keys)
+        ],
+        columns=["image_id", "stage", "steps"],
+    )
+    budget.to_csv(out / "budget.csv", index=False)
 
 
 def read_inversion(inversion_dir, *, space_name: str):
-    """An InversionResult (codes and loss traces; no reconstructions or settings) from write_inversion's files."""
+    """An InversionResult (codes, loss traces and budget; no reconstructions or settings) from write_inversion's
+    files."""
     from fzplus.inversion import InversionResult
     from fzplus.inversion.engine import LOSS_TERMS
 
@@ -142,7 +170,13 @@ def read_inversion(inversion_dir, *, space_name: str):
             f"{folder / 'losses.csv'}: the images hold different numbers of steps; rerun that space's invert job"
         )
     losses = {t: torch.tensor(np.stack([rows[i][t].to_numpy() for i in ids]), dtype=torch.float32) for t in LOSS_TERMS}
-    return InversionResult(space=space_name, keys=ids, image_seeds=[], codes=codes, reconstructions=None, losses=losses)
+    budget = pd.read_csv(folder / "budget.csv", dtype={"image_id": str}).pivot(index="image_id", columns="stage")
+    if set(budget.index) != set(ids):
+        raise ValueError(f"{folder / 'budget.csv'} does not match {folder / 'codes.pt'}: rerun that space's invert job")
+    steps = {stage: torch.tensor(budget["steps"][stage].reindex(ids).to_numpy()) for stage in budget["steps"].columns}
+    return InversionResult(
+        space=space_name, keys=ids, image_seeds=[], codes=codes, reconstructions=None, losses=losses, steps=steps
+    )
 
 
 def load_codes(path) -> tuple[list[str], dict[str, torch.Tensor]]:
@@ -159,9 +193,11 @@ def tables_stage(
     identity_paths: Sequence[str],
     tables_dir,
     direction_paths: Sequence[str] = (),
+    budget_matched_paths: Sequence[str] = (),
 ) -> None:
-    """Table 1, the mean identity similarity per space x family, the non-inferiority tests, and the fit
-    diagnostics of every edit direction (SVM held-out accuracy, explained variance, ...)."""
+    """Table 1 (with the budget-matched pivot rows of `budget_matched_paths`), the mean identity similarity per
+    space x family, the non-inferiority tests, and the fit diagnostics of every edit direction (SVM held-out
+    accuracy, explained variance, ...)."""
     from benchmarks.report.tables import (
         edit_strength_table,
         identity_table,
@@ -178,14 +214,21 @@ def tables_stage(
     out = pathlib.Path(tables_dir)
     out.mkdir(parents=True, exist_ok=True)
     metrics = pd.concat([pd.read_csv(p, dtype={"image_id": str}) for p in metrics_paths], ignore_index=True)
+    matched = [pd.read_csv(p, dtype={"image_id": str}) for p in budget_matched_paths]
     order = cfg["inversion"]["spaces"]
-    t1 = table1(metrics, spaces_order=order)
+    budget_rows = {  # each budget-matched row right after its pivot's
+        name: [spaces.budget_matched_name(m) for m in map(spaces.get, order) if m.pivot and m.pivot.name == name]
+        for name in order
+    }
+    row_order = [row for name in order for row in (name, *budget_rows[name])]
+    t1 = table1(pd.concat([metrics, *matched], ignore_index=True), spaces_order=row_order)
     label = PERCEPTUAL_LABELS.get(cfg["perceptual"]["backend"], "perceptual")
     write_table(t1, out / "table1.csv", markdown=to_markdown(table1_display(t1, perceptual_label=label)))
     pivots = {name: spaces.get(name).pivot.name for name in order if spaces.get(name).pivot is not None}
     if pivots:
-        tuned = tuning_table(metrics, pivots=pivots)
-        write_table(tuned, out / "tuning.csv", markdown=to_markdown(tuned, float_format="{:.5f}"))
+        tuned = tuning_table(pd.concat([metrics, *matched], ignore_index=True), pivots=pivots)
+        formats = {c: "{:.0f}" if c.endswith(" steps") else "{:.5f}" for c in tuned.columns}
+        write_table(tuned, out / "tuning.csv", markdown=to_markdown(tuned, float_format=formats))
     if identity_paths:
         identity = pd.concat([pd.read_csv(p, dtype={"image_id": str}) for p in identity_paths], ignore_index=True)
         it = identity_table(identity)

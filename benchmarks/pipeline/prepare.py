@@ -9,7 +9,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.pipeline import StageError, device_of, ensure_parent, pipeline_generator, resized_perceptual, truncation
+from benchmarks.pipeline import (
+    StageError,
+    device_of,
+    ensure_parent,
+    perceptual_distance,
+    pipeline_generator,
+    resized_perceptual,
+    truncation,
+)
 from fzplus.config import materialize_config_assets, resolve_path
 from fzplus.encoders import encoder_kind
 from fzplus.generator import Generator, load_generator, save_generator
@@ -238,22 +246,38 @@ def released_boundaries(cfg: Mapping[str, Any]):
 
 
 def directions_stage(
-    cfg: Mapping[str, Any], *, family: str, domain: str, generator_path, out_path, samples_path=None
+    cfg: Mapping[str, Any],
+    *,
+    family: str,
+    domain: str,
+    generator_path,
+    out_path,
+    samples_path=None,
+    reference_path=None,
 ) -> None:
-    """One family's directions in one domain, calibrated to the profile's unit of alpha (fzplus.edits.calibration)."""
+    """One family's directions in one domain, calibrated to the profile's unit of alpha (fzplus.edits.calibration).
+    reference_path: the family's Z directions, which W directions are matched to under `directions.unit.rule:
+    matched`."""
     from fzplus.edits.calibration import calibrate_directions
+    from fzplus.edits.directions import Directions
 
     d, G = cfg["directions"], pipeline_generator(generator_path, cfg)
     found = find_family(cfg, family=family, domain=domain, generator=G, samples_path=samples_path)
+    net = perceptual_distance(cfg, device=device_of(cfg))
+    # at the generator's own size the bare net measures the same, and caches the unedited images' features
+    distance = net if cfg["perceptual"]["size"] == G.resolution else resized_perceptual(cfg, net=net, fast=True)
     calibrated = calibrate_directions(
         found,
         generator=G,
-        distance=resized_perceptual(cfg),
+        distance=distance,
         rule=d["unit"]["rule"],
+        reference=None if reference_path is None else Directions.load(reference_path),
         covariance_samples=d["ganspace"]["samples"],
         covariance_batch_size=d["ganspace"]["batch_size"],
         seed=cfg["seed"],
         num_images=d["unit"]["images"],
+        tolerance=d["unit"]["tolerance"],
+        max_scale=d["unit"]["max_scale"],
         device=device_of(cfg),
     )
     calibrated.save(ensure_parent(out_path))

@@ -113,8 +113,12 @@ chose it (spaces/_sam.py; the chosen latents are the figures latent_maps_*).</p>
 <p class="caption">Per configured pair and editing metric (benchmarks.statistics.editing): means per space, \
 the mean per-image
 improvement of the candidate (&gt; 0 = better) with its 95 % seeded bootstrap interval over images and a p-value,
-and the verdict: "better" / "worse" when the interval excludes 0 and p &lt; 0.05, "not resolved" otherwise, \
-"uninformative" when the
+and the margin: the smallest difference that matters, margin_fraction (config statistics.equivalence) of the
+metric's floor_ceiling_gap (next table). The verdict: "better" / "worse" when the interval excludes 0, p &lt; 0.05
+and the mean improvement is at least the margin; "equivalent" when the whole interval lies within &plusmn; margin
+(and, per-image metrics, the two one-sided sign-flip tests give equivalence_p_value &lt; 0.05); "not resolved"
+otherwise, with images_needed: the images the observed mean and spread (sd_improvement) would need to decide it
+(power 0.8); "uninformative" when the
 metric cannot tell either space's reconstructions from its floor in this profile (next table).</p>
 {{ block(editing_verdicts) }}
 <h2>Editing metrics: floors, ceilings, informative or not</h2>
@@ -127,7 +131,9 @@ at least the configured fraction of the floor-to-ceiling gap (benchmarks.metrics
 {% for name, data in editing_figures %}{{ image(name, data) }}{% endfor %}
 <h2>Ground-truth edit fidelity (in-domain targets, mean per alpha)</h2>
 <p class="caption">Seeded generator samples inverted into each space; distance between the edited inversion and the
-same edit applied to the true codes (fzplus.edits.ground_truth). alpha = 0 is the reconstruction.</p>
+same edit applied to the true codes (fzplus.edits.ground_truth). alpha = 0 is the reconstruction.
+true_edit_perceptual / true_edit_mse: the size of that true edit (the true codes edited vs unedited), what the
+fidelity is measured against: a small fidelity error next to a small true edit says little.</p>
 {{ block(edit_fidelity) }}
 <h2>Realism: KID of edited images to fresh samples, per |alpha|</h2>
 {{ block(realism) }}
@@ -141,9 +147,11 @@ fraction of edits that get there (the others score the identity floor); identity
 <p class="caption">One row per direction; InterFaceGAN: SVM accuracy on held-out extreme codes
 (validation_accuracy) and on the middle codes (remaining_accuracy); GANSpace: explained variance.</p>
 {{ block(directions) }}
-<h2>Edit strength per domain</h2>
-<p class="caption">Mean perceptual change of generated images per unit of alpha (edits on all layers), in Z and in W:
-a ratio z_over_w near 1 means Z-type and W-type spaces were edited equally hard (fzplus.edits.calibration).</p>
+<h2>Edit strength per direction and domain</h2>
+<p class="caption">Mean perceptual change of generated images per unit of alpha (edits on all layers, held-out
+samples), of each Z direction and the W direction of the same family and name: a ratio z_over_w near 1 means
+Z-type and W-type spaces were edited equally hard along it; far above 1, the W spaces barely edit there and their
+fidelity to the edit says little (fzplus.edits.calibration; directions.unit.rule: matched sets the W unit so).</p>
 {{ block(edit_strength) }}
 <h2>Undetected faces per space</h2>
 <p class="caption">targets_undetected: distinct target images without a detected face; edited_undetected:

@@ -2,7 +2,8 @@
 non-inferiority table, as DataFrames, markdown and HTML (no `tabulate` needed), written atomically.
 
 Inputs are the long frames of the data contract (one row per image, or per edit):
-  metrics:  space, image_id, mse, ssim, perceptual            (inversion/<slug>/metrics.csv)
+  metrics:  space, image_id, mse, ssim, perceptual[, image_steps] (inversion/<slug>/metrics.csv; image_steps: the
+            generator forward + backward passes the image cost, every stage of its method)
   identity: space, family, direction, image_id, alpha, similarity, distance, target_detected,
             edited_detected                                    (edits/<slug>/identity.csv)
   noninferiority: the frame of benchmarks.statistics.noninferiority.non_inferiority_table.
@@ -20,7 +21,8 @@ import numpy as np
 import pandas as pd
 
 from fzplus.io import atomic_write
-from spaces import PAPER_SPACE_ORDER, order_spaces
+from spaces import PAPER_SPACE_ORDER, budget_matched_name, order_spaces
+from spaces import get as spaces_get
 
 RECONSTRUCTION_METRICS = ("mse", "ssim", "perceptual")
 ALL_FAMILIES = "all"
@@ -43,7 +45,8 @@ def _as_long_frame(frames, *, required: Sequence[str], what: str) -> pd.DataFram
 
 
 def table1(metrics, *, spaces_order: Sequence[str] = PAPER_SPACE_ORDER) -> pd.DataFrame:
-    """Table 1: per space n (images), mean and sample sd (ddof=1) of MSE, SSIM and the perceptual distance.
+    """Table 1: per space n (images), mean and sample sd (ddof=1) of MSE, SSIM and the perceptual distance, and the
+    budget: mean and largest image_steps per image (NaN where the metrics hold no budget).
 
     `metrics` is a long frame or an iterable of per-space frames. A metric that is NaN for every image of
     a space was not computed and stays NaN; one missing for only some images is an error (an upstream
@@ -68,10 +71,11 @@ def table1(metrics, *, spaces_order: Sequence[str] = PAPER_SPACE_ORDER) -> pd.Da
                 )
             row[f"{metric}_mean"] = values.mean()
             row[f"{metric}_sd"] = values.std(ddof=1) if len(values) > 1 else np.nan
+        budget = subset["image_steps"].astype(float) if "image_steps" in subset else pd.Series([np.nan])
+        row.update(steps_mean=budget.mean(), steps_max=budget.max())
         rows.append(row)
-    return pd.DataFrame(
-        rows, columns=["space", "n"] + [f"{m}_{s}" for m in RECONSTRUCTION_METRICS for s in ("mean", "sd")]
-    )
+    columns = [f"{m}_{s}" for m in RECONSTRUCTION_METRICS for s in ("mean", "sd")]
+    return pd.DataFrame(rows, columns=["space", "n", *columns, "steps_mean", "steps_max"])
 
 
 def table1_display(
@@ -81,7 +85,8 @@ def table1_display(
     perceptual_label: str = "perceptual",
     na_rep: str = "not computed",
 ) -> pd.DataFrame:
-    """Table 1 as strings, one column per metric holding 'mean ± sd' (the paper's layout plus the sd)."""
+    """Table 1 as strings, one column per metric holding 'mean ± sd' (the paper's layout plus the sd), and the budget
+    'mean (max)' steps per image."""
     labels = dict(mse="MSE", ssim="SSIM", perceptual=perceptual_label)
     out = pd.DataFrame(dict(space=table.space, n=table.n.astype(int)))
     for metric, label in labels.items():
@@ -90,22 +95,32 @@ def table1_display(
             na_rep if pd.isna(m) else float_format.format(m) + ("" if pd.isna(s) else f" ± {float_format.format(s)}")
             for m, s in zip(mean, sd)
         ]
+    if "steps_mean" in table and table.steps_mean.notna().any():  # results from before budgets were recorded: none
+        out["steps per image, mean (max)"] = [
+            na_rep if pd.isna(m) else f"{m:.0f} ({x:.0f})" for m, x in zip(table.steps_mean, table.steps_max)
+        ]
     return out
 
 
 def tuning_table(metrics, *, pivots: Mapping[str, str]) -> pd.DataFrame:
     """The paper's Fig. 9 as a table: per image, MSE and perceptual distance of each method on a pivot (PTI,
-    SAM and their Z+ variants) and of its pivot space alone (W, W+, Z+; each once, before its first method),
-    then their means. pivots: method -> pivot space; a pivot that was not inverted in the run is left out."""
+    SAM and their Z+ variants), of its pivot space alone (W, W+, Z+; each once, before its first method) and of
+    the pivot space run for the method's whole budget where the metrics hold that row, with each one's budget
+    (steps: its generator passes, a method's include its pivot's), then their means. pivots: method -> pivot space;
+    a pivot that was not inverted in the run is left out."""
     frame = _as_long_frame(metrics, required=("space", "image_id", "mse", "perceptual"), what="tuning_table")
-    columns = [name for method, pivot in pivots.items() for name in (pivot, method) if name in set(frame.space)]
-    wide = frame[frame.space.isin(columns)].pivot(index="image_id", columns="space", values=["mse", "perceptual"])
+    present = set(frame.space)
+    columns = [
+        name
+        for method, pivot in pivots.items()
+        for name in (pivot, budget_matched_name(spaces_get(method)), method)
+        if name in present
+    ]
+    shown = [("mse", "MSE"), ("perceptual", "perceptual")] + ([("image_steps", "steps")] * ("image_steps" in frame))
+    values = [metric for metric, _ in shown]
+    wide = frame[frame.space.isin(columns)].pivot(index="image_id", columns="space", values=values)
     out = pd.DataFrame(
-        {
-            f"{space} {label}": wide[metric][space]
-            for space in dict.fromkeys(columns)
-            for metric, label in (("mse", "MSE"), ("perceptual", "perceptual"))
-        }
+        {f"{space} {label}": wide[metric][space] for space in dict.fromkeys(columns) for metric, label in shown}
     )
     out.loc["mean"] = out.mean()
     return out.rename_axis("image_id").reset_index()
@@ -155,19 +170,27 @@ def identity_table(identity, *, spaces_order: Sequence[str] = PAPER_SPACE_ORDER)
 
 
 def edit_strength_table(directions: pd.DataFrame) -> pd.DataFrame:
-    """How hard one unit of alpha edits in each domain, per family: the mean measured image change per unit
-    (column image_distance_per_unit of tables/directions, fzplus.edits.calibration) in Z and in W, and their
-    ratio. A ratio near 1 means the Z-type and W-type spaces were edited equally hard at the same alpha."""
+    """How hard one unit of alpha edits in each domain, per direction: the measured image change per unit
+    (column image_distance_per_unit of tables/directions, fzplus.edits.calibration) of each Z direction beside
+    the W direction of the same family and name, and their ratio z_over_w. A ratio near 1 means the Z-type and
+    W-type spaces were edited equally hard at the same alpha along that direction; a family mean would hide one
+    direction that barely edits in W. A direction found in one domain only has NaN in the other."""
     frame = _as_long_frame(
-        directions, required=("method", "domain", "image_distance_per_unit"), what="edit_strength_table"
+        directions, required=("method", "domain", "direction", "image_distance_per_unit"), what="edit_strength_table"
     )
-    family = frame.method.str.replace("-released", "", regex=False)
-    means = frame.assign(family=family).groupby(["family", "domain"]).image_distance_per_unit.mean().unstack("domain")
-    rows = [
-        dict(family=f, z_image_distance_per_unit=means.loc[f].get("Z"), w_image_distance_per_unit=means.loc[f].get("W"))
-        for f in means.index
-    ]
-    table = pd.DataFrame(rows)
+    frame = frame.assign(family=frame.method.str.replace("-released", "", regex=False))
+    keys = ["family", "direction"]
+    repeated = frame.duplicated([*keys, "domain"])
+    if repeated.any():
+        first = frame.loc[repeated, [*keys, "domain"]].iloc[0].tolist()
+        raise ValueError(f"edit_strength_table: a direction is listed twice in one domain: {first}")
+    by_domain = {
+        domain: frame[frame.domain == domain][[*keys, "image_distance_per_unit"]].rename(
+            columns={"image_distance_per_unit": f"{domain.lower()}_image_distance_per_unit"}
+        )
+        for domain in ("Z", "W")
+    }
+    table = by_domain["Z"].merge(by_domain["W"], on=keys, how="outer", sort=False).reset_index(drop=True)
     table["z_over_w"] = table.z_image_distance_per_unit / table.w_image_distance_per_unit
     return table
 

@@ -19,6 +19,13 @@ Metrics (name -> which way is better):
                        a set statistic, compared by a paired bootstrap over images.
 A metric is used for a verdict only where benchmarks.metrics.sanity finds the reconstructions (alpha = 0) clearly
 above its floor for both spaces of the pair.
+
+The smallest difference that matters (`equivalence_margins`): a stated fraction (config statistics.equivalence,
+default 0.05) of the metric's floor-to-ceiling gap, |ceiling - best floor| as the informative flags measure them
+(medians over the edited targets, or the KID of the sanity sets), the smaller of the pair's two spaces' gaps.
+A verdict says "better"/"worse" only for a mean difference at least that large, and "equivalent" when the whole
+interval lies within it (benchmarks.statistics.paired). The matched identity metrics use the gap of the identity
+metric they are made of.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+from scipy.stats import norm
 
 from benchmarks.metrics.realism import kid
 from benchmarks.metrics.sanity import informative_check, set_metric_informative
@@ -249,6 +257,49 @@ def informative_flags(
     return pd.concat([flags, *derived], ignore_index=True)
 
 
+def equivalence_margins(
+    flags: pd.DataFrame,
+    pairs: Sequence[tuple[str, str]],
+    *,
+    fraction: float = 0.05,
+    metric_fractions: Mapping[str, float] | None = None,
+) -> pd.DataFrame:
+    """Per pair and metric of METRICS, the smallest difference that matters (module docstring): columns candidate,
+    reference, metric, margin_fraction (metric_fractions' value for the metric, else fraction), floor_ceiling_gap
+    (the smaller of the two spaces' |ceiling_value - best_floor_value| in the flags, NaN where either is unknown)
+    and margin = margin_fraction * floor_ceiling_gap. Where the gap is unknown the margin is 0: no smallest effect,
+    the interval-and-p rule alone (in a full run such a metric is uninformative, as informative needs a gap)."""
+    metric_fractions = dict(metric_fractions or {})
+    unknown = sorted(set(metric_fractions) - set(METRICS))
+    if unknown:
+        raise ValueError(f"equivalence margin fractions for unknown metrics {unknown}; known: {sorted(METRICS)}")
+    for metric, value in {"fraction": fraction, **metric_fractions}.items():
+        if not (np.isfinite(value) and value >= 0):
+            raise ValueError(f"equivalence margin fraction {metric!r} must be a finite number >= 0, got {value!r}")
+    has_gap = {"ceiling_value", "best_floor_value"} <= set(flags.columns)
+    gap_of = (
+        {(r.metric, r.space): abs(r.ceiling_value - r.best_floor_value) for r in flags.itertuples()} if has_gap else {}
+    )
+    rows = []
+    for candidate, reference in pairs:
+        for metric in METRICS:
+            gap = min(gap_of.get((metric, space), np.nan) for space in (candidate, reference))
+            share = float(metric_fractions.get(metric, fraction))
+            rows.append(
+                dict(
+                    candidate=candidate,
+                    reference=reference,
+                    metric=metric,
+                    margin_fraction=share,
+                    floor_ceiling_gap=gap,
+                    margin=share * gap if np.isfinite(gap) else 0.0,
+                )
+            )
+    return pd.DataFrame(
+        rows, columns=["candidate", "reference", "metric", "margin_fraction", "floor_ceiling_gap", "margin"]
+    )
+
+
 def verdict_table(
     per_image: pd.DataFrame,
     realism: Mapping[str, Mapping[str, np.ndarray]],
@@ -259,14 +310,21 @@ def verdict_table(
     samples: int = 2000,
     confidence: float = 0.95,
     seed: int = 0,
+    margin_fraction: float = 0.05,
+    metric_margin_fractions: Mapping[str, float] | None = None,
 ) -> pd.DataFrame:
-    """Per pair and metric: means, the bootstrap interval of the improvement, p, and better / worse / not
-    resolved / uninformative (benchmarks.statistics.paired)."""
-    from benchmarks.statistics.paired import comparison_table, verdict
+    """Per pair and metric: means, the bootstrap interval of the improvement, p, the margin (`equivalence_margins`)
+    and better / worse / equivalent / not resolved / uninformative, with images_needed beside a "not resolved"
+    (benchmarks.statistics.paired). realism_kid, a set statistic, has no per-image differences: its equivalence is
+    read off the interval alone, and its per-image spread is the bootstrap standard error times sqrt(n), the
+    standard error read off the percentile interval as a normal one's, (ci_high - ci_low) / (2 z_{(1+c)/2})."""
+    from benchmarks.statistics.paired import comparison_table, images_needed, verdict
 
     ok = {(r.metric, r.space): bool(r.informative) for r in flags.itertuples()}
     both = lambda a, b, m: ok.get((m, a), False) and ok.get((m, b), False)  # noqa: E731
     informative = {(a, b, m): both(a, b, m) for a, b in pairs for m in METRICS}
+    margins = equivalence_margins(flags, pairs, fraction=margin_fraction, metric_fractions=metric_margin_fractions)
+    margin_of = {(r.candidate, r.reference, r.metric): r.margin for r in margins.itertuples()}
     per_image_metrics_present = {m: METRICS[m] for m in METRICS if m in set(per_image.metric)}
     table = comparison_table(
         per_image,
@@ -276,6 +334,7 @@ def verdict_table(
         confidence=confidence,
         seed=seed,
         informative=informative,
+        margins=margin_of,
     )
     rows = []
     for a, b in pairs:
@@ -284,13 +343,24 @@ def verdict_table(
                 realism[a], realism[b], reference, samples=samples, confidence=confidence, seed=seed
             )
             mean_a, mean_b = (kid(r["features"][r["alpha"] != 0], reference) for r in (realism[a], realism[b]))
+            n, margin = len(set(realism[a]["image_id"])), margin_of[(a, b, "realism_kid")]
+            spread = (high - low) / (2 * norm.ppf((1 + confidence) / 2)) * np.sqrt(n)
+            word = verdict(
+                low,
+                high,
+                p_value=p,
+                alpha=1 - confidence,
+                informative=informative[(a, b, "realism_kid")],
+                mean_improvement=estimate,
+                margin=margin,
+            )
             rows.append(
                 dict(
                     candidate=a,
                     reference=b,
                     metric="realism_kid",
                     better="lower",
-                    n=len(set(realism[a]["image_id"])),
+                    n=n,
                     n_missing=0,
                     mean_candidate=mean_a,
                     mean_reference=mean_b,
@@ -298,9 +368,17 @@ def verdict_table(
                     ci_low=low,
                     ci_high=high,
                     p_value=p,
-                    verdict=verdict(
-                        low, high, p_value=p, alpha=1 - confidence, informative=informative[(a, b, "realism_kid")]
+                    verdict=word,
+                    margin=margin,
+                    equivalence_p_value=np.nan,
+                    sd_improvement=spread,
+                    images_needed=(
+                        images_needed(estimate, spread, margin=margin, images=n, alpha=1 - confidence)
+                        if word == "not resolved"
+                        else np.nan
                     ),
                 )
             )
-    return pd.concat([table, pd.DataFrame(rows)], ignore_index=True)
+    audit = margins[["candidate", "reference", "metric", "margin_fraction", "floor_ceiling_gap"]]
+    verdicts = pd.concat([table, pd.DataFrame(rows, columns=table.columns)], ignore_index=True)
+    return verdicts.merge(audit, on=["candidate", "reference", "metric"], how="left")

@@ -1,14 +1,15 @@
 """Are the inversions converged enough for the study's verdicts? Two finished runs of one profile that differ
-only in inversion steps (e.g. the default and 4x), side by side: per-space loss at the last step and how
-much it still fell over the last 10 % of steps, Table 1, the ranking of the spaces by MSE, and the
-verdicts (non-inferiority tests, mean identity of the configured pair).
+only in the step cap of every stage (the default and 4x), side by side: per row its final loss at both caps
+(and whether the default's is within 5 % of the 4x one), the steps its images took, Table 1, the ranking of the
+spaces by MSE, and the verdicts (non-inferiority tests, mean identity of the configured pair, the editing verdicts).
 
-    snakemake --cores 2                                                        # results/mini
-    snakemake --cores 2 --config run_name=mini-steps256 'inversion={steps: 256}'   # results/mini-steps256
-    python -m benchmarks.studies.step_convergence results/mini results/mini-steps256 \\
+    snakemake --cores 2                                                            # results/mini
+    snakemake --cores 2 --config run_name=mini-cap4x \\
+        'inversion={steps: 512, tuning: {steps: 512}, sam: {steps: 512}}'             # results/mini-cap4x
+    python -m benchmarks.studies.step_convergence results/mini results/mini-cap4x \\
         [--out results/mini/tables/steps.md]
 
-The default is well chosen when the ranking and the verdicts agree between the two runs.
+The default is well chosen when every row is within 5 % and the ranking and the verdicts agree between the runs.
 """
 
 from __future__ import annotations
@@ -29,15 +30,14 @@ def run_summary(results_dir: str | pathlib.Path) -> dict:
     names = {spaces.get(name).slug: name for name in spaces.names()}
     losses = collect_csvs(res, "inversion/*/losses.csv")
     losses["space"] = losses.space_slug.map(names)
-    steps = int(losses.step.max()) + 1
-    tail = max(1, steps // 10)
     per_space = []
     for space, group in losses.groupby("space"):
         by_step = group.groupby("step")[["total", "mse"]].mean()
+        tail = max(1, len(by_step) // 10)
         per_space.append(
             dict(
                 space=space,
-                steps=steps,
+                steps=len(by_step),
                 loss_first=by_step.total.iloc[0],
                 loss_last=by_step.total.iloc[-1],
                 loss_fall_last_10pct=1 - by_step.total.iloc[-1] / by_step.total.iloc[-1 - tail],
@@ -46,6 +46,8 @@ def run_summary(results_dir: str | pathlib.Path) -> dict:
         )
     table1 = pd.read_csv(res / "tables" / "table1.csv")
     noninferiority = pd.read_csv(res / "tables" / "noninferiority.csv")
+    editing_path = res / "tables" / "editing_verdicts.csv"
+    editing = pd.read_csv(editing_path) if editing_path.exists() else pd.DataFrame()
     identity_path = res / "tables" / "identity.csv"  # absent when a run stopped after the inversions
     identity = (
         pd.read_csv(identity_path)
@@ -53,18 +55,19 @@ def run_summary(results_dir: str | pathlib.Path) -> dict:
         else pd.DataFrame(columns=["space", "family", "mean_similarity"])
     )
     return dict(
-        steps=steps,
+        steps=int(losses.step.max()) + 1,
         losses=pd.DataFrame(per_space),
         table1=table1,
         noninferiority=noninferiority,
         identity=identity[identity.family == "all"],
+        editing=editing,
     )
 
 
 def compare_runs(default_dir, longer_dir) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """(per-space table, verdict table, agreement facts) of two runs."""
     a, b = run_summary(default_dir), run_summary(longer_dir)
-    na, nb = a["steps"], b["steps"]
+    na, nb = "cap", "4x" if b["steps"] == 4 * a["steps"] else f"{b['steps'] / a['steps']:g}x"
     common = order_spaces(set(a["table1"].space) & set(b["table1"].space))  # a partial longer run: the spaces both have
     per_space = []
     for space in common:
@@ -74,6 +77,7 @@ def compare_runs(default_dir, longer_dir) -> tuple[pd.DataFrame, pd.DataFrame, d
             ls = run["losses"].set_index("space").loc[space] if space in set(run["losses"].space) else None
             ident = run["identity"].set_index("space")["mean_similarity"].get(space)
             row |= {
+                f"steps@{steps}": t1.get("steps_mean"),
                 f"mse@{steps}": t1.mse_mean,
                 f"ssim@{steps}": t1.ssim_mean,
                 f"perceptual@{steps}": t1.perceptual_mean,
@@ -81,6 +85,8 @@ def compare_runs(default_dir, longer_dir) -> tuple[pd.DataFrame, pd.DataFrame, d
                 f"loss_fall_last10%@{steps}": None if ls is None else ls.loss_fall_last_10pct,
                 f"identity@{steps}": ident,
             }
+        loss_a, loss_b = row[f"loss@{na}"], row[f"loss@{nb}"]
+        row["within_5pct"] = None if loss_a is None or loss_b is None else bool(loss_a <= 1.05 * loss_b)
         per_space.append(row)
     per_space = pd.DataFrame(per_space)
     rank_a = per_space[f"mse@{na}"].rank().astype(int)
@@ -116,6 +122,19 @@ def compare_runs(default_dir, longer_dir) -> tuple[pd.DataFrame, pd.DataFrame, d
                     },
                 )
             )
+    if not a["editing"].empty and not b["editing"].empty:
+        keys = [k for k in ("candidate", "reference", "metric") if k in a["editing"]]
+        both = a["editing"].merge(b["editing"], on=keys, suffixes=(f"@{na}", f"@{nb}"))
+        for _, r in both.iterrows():
+            verdicts.append(
+                {
+                    "verdict": f"{r.candidate} vs {r.reference}: {r.metric} editing verdict",
+                    f"p@{na}": r.get(f"p_value@{na}"),
+                    f"p@{nb}": r.get(f"p_value@{nb}"),
+                    f"holds@{na}": r[f"verdict@{na}"],
+                    f"holds@{nb}": r[f"verdict@{nb}"],
+                }
+            )
     verdicts = pd.DataFrame(verdicts)
     tau = kendalltau(rank_a, rank_b).statistic
     facts = dict(
@@ -123,6 +142,7 @@ def compare_runs(default_dir, longer_dir) -> tuple[pd.DataFrame, pd.DataFrame, d
         kendall_tau_mse_rank=float(tau),
         same_mse_ranking=bool((rank_a == rank_b).all()),
         same_verdicts=bool((verdicts[f"holds@{na}"] == verdicts[f"holds@{nb}"]).all()),
+        all_within_5pct=bool(per_space["within_5pct"].fillna(False).all()),
     )
     return per_space, verdicts, facts
 
@@ -135,13 +155,13 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     per_space, verdicts, facts = compare_runs(args.default_dir, args.longer_dir)
     text = (
-        f"## Inversion steps {facts['steps'][0]} vs {facts['steps'][1]}\n\n"
+        f"## Step caps: the default vs {facts['steps'][1]}\n\n"
         + to_markdown(per_space, float_format="{:.4f}")
         + "\n\n"
         + to_markdown(verdicts, float_format="{:.3g}")
         + f"\n\nKendall tau of the MSE rankings: {facts['kendall_tau_mse_rank']:.3f}; "
         f"same ranking: {facts['same_mse_ranking']}; "
-        f"same verdicts: {facts['same_verdicts']}\n"
+        f"same verdicts: {facts['same_verdicts']}; every row within 5 %: {facts['all_within_5pct']}\n"
     )
     print(text)
     if args.out:

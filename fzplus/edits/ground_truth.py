@@ -6,7 +6,10 @@ should give what the same edit gives when applied to the sample's true codes in 
 its layers: for an F space the true f, the generator's own features at the split, with the true detail
 codes edited on layers >= M). The per-image distance between the two renders, against alpha, says how
 well a space's inversion keeps the generator's editing behaviour; at alpha = 0 it is the distance between
-the inversion and the true codes' image. No face model enters, so it works at any resolution.
+the inversion and the true codes' image. Beside it, the size of the edit it is measured against: the
+distance between the true codes' edited and unedited renders (`true_edit_*`), so that a space whose edits
+barely move the image (and so score a small fidelity error) shows as such. No face model enters, so it
+works at any resolution.
 
 F spaces render a bare f: the generator's RGB skip restarts at the split (the authors' convention), so
 their true codes' image differs slightly from the sample itself; `true_code_gap` measures that.
@@ -82,10 +85,11 @@ def edit_fidelity(
     distance_batch: int = 64,
 ) -> pd.DataFrame:
     """Per image, direction and alpha: perceptual distance and MSE between the edited inversion and the same
-    edit of the true codes. inverted / truth: the space's batch-first codes of the same N samples.
-    distance(x, y) -> [N], called on batches of `distance_batch` pairs gathered over the whole sweep (one
-    call per edit was most of this function's time). Columns: space, family, direction, image_id, alpha,
-    perceptual, mse."""
+    edit of the true codes, and between that true edit and the true codes unedited (the edit's own size).
+    inverted / truth: the space's batch-first codes of the same N samples. distance(x, y) -> [N], called on
+    batches of `distance_batch` pairs gathered over the whole sweep (one call per edit was most of this
+    function's time). Columns: space, family, direction, image_id, alpha, perceptual, mse, true_edit_perceptual,
+    true_edit_mse."""
     n = next(iter(inverted.values())).shape[0]
     if len(image_ids) != n or next(iter(truth.values())).shape[0] != n:
         raise ValueError(
@@ -93,12 +97,20 @@ def edit_fidelity(
             "they must be the same samples"
         )
     render = dict(truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, batch_size=n)
-    keys, pending, perceptual, mse, unedited = [], [], [], [], None
+    keys, pending, unedited = [], [], None
+    scores = {name: [] for name in ("perceptual", "mse", "true_edit_perceptual", "true_edit_mse")}
+    # the true codes unedited, rendered as the sweep renders alpha = 0 (the reference of every true edit)
+    _, _, _, truth_unedited = next(
+        edit_sweep(truth, space, generator, next(iter(families.values())), alphas=(0.0,), **render)
+    )
 
     def flush() -> None:  # scores the pending pairs: keeping every edit of a sweep would take GBs at 1024 px
-        x, y = torch.cat([p[0] for p in pending]), torch.cat([p[1] for p in pending])
-        perceptual.append(distance(x, y).double().cpu().numpy())
-        mse.append(per_image_mse(x, y))
+        mine, right = torch.cat([p[0] for p in pending]), torch.cat([p[1] for p in pending])
+        reference = truth_unedited.repeat(len(pending), 1, 1, 1)
+        scores["perceptual"].append(distance(mine, right).double().cpu().numpy())
+        scores["mse"].append(per_image_mse(mine, right))
+        scores["true_edit_perceptual"].append(distance(right, reference).double().cpu().numpy())
+        scores["true_edit_mse"].append(per_image_mse(right, reference))
         pending.clear()
 
     for family, directions in families.items():
@@ -117,7 +129,7 @@ def edit_fidelity(
                 flush()
     if pending:
         flush()
-    perceptual, mse = np.concatenate(perceptual).reshape(len(keys), n), np.concatenate(mse).reshape(len(keys), n)
+    scores = {name: np.concatenate(values).reshape(len(keys), n) for name, values in scores.items()}
     scored = {key: k for k, key in enumerate(keys)}
     rows = []
     for family, directions in families.items():
@@ -132,8 +144,7 @@ def edit_fidelity(
                             direction=name,
                             image_id=list(image_ids),
                             alpha=float(alpha),
-                            perceptual=perceptual[k],
-                            mse=mse[k],
+                            **{score: values[k] for score, values in scores.items()},
                         )
                     )
                 )

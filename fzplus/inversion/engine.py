@@ -3,11 +3,14 @@
 Loss of image i (images in [-1, 1], the target at the generator's resolution):
     L_i = MSE(x_i, G_i) + lambda_per * D(x_i^p, G_i^p) + lambda_reg * mean((f_i - f0_i)^2) + R_space(i)
 MSE is the mean over pixels and channels at full resolution; D is the perceptual distance on both images
-resized to `perceptual_size` (target: Lanczos, once; reconstruction: bicubic); the f term exists in F
+resized to `perceptual_size` (target: Lanczos, once, then clipped to [-1, 1] and rounded to 8 bit as the authors'
+Lanczos_resizing does, losses.py; reconstruction: bicubic); the f term exists in F
 spaces only; R_space is the space's own regulariser (P_N spaces). The batch loss is the SUM of the L_i, so
 each image's gradient, and (Adam being elementwise) each image's update, is the one it would get alone.
 Per-image random starts come from seeds derived from (seed, image key), so batching changes nothing.
-After every Adam step the space projects its codes (Z codes: retraction to the sphere, Eq. 5).
+After every Adam step the space projects its codes (Z codes: retraction to the sphere, Eq. 5). Every stage runs
+fzplus.optimiser's loop: a learning-rate schedule over the step cap (the paper: constant) and a per-image
+stopping rule (the paper: none), an image that stops leaving the batch; each image's steps per stage are its budget.
 A method with a second stage (`space.has_second_stage`, e.g. PTI's tuning of the generator, spaces/_tuning.py)
 runs it after the last step through `space.refine`, given each image's MSE and perceptual distance; its steps
 continue the loss traces. A space's own settings (`space.settings_class`: P_N's and IDInvert's weights, PTI's
@@ -23,24 +26,25 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
-from tqdm.auto import tqdm
 
 import spaces
 from fzplus.inversion.losses import ImageLosses
 from fzplus.inversion.settings import PAPER
+from fzplus.optimiser import LOSS_TERMS, Descent, LearningRate, StoppingRule, descend
 from fzplus.perceptual import PerceptualDistance, build_perceptual
 from fzplus.settings import as_dict
 from spaces.base import Encoder, LatentSpace, SpaceContext
 
-LOSS_TERMS = ("total", "mse", "perceptual", "reg")
+FIRST_STAGE = "invert"  # the name of the first stage in InversionResult.steps
 
 
 @dataclass
 class InversionResult:
     """Codes (CPU, batch-first, one entry per free variable), reconstructions [N, 3, R, R] rendered from
-    the final codes, and per-image loss traces [N, steps] for each of LOSS_TERMS ('perceptual' is the
+    the final codes, per-image loss traces [N, steps] for each of LOSS_TERMS ('perceptual' is the
     unweighted distance, 'reg' the weighted sum of the f term and the space's regulariser; the value at
-    step t is the loss before update t)."""
+    step t is the loss before update t; an image that stopped repeats its last value), and the steps each image
+    took in each stage, {stage: [N]} (FIRST_STAGE, then the second stage's settings key): its budget."""
 
     space: str
     keys: list[str]
@@ -50,6 +54,11 @@ class InversionResult:
     losses: dict[str, torch.Tensor]
     initial_base_code: torch.Tensor | None = None
     settings: dict = field(default_factory=dict)
+    steps: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def image_steps(self) -> torch.Tensor:
+        """[N] every stage's steps added up: the generator forward and backward passes each image cost."""
+        return sum(self.steps.values(), torch.zeros(len(self.keys), dtype=torch.long))
 
     def image_codes(self, i: int) -> dict[str, torch.Tensor]:
         """Codes of image i, each with a leading batch dimension of 1."""
@@ -107,6 +116,10 @@ def invert(
     *,
     steps: int = PAPER.steps,
     lr: float = PAPER.lr,
+    lr_rampup: float = PAPER.lr_rampup,
+    lr_rampdown: float = PAPER.lr_rampdown,
+    stop_window: int = PAPER.stop_window,
+    stop_tolerance: float = PAPER.stop_tolerance,
     lambda_per: float = PAPER.lambda_per,
     lambda_reg: float = PAPER.lambda_reg,
     perceptual: str | PerceptualDistance | None = "stlpips-vgg",
@@ -125,21 +138,22 @@ def invert(
 ) -> InversionResult:
     """Invert targets [N, 3, R, R] (in [-1, 1], at the generator's resolution) into `space`.
 
-    Defaults are the paper's (Adam lr 0.01, 1200 steps, lambda_per = lambda_reg = 10, perceptual at 256)
-    except the perceptual backend: 'stlpips-vgg' works offline; the paper profile passes 'lpips-vgg'. A name
-    builds the network on every call: pass a built PerceptualDistance (fzplus.perceptual) to reuse one.
-    perceptual=None drops the perceptual term. base_size is used by F spaces only. encoder: the one the
-    space's `encoder_kind` names (F spaces: the base-code encoder, optional; IDInvert: its W+ encoder,
-    required). image_keys (default
-    '0', '1', ...) name the images and seed their random starts. Images are optimised `batch_size` at a
-    time (default: all at once); the results do not depend on it. pn_stats: P_N statistics
-    (fzplus.pn_stats), required by the P_N spaces. truncation (psi, cutoff) is applied by the spaces the
-    authors' scripts truncate (Z-type and single-w spaces); psi = 1 (default) turns it off. method_settings:
-    the space's own settings (`space.settings_class`, or a mapping of its fields, e.g. the config's
-    inversion.<space.settings_key>; None = the class defaults), e.g. lambda_pn of the P_N spaces, PTI's tuning
-    stage (spaces/_tuning.py TuningSettings); a space without settings refuses any. pivot: for a method built on a pivot
-    space (`space.pivot`: PTI, SAM), that space's inversion of the same targets with the same settings; its
-    codes and loss traces stand in for the method's first stage, which is that inversion bitwise (the loop is
+    Defaults are the paper's (Adam lr 0.01, constant, 1200 steps for every image, lambda_per = lambda_reg = 10,
+    perceptual at 256) except the perceptual backend: 'stlpips-vgg' works offline; the paper profile passes
+    'lpips-vgg'. A name builds the network on every call: pass a built PerceptualDistance (fzplus.perceptual) to
+    reuse one. perceptual=None drops the perceptual term. steps is the cap; lr the peak of a schedule ramped up over
+    the first lr_rampup and down over the last lr_rampdown fraction of the cap; an image stops once its loss fell by
+    less than stop_tolerance (relative) over stop_window steps (0: never); fzplus.optimiser. base_size is
+    used by F spaces only. encoder: the one the space's `encoder_kind` names (F spaces: the base-code encoder,
+    optional; IDInvert: its W+ encoder, required). image_keys (default '0', '1', ...) name the images and seed their
+    random starts. Images are optimised `batch_size` at a time (default: all at once); the results do not depend on
+    it. pn_stats: P_N statistics (fzplus.pn_stats), required by the P_N spaces. truncation (psi, cutoff) is applied
+    by the spaces the authors' scripts truncate (Z-type and single-w spaces); psi = 1 (default) turns it off.
+    method_settings: the space's own settings (`space.settings_class`, or a mapping of its fields, e.g. the config's
+    inversion.<space.settings_key>; None = the class defaults), e.g. lambda_pn of the P_N spaces, PTI's tuning stage
+    (spaces/_tuning.py TuningSettings); a space without settings refuses any. pivot: for a method built on a pivot
+    space (`space.pivot`: PTI, SAM), that space's inversion of the same targets with the same settings; its codes
+    and loss traces stand in for the method's first stage, which is that inversion bitwise (the loop is
     deterministic and does not depend on the batching), so only the second stage is computed.
     """
     space = spaces.get(space)
@@ -171,6 +185,10 @@ def invert(
         space=space.name,
         steps=steps,
         lr=lr,
+        lr_rampup=lr_rampup,
+        lr_rampdown=lr_rampdown,
+        stop_window=stop_window,
+        stop_tolerance=stop_tolerance,
         lambda_per=lambda_per,
         lambda_reg=lambda_reg,
         perceptual=getattr(distance_net, "name", None),
@@ -198,7 +216,8 @@ def invert(
                     space,
                     ctx,
                     steps=steps,
-                    lr=lr,
+                    lr=LearningRate(peak=lr, rampup=lr_rampup, rampdown=lr_rampdown),
+                    stopping=StoppingRule(window=stop_window, tolerance=stop_tolerance),
                     lambda_per=lambda_per,
                     lambda_reg=lambda_reg,
                     distance_net=distance_net,
@@ -223,6 +242,7 @@ def invert(
         losses={t: torch.cat([p["losses"][t] for p in parts]) for t in LOSS_TERMS},
         initial_base_code=joined("f0"),
         settings=settings,
+        steps={stage: torch.cat([p["steps"][stage] for p in parts]) for stage in parts[0]["steps"]},
     )
 
 
@@ -230,6 +250,10 @@ def invert(
 PIVOT_SETTINGS = (
     "steps",
     "lr",
+    "lr_rampup",
+    "lr_rampdown",
+    "stop_window",
+    "stop_tolerance",
     "lambda_per",
     "lambda_reg",
     "perceptual",
@@ -275,9 +299,12 @@ def _check_pivot(
 
 
 def _pivot_slice(pivot: InversionResult, start: int, stop: int) -> dict:
+    if set(pivot.steps) != {FIRST_STAGE}:
+        raise ValueError(f"the pivot inversion records steps of stages {sorted(pivot.steps)}, not {FIRST_STAGE!r}")
     return dict(
         codes={k: v[start:stop] for k, v in pivot.codes.items()},
         losses={t: v[start:stop] for t, v in pivot.losses.items()},
+        steps=pivot.steps[FIRST_STAGE][start:stop],
     )
 
 
@@ -288,7 +315,8 @@ def _invert_batch(
     ctx: SpaceContext,
     *,
     steps,
-    lr,
+    lr: LearningRate,
+    stopping: StoppingRule,
     lambda_per,
     lambda_reg,
     distance_net,
@@ -310,7 +338,7 @@ def _invert_batch(
     f0 = codes["f"].detach().clone() if "f" in codes else None
     image_losses = ImageLosses(targets, distance_net, perceptual_size)  # the loop's and a second stage's
     if pivot is None:
-        trace = _descend(
+        first = _descend(
             codes,
             space,
             ctx,
@@ -318,15 +346,18 @@ def _invert_batch(
             f0=f0,
             steps=steps,
             lr=lr,
+            stopping=stopping,
             lambda_per=lambda_per,
             lambda_reg=lambda_reg,
             progress=progress,
             desc=desc,
         )
-    else:  # the pivot's traces are the first stage's
-        trace = {t: list(pivot["losses"][t].to(device).unbind(1)) for t in LOSS_TERMS}
+    else:  # the pivot's traces and budget are the first stage's
+        first = Descent(traces={t: pivot["losses"][t].to(device) for t in LOSS_TERMS}, steps=pivot["steps"].to(device))
+    trace = {t: list(first.traces[t].unbind(1)) for t in LOSS_TERMS}
+    budget = {FIRST_STAGE: first.steps}
     if space.has_second_stage:
-        codes, traces = space.refine(
+        codes, second = space.refine(
             {k: v.detach() for k, v in codes.items()},
             ctx,
             settings=ctx.settings,
@@ -339,8 +370,11 @@ def _invert_batch(
                 f"space {space.name!r} refined to {sorted(codes)}; "
                 f"expected {[*space.variables, *space.refined_variables]}"
             )
+        if not isinstance(second, Descent) or tuple(second.steps.shape) != (targets.shape[0],):
+            raise RuntimeError(f"space {space.name!r}: refine must return its codes and a Descent of its images")
         for name in LOSS_TERMS:
-            trace[name].extend(traces[name].unbind(1))
+            trace[name].extend(second.traces[name].unbind(1))
+        budget[space.settings_key or "refine"] = second.steps
     with torch.no_grad():
         reconstructions = space.render(codes, ctx)
     empty = targets.new_zeros(targets.shape[0], 0)
@@ -350,6 +384,7 @@ def _invert_batch(
         reconstructions=reconstructions.cpu(),
         losses={t: (torch.stack(v, dim=1) if v else empty).cpu() for t, v in trace.items()},
         f0=f0.cpu() if f0 is not None else None,
+        steps={stage: v.cpu() for stage, v in budget.items()},
     )
 
 
@@ -361,32 +396,22 @@ def _descend(
     *,
     f0,
     steps,
-    lr,
+    lr: LearningRate,
+    stopping: StoppingRule,
     lambda_per,
     lambda_reg,
     progress,
     desc,
-) -> dict[str, list[torch.Tensor]]:
-    """The inversion loop: `steps` Adam steps on `codes` (in place) against Eq. 1; per-step loss terms [N] per
-    LOSS_TERMS."""
-    everyone = torch.arange(image_losses.targets.shape[0], device=image_losses.targets.device)
-    optimizer = torch.optim.Adam(list(codes.values()), lr=lr)
-    trace = {t: [] for t in LOSS_TERMS}
-    bar = tqdm(range(steps), desc=desc, disable=not progress, leave=False)
-    for step in bar:
-        images = space.render(codes, ctx)
-        mse, per = image_losses(images, everyone)
-        reg = space.regularizer(codes, ctx)
+) -> Descent:
+    """The inversion's first stage: Eq. 1 minimised over `codes` (in place) by fzplus.optimiser.descend."""
+
+    def loss(view: dict, idx: torch.Tensor) -> dict:
+        mse, per = image_losses(space.render(view, ctx), idx)
+        reg = space.regularizer(view, ctx)
         if f0 is not None:
-            reg = reg + lambda_reg * (codes["f"] - f0).square().flatten(1).mean(dim=1)
-        total = mse + lambda_per * per + reg
-        optimizer.zero_grad(set_to_none=True)
-        total.sum().backward()
-        optimizer.step()
-        with torch.no_grad():
-            space.project_(codes)
-        for name, value in zip(LOSS_TERMS, (total, mse, per, reg)):
-            trace[name].append(value.detach())
-        if progress and step % 10 == 0:
-            bar.set_postfix(loss=f"{total.mean().item():.5f}", mse=f"{mse.mean().item():.5f}")
-    return trace
+            reg = reg + lambda_reg * (view["f"] - f0[idx]).square().flatten(1).mean(dim=1)
+        return dict(total=mse + lambda_per * per + reg, mse=mse, perceptual=per, reg=reg)
+
+    return descend(
+        codes, loss, cap=steps, lr=lr, stopping=stopping, project=space.project_, progress=progress, desc=desc
+    )

@@ -25,6 +25,8 @@ def direction_inputs(wildcards):
     released_z = wildcards.domain == "Z" and config["directions"]["interfacegan"]["boundaries_asset"]
     if wildcards.family == "interfacegan" and not released_z:
         inputs["samples"] = f"{OUT}/directions/interfacegan_samples.npz"
+    if wildcards.domain == "W" and config["directions"]["unit"]["rule"] == "matched":
+        inputs["reference"] = f"{OUT}/directions/{wildcards.family}_Z.npz"  # W's unit matches Z's image move
     return inputs
 
 
@@ -36,7 +38,8 @@ rule directions:
     params:
         stage="prepare.directions_stage",
         kwargs=lambda wc, input, output: dict(family=wc.family, domain=wc.domain, generator_path=input.generator,
-                                              out_path=output[0], samples_path=input.get("samples")),
+                                              out_path=output[0], samples_path=input.get("samples"),
+                                              reference_path=input.get("reference")),
         settings=settings("seed", "device", *RENDERING, "perceptual", "directions.unit", "directions.random", "directions.ganspace",
                           "directions.interfacegan"),
     threads: 1

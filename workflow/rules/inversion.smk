@@ -14,7 +14,7 @@ def inversion_inputs(wildcards, *, targets=f"{OUT}/targets/targets.csv", inversi
         inputs["pn_stats"] = f"{OUT}/pn_stats.npz"
     if space.pivot is not None:  # PTI, SAM: their first stage is the pivot space's job, reused (engine.invert pivot=)
         pivot = f"{inversions}/{space.pivot.slug}"
-        inputs.update(pivot_codes=f"{pivot}/codes.pt", pivot_losses=f"{pivot}/losses.csv")
+        inputs.update(pivot_codes=f"{pivot}/codes.pt", pivot_losses=f"{pivot}/losses.csv", pivot_budget=f"{pivot}/budget.csv")
     return inputs
 
 
@@ -24,6 +24,7 @@ rule invert:
     output:
         codes=f"{OUT}/inversion/{{slug}}/codes.pt",
         losses=f"{OUT}/inversion/{{slug}}/losses.csv",
+        budget=f"{OUT}/inversion/{{slug}}/budget.csv",
         metrics=f"{OUT}/inversion/{{slug}}/metrics.csv",
     params:
         stage="evaluate.invert_stage",
@@ -54,6 +55,41 @@ use rule invert as invert_ground_truth with:
     output:
         codes=f"{OUT}/ground_truth/inversion/{{slug}}/codes.pt",
         losses=f"{OUT}/ground_truth/inversion/{{slug}}/losses.csv",
+        budget=f"{OUT}/ground_truth/inversion/{{slug}}/budget.csv",
         metrics=f"{OUT}/ground_truth/inversion/{{slug}}/metrics.csv",
     benchmark:
         f"{OUT}/benchmarks/invert_ground_truth_{{slug}}.tsv"
+
+
+# Budget-matched pivot rows (inversion.budget_matched_pivots): for each method on a pivot, its pivot space run for
+# the method's whole step cap, so Table 1 tells the method's own contribution from its extra steps.
+BUDGET_MATCHED = [slug for slug, s in SPACES.items() if s.pivot is not None] if config["inversion"]["budget_matched_pivots"] else []
+
+
+rule invert_budget_matched:
+    input:
+        unpack(lambda wc: inversion_inputs(types.SimpleNamespace(slug=space_plugins.get(wc.slug).pivot.slug))),
+    output:
+        codes=f"{OUT}/inversion/budget_matched/{{slug}}/codes.pt",
+        losses=f"{OUT}/inversion/budget_matched/{{slug}}/losses.csv",
+        budget=f"{OUT}/inversion/budget_matched/{{slug}}/budget.csv",
+        metrics=f"{OUT}/inversion/budget_matched/{{slug}}/metrics.csv",
+    params:
+        stage="evaluate.invert_stage",
+        kwargs=lambda wc, input, output: dict(
+            space_name=space_plugins.get(wc.slug).pivot.name, budget_of=space_plugins.get(wc.slug).name,
+            generator_path=input.generator, targets_dir=os.path.dirname(input.targets), out_dir=os.path.dirname(output.codes),
+            encoder_path=input.get("encoder"), pn_stats_path=input.get("pn_stats")),
+        # the pivot's settings and the method's own (its second stage's cap)
+        settings=lambda wc: settings("seed", *RENDERING, "perceptual", "inversion",
+                                     omit=["inversion.spaces", *(f"inversion.{key}" for key in METHOD_SETTINGS
+                                           if key not in (space_plugins.get(wc.slug).settings_key, space_plugins.get(wc.slug).pivot.settings_key))]),
+    threads: 1
+    resources:
+        gpu=GPU,
+    benchmark:
+        f"{OUT}/benchmarks/invert_budget_matched_{{slug}}.tsv"
+    log:
+        f"{OUT}/logs/invert_budget_matched_{{slug}}.log",
+    script:
+        STAGE_SCRIPT

@@ -4,6 +4,7 @@
 rule tables:
     input:
         metrics=expand(f"{OUT}/inversion/{{slug}}/metrics.csv", slug=SPACES),
+        budget_matched=expand(f"{OUT}/inversion/budget_matched/{{slug}}/metrics.csv", slug=BUDGET_MATCHED),
         identity=expand(f"{OUT}/edits/{{slug}}/identity.csv", slug=SPACES),
         directions=expand(f"{OUT}/directions/{{family}}_{{domain}}.npz", family=FAMILIES, domain=DOMAINS),
     output:
@@ -17,6 +18,7 @@ rule tables:
     params:
         stage="evaluate.tables_stage",
         kwargs=lambda wc, input, output: dict(metrics_paths=list(input.metrics), identity_paths=list(input.identity),
+                                              budget_matched_paths=list(input.budget_matched),
                                               direction_paths=list(input.directions), tables_dir=os.path.dirname(output.table1)),
         settings=settings("inversion.spaces", "perceptual.backend", "statistics"),
     threads: 1

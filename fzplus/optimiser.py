@@ -1,0 +1,193 @@
+"""One optimisation loop for every stage of every method: Adam under a learning-rate schedule, images that stop on
+their plateau and leave the batch (issue 31; SPEC §5).
+
+Why one loop: a comparison of spaces is a comparison of budgets unless every stage of every method ends the same
+way. Each stage (the inversion, PTI's tuning, each of SAM's inversions) hands `descend` its variables, a per-image
+loss and its own schedule and stopping rule; `descend` records, per image, the loss at every step and how many
+updates the image took, its budget.
+
+- Schedule (`LearningRate`): NVlabs' projector and SAM ramp the learning rate up linearly over the first
+  `rampup` fraction of the step cap and down along a cosine over the last `rampdown` fraction; 0 and 0 is the
+  paper's constant rate.
+- Stopping (`StoppingRule`): after each step's loss, an image whose mean loss over the last `window` steps fell by
+  less than `tolerance` (relative) against the `window` steps before has reached its plateau: it takes no more
+  updates, is no longer rendered, and its variables never change again. window 0 never stops (the paper). The rule
+  looks at the steps after the warm-up only: at a rate near 0 every loss is flat.
+  A stage may add its own test (PTI: stop once the perceptual distance is below a threshold).
+- Per-image independence: the batch loss is the sum of the images' losses and Adam is elementwise, so an image's
+  updates are the ones it would get alone; a stopped image's rows are restored after every update (Adam's momentum
+  would otherwise carry them on), so results do not depend on which images share its batch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import torch
+from tqdm.auto import tqdm
+
+from fzplus.settings import setting
+
+LOSS_TERMS = ("total", "mse", "perceptual", "reg")
+
+
+@dataclass(frozen=True)
+class LearningRate:
+    """peak lr, ramped up over the first `rampup` and down (cosine) over the last `rampdown` fraction of the cap."""
+
+    peak: float
+    rampup: float = 0.0
+    rampdown: float = 0.0
+
+    def __post_init__(self):
+        if not self.peak > 0:
+            raise ValueError(f"the learning rate must be > 0, got {self.peak}")
+        for name in ("rampup", "rampdown"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"lr {name} is a fraction of the step cap in [0, 1], got {getattr(self, name)}")
+
+    def at(self, step: int, cap: int) -> float:
+        """The rate of update `step` (0-based) of a stage capped at `cap` steps."""
+        t = step / max(cap, 1)
+        scale = 1.0
+        if self.rampdown > 0:
+            down = min(1.0, (1.0 - t) / self.rampdown)
+            scale *= 0.5 - 0.5 * math.cos(down * math.pi)
+        if self.rampup > 0:
+            scale *= min(1.0, t / self.rampup)
+        return self.peak * scale
+
+
+@dataclass(frozen=True)
+class StoppingRule:
+    """An image stops once its loss fell by less than `tolerance` (relative) over the last `window` steps."""
+
+    window: int = 0
+    tolerance: float = 0.0
+
+    def __post_init__(self):
+        if self.window < 0 or self.tolerance < 0:
+            raise ValueError(f"stopping window and tolerance must be >= 0, got {self.window}, {self.tolerance}")
+
+    def plateaued(self, history: torch.Tensor) -> torch.Tensor:
+        """history [n, t] of each image's loss so far -> [n] bool: on its plateau."""
+        n, t = history.shape
+        if self.window == 0 or t < 2 * self.window:
+            return torch.zeros(n, dtype=torch.bool, device=history.device)
+        recent = history[:, -self.window :].mean(dim=1)
+        before = history[:, -2 * self.window : -self.window].mean(dim=1)
+        return before - recent <= self.tolerance * before.abs()
+
+
+@dataclass(frozen=True)
+class StoppingSettings:
+    """The stopping rule's two settings, shared by every stage's settings class (inherit it)."""
+
+    stop_window: int = setting(
+        0,
+        minimum=0,
+        description="an image stops once its mean loss over this many steps fell by less than "
+        "stop_tolerance against the window before; 0 = never (the paper: every image runs the whole cap)",
+    )
+    stop_tolerance: float = setting(
+        0.0, minimum=0, description="relative fall of the windowed loss that counts as a plateau"
+    )
+
+    def stopping_rule(self) -> StoppingRule:
+        return StoppingRule(window=self.stop_window, tolerance=self.stop_tolerance)
+
+
+@dataclass
+class Descent:
+    """A stage's record: traces {term: [N, cap]} (the loss before each update; a stopped image repeats its last
+    value) and steps [N] (updates each image took: its generator forward and backward passes)."""
+
+    traces: dict[str, torch.Tensor]
+    steps: torch.Tensor
+
+    @staticmethod
+    def joined(parts: list[Descent], *, traces_of: int = -1) -> Descent:
+        """Several stages of the same images run one after another: the steps add up; the traces are those of
+        stage `traces_of` (default the last)."""
+        return Descent(traces=parts[traces_of].traces, steps=sum(p.steps for p in parts))
+
+
+# (variables of the active images, their indices) -> per-image loss terms [n] (LOSS_TERMS, "total" minimised)
+LossFunction = Callable[[dict[str, torch.Tensor], torch.Tensor], Mapping[str, torch.Tensor]]
+
+
+def descend(
+    variables: dict[str, torch.Tensor],
+    loss: LossFunction,
+    *,
+    cap: int,
+    lr: LearningRate,
+    stopping: StoppingRule = StoppingRule(),
+    finished: Callable[[Mapping[str, torch.Tensor]], torch.Tensor] | None = None,
+    project: Callable[[dict[str, torch.Tensor]], None] | None = None,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    progress: bool = False,
+    desc: str = "",
+) -> Descent:
+    """Minimise the sum over images of loss(...)["total"] over `variables` ({name: [N, ...]} leaf tensors with
+    requires_grad, updated in place), at most `cap` Adam steps. `finished(terms)` -> [n] bool: a stage's own
+    reason to stop an image before its update (checked with the loss just computed). `project(variables)`: the
+    space's projection after every update (in place, under no_grad), e.g. the retraction of Z codes."""
+    first = next(iter(variables.values()))
+    n, device = first.shape[0], first.device
+    for name, v in variables.items():
+        if v.shape[0] != n or not v.requires_grad:
+            raise ValueError(f"variable {name!r}: expected a leaf [N={n}, ...] requiring grad, got {tuple(v.shape)}")
+    optimizer = torch.optim.Adam(list(variables.values()), lr=lr.peak, betas=betas, eps=eps)
+    active = torch.ones(n, dtype=torch.bool, device=device)
+    steps = torch.zeros(n, dtype=torch.long, device=device)
+    last = {t: first.new_zeros(n) for t in LOSS_TERMS}
+    trace: dict[str, list[torch.Tensor]] = {t: [] for t in LOSS_TERMS}
+    frozen: dict[str, torch.Tensor] = {}  # the values of stopped rows, restored after every update
+    warm = math.ceil(lr.rampup * cap)  # the first step the plateau rule may look at
+    bar = tqdm(range(cap), desc=desc, disable=not progress, leave=False)
+    for step in bar:
+        idx = active.nonzero().squeeze(1)
+        if len(idx) == 0:
+            for name in LOSS_TERMS:
+                trace[name].append(last[name].clone())
+            continue
+        everyone = len(idx) == n
+        view = variables if everyone else {k: v[idx] for k, v in variables.items()}
+        terms = loss(view, idx)
+        for name in LOSS_TERMS:
+            value = terms.get(name)
+            last[name] = last[name].index_put((idx,), value.detach() if value is not None else last[name][idx] * 0)
+            trace[name].append(last[name].clone())
+        stop = stopping.plateaued(
+            torch.stack(trace["total"][warm:], dim=1)[idx] if step >= warm else last["total"][idx, None]
+        )
+        if finished is not None:
+            stop = stop | finished(terms)
+        if stop.any():
+            leaving = idx[stop]
+            active[leaving] = False
+            for k, v in variables.items():
+                frozen.setdefault(k, torch.empty_like(v.detach()))[leaving] = v.detach()[leaving]
+        going = ~stop
+        if going.any():
+            for group in optimizer.param_groups:
+                group["lr"] = lr.at(step, cap)
+            optimizer.zero_grad(set_to_none=True)
+            terms["total"][going].sum().backward()
+            optimizer.step()
+            steps[idx[going]] += 1
+            with torch.no_grad():
+                if project is not None:
+                    project(variables)
+                stopped = ~active
+                if stopped.any():
+                    for k, v in variables.items():
+                        v[stopped] = frozen[k][stopped]
+        if progress and step % 10 == 0:
+            bar.set_postfix(active=int(active.sum()), loss=f"{last['total'].mean().item():.5f}")
+    traces = {t: torch.stack(v, dim=1) if v else first.new_zeros(n, 0) for t, v in trace.items()}
+    return Descent(traces={t: v.detach() for t, v in traces.items()}, steps=steps)
