@@ -30,7 +30,14 @@ def test_ci_profile_produces_every_output(ci_run):
     _, out = ci_run
     names = spaces.names()
     table1 = pd.read_csv(out / "tables" / "table1.csv")
-    assert sorted(table1["space"]) == sorted(names) and (table1["n"] == 4).all()
+    # every space, and each method on a pivot's pivot run for the method's whole budget (budget_matched_pivots)
+    methods = [spaces.get(name) for name in names if spaces.get(name).pivot is not None]
+    budget_rows = [spaces.budget_matched_name(method) for method in methods]
+    assert sorted(table1["space"]) == sorted([*names, *budget_rows]) and (table1["n"] == 4).all()
+    rows = table1.set_index("space")
+    for method in methods:  # a method costs its pivot's steps and its own; the budget row may stop on its plateau
+        assert rows.loc[method.name, "steps_mean"] > rows.loc[method.pivot.name, "steps_mean"]
+        assert rows.loc[spaces.budget_matched_name(method), "steps_max"] >= rows.loc[method.pivot.name, "steps_max"]
     for name in names:
         slug = spaces.get(name).slug
         metrics = pd.read_csv(out / "inversion" / slug / "metrics.csv", dtype={"image_id": str})
@@ -72,14 +79,19 @@ def test_ci_profile_produces_every_output(ci_run):
     tuning = pd.read_csv(out / "tables" / "tuning.csv", dtype={"image_id": str})
     beside_pivots = (
         "W",
+        "W (budget of PTI)",
         "PTI",
         "Z+",
+        "Z+ (budget of PTI w/ Z+)",
         "PTI w/ Z+",
         "W+",
+        "W+ (budget of SAM)",
         "SAM",
+        "Z+ (budget of SAM w/ Z+)",
         "SAM w/ Z+",
-    )  # each pivot once, before its first method
-    assert list(tuning.columns) == ["image_id"] + [f"{s} {m}" for s in beside_pivots for m in ("MSE", "perceptual")]
+    )  # each pivot once, before its first method; its run for the method's whole budget right before the method
+    columns = [f"{s} {m}" for s in beside_pivots for m in ("MSE", "perceptual", "steps")]
+    assert list(tuning.columns) == ["image_id", *columns]
     assert list(tuning.image_id)[-1] == "mean" and len(tuning) == 5 and tuning.notna().all().all()
     codes = torch.load(out / "inversion" / "pti" / "codes.pt", weights_only=True)
     assert len(codes) == 4 and all(

@@ -5,7 +5,7 @@ spaces by MSE, and the verdicts (non-inferiority tests, mean identity of the con
 
     snakemake --cores 2                                                            # results/mini
     snakemake --cores 2 --config run_name=mini-cap4x \\
-        'inversion={steps: 512, tuning: {steps: 512}, sam: {steps: 512}}'             # results/mini-cap4x
+        'inversion={steps: 512, tuning: {steps: 256}, sam: {steps: 256}}'             # results/mini-cap4x
     python -m benchmarks.studies.step_convergence results/mini results/mini-cap4x \\
         [--out results/mini/tables/steps.md]
 
