@@ -108,10 +108,9 @@ class Descent:
     steps: torch.Tensor
 
     @staticmethod
-    def joined(parts: list[Descent], *, traces_of: int = -1) -> Descent:
-        """Several stages of the same images run one after another: the steps add up; the traces are those of
-        stage `traces_of` (default the last)."""
-        return Descent(traces=parts[traces_of].traces, steps=sum(p.steps for p in parts))
+    def joined(parts: list[Descent]) -> Descent:
+        """Several stages of the same images run one after another: the steps add up; the traces are the last's."""
+        return Descent(traces=parts[-1].traces, steps=sum(p.steps for p in parts))
 
 
 # (variables of the active images, their indices) -> per-image loss terms [n] (LOSS_TERMS, "total" minimised)
@@ -162,16 +161,20 @@ def descend(
             value = terms.get(name)
             last[name] = last[name].index_put((idx,), value.detach() if value is not None else last[name][idx] * 0)
             trace[name].append(last[name].clone())
-        stop = stopping.plateaued(
-            torch.stack(trace["total"][warm:], dim=1)[idx] if step >= warm else last["total"][idx, None]
-        )
+        if stopping.window and step >= warm:  # the rule needs its last two windows after the warm-up
+            recent = trace["total"][max(warm, step + 1 - 2 * stopping.window) :]
+            stop = stopping.plateaued(torch.stack(recent, dim=1)[idx])
+        else:
+            stop = torch.zeros(len(idx), dtype=torch.bool, device=device)
         if finished is not None:
             stop = stop | finished(terms)
         if stop.any():
             leaving = idx[stop]
             active[leaving] = False
             for k, v in variables.items():
-                frozen.setdefault(k, torch.empty_like(v.detach()))[leaving] = v.detach()[leaving]
+                if k not in frozen:
+                    frozen[k] = v.detach().clone()
+                frozen[k][leaving] = v.detach()[leaving]
         going = ~stop
         if going.any():
             for group in optimizer.param_groups:

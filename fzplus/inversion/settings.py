@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fzplus.optimiser import LearningRate, StoppingSettings
+from fzplus.optimiser import StoppingSettings
 from fzplus.settings import setting
 
 
@@ -28,9 +28,6 @@ class InversionSettings(StoppingSettings):
     lambda_reg: float = setting(10.0, minimum=0)
     batch_size: int | None = setting(None, minimum=1, description="images optimised together; null = all")
     base_size: int = setting(16, enum=[4, 8, 16, 32, 64], description="spatial size of the base code f")
-
-    def learning_rate(self) -> LearningRate:
-        return LearningRate(peak=self.lr, rampup=self.lr_rampup, rampdown=self.lr_rampdown)
 
 
 PAPER = InversionSettings()
