@@ -10,13 +10,18 @@ updates the image took, its budget.
   `rampup` fraction of the step cap and down along a cosine over the last `rampdown` fraction; 0 and 0 is the
   paper's constant rate.
 - Stopping (`StoppingRule`): after each step's loss, an image whose mean loss over the last `window` steps fell by
-  less than `tolerance` (relative) against the `window` steps before has reached its plateau: it takes no more
-  updates, is no longer rendered, and its variables never change again. window 0 never stops (the paper). The rule
-  looks at the steps after the warm-up only: at a rate near 0 every loss is flat.
+  less than `tolerance` (relative) against the `window` steps before has reached its plateau. If the schedule has a
+  ramp-down, a plateau reached before it starts begins the image's own ramp-down there: the image's rate falls from
+  the one it had along the same cosine over the same number of steps, and the image stops when that ends or when it
+  plateaus again. Stopping at the peak rate would keep the noise of a high rate: measured on the mini Z+ rows, the
+  budget-matched row (cap 158) stopped on plateaus at the peak rate and ended worse than the row capped at 128, whose
+  images all reached the schedule's ramp-down. A plateau during the ramp-down stops the image at once. A stopped
+  image takes no more updates, is no longer rendered, and its variables never change again. window 0 never stops
+  (the paper). The rule looks at the steps after the warm-up only: at a rate near 0 every loss is flat.
   A stage may add its own test (PTI: stop once the perceptual distance is below a threshold).
 - Per-image independence: the batch loss is the sum of the images' losses and Adam is elementwise, so an image's
-  updates are the ones it would get alone; a stopped image's rows are restored after every update (Adam's momentum
-  would otherwise carry them on), so results do not depend on which images share its batch.
+  updates are the ones it would get alone. The loop's Adam (`RowAdam`, torch.optim.Adam's arithmetic) takes a rate
+  per image and updates only the rows still running, so results do not depend on which images share a batch.
 """
 
 from __future__ import annotations
@@ -58,6 +63,16 @@ class LearningRate:
         if self.rampup > 0:
             scale *= min(1.0, t / self.rampup)
         return self.peak * scale
+
+    def rampdown_steps(self, cap: int) -> float:
+        return self.rampdown * cap
+
+    def annealed(self, step: int, cap: int, start: int) -> float:
+        """The rate of update `step` of an image whose own ramp-down began at step `start` (its plateau, before the
+        schedule's ramp-down): from the rate it had at `start` down the schedule's cosine, over as many steps."""
+        length = self.rampdown_steps(cap)
+        down = min(1.0, max(0.0, (start + length - step) / length))
+        return self.at(start, cap) * (0.5 - 0.5 * math.cos(down * math.pi))
 
 
 @dataclass(frozen=True)
@@ -113,6 +128,30 @@ class Descent:
         return Descent(traces=parts[-1].traces, steps=sum(p.steps for p in parts))
 
 
+class RowAdam:
+    """Adam with torch.optim.Adam's arithmetic (single-tensor path) and one learning rate per image row, updating
+    only the rows it is given. Every row it updates has taken the same number of updates: rows only ever leave."""
+
+    def __init__(self, variables: dict[str, torch.Tensor], *, betas: tuple[float, float], eps: float):
+        self.betas, self.eps, self.updates = betas, eps, 0
+        self.moments = {k: (torch.zeros_like(v), torch.zeros_like(v)) for k, v in variables.items()}
+
+    @torch.no_grad()
+    def step(self, variables: dict[str, torch.Tensor], rows: torch.Tensor, rates: torch.Tensor) -> None:
+        """rows [m] indices to update with rates [m] (float64, as torch's Python-float rate)."""
+        (b1, b2), self.updates = self.betas, self.updates + 1
+        correction1, correction2_sqrt = 1 - b1**self.updates, (1 - b2**self.updates) ** 0.5
+        for k, v in variables.items():
+            m_all, s_all = self.moments[k]
+            grad = v.grad[rows]
+            m = m_all[rows].lerp_(grad, 1 - b1)
+            s = s_all[rows].mul_(b2).addcmul_(grad, grad, value=1 - b2)
+            m_all[rows], s_all[rows] = m, s
+            denom = (s.sqrt() / correction2_sqrt).add_(self.eps)
+            step_size = (-rates / correction1).to(v.dtype).reshape(-1, *[1] * (v.ndim - 1))
+            v[rows] = v[rows] + step_size * m / denom
+
+
 # (variables of the active images, their indices) -> per-image loss terms [n] (LOSS_TERMS, "total" minimised)
 LossFunction = Callable[[dict[str, torch.Tensor], torch.Tensor], Mapping[str, torch.Tensor]]
 
@@ -133,20 +172,21 @@ def descend(
 ) -> Descent:
     """Minimise the sum over images of loss(...)["total"] over `variables` ({name: [N, ...]} leaf tensors with
     requires_grad, updated in place), at most `cap` Adam steps. `finished(terms)` -> [n] bool: a stage's own
-    reason to stop an image before its update (checked with the loss just computed). `project(variables)`: the
-    space's projection after every update (in place, under no_grad), e.g. the retraction of Z codes."""
+    reason to stop an image at once, before its update (checked with the loss just computed). `project(variables)`:
+    the space's projection after every update (in place, under no_grad), e.g. the retraction of Z codes."""
     first = next(iter(variables.values()))
     n, device = first.shape[0], first.device
     for name, v in variables.items():
         if v.shape[0] != n or not v.requires_grad:
             raise ValueError(f"variable {name!r}: expected a leaf [N={n}, ...] requiring grad, got {tuple(v.shape)}")
-    optimizer = torch.optim.Adam(list(variables.values()), lr=lr.peak, betas=betas, eps=eps)
+    optimizer = RowAdam(variables, betas=betas, eps=eps)
     active = torch.ones(n, dtype=torch.bool, device=device)
     steps = torch.zeros(n, dtype=torch.long, device=device)
+    annealing_from: dict[int, int] = {}  # image -> the step its own ramp-down began (its plateau)
     last = {t: first.new_zeros(n) for t in LOSS_TERMS}
     trace: dict[str, list[torch.Tensor]] = {t: [] for t in LOSS_TERMS}
-    frozen: dict[str, torch.Tensor] = {}  # the values of stopped rows, restored after every update
     warm = math.ceil(lr.rampup * cap)  # the first step the plateau rule may look at
+    rampdown_start = cap - lr.rampdown_steps(cap)  # the schedule's own ramp-down
     bar = tqdm(range(cap), desc=desc, disable=not progress, leave=False)
     for step in bar:
         idx = active.nonzero().squeeze(1)
@@ -163,33 +203,39 @@ def descend(
             trace[name].append(last[name].clone())
         if stopping.window and step >= warm:  # the rule needs its last two windows after the warm-up
             recent = trace["total"][max(warm, step + 1 - 2 * stopping.window) :]
-            stop = stopping.plateaued(torch.stack(recent, dim=1)[idx])
+            plateau = stopping.plateaued(torch.stack(recent, dim=1)[idx])
         else:
-            stop = torch.zeros(len(idx), dtype=torch.bool, device=device)
-        if finished is not None:
-            stop = stop | finished(terms)
-        if stop.any():
-            leaving = idx[stop]
-            active[leaving] = False
-            for k, v in variables.items():
-                if k not in frozen:
-                    frozen[k] = v.detach().clone()
-                frozen[k][leaving] = v.detach()[leaving]
-        going = ~stop
-        if going.any():
-            for group in optimizer.param_groups:
-                group["lr"] = lr.at(step, cap)
-            optimizer.zero_grad(set_to_none=True)
-            terms["total"][going].sum().backward()
-            optimizer.step()
-            steps[idx[going]] += 1
-            with torch.no_grad():
-                if project is not None:
+            plateau = torch.zeros(len(idx), dtype=torch.bool, device=device)
+        stop = torch.zeros_like(plateau) if finished is None else finished(terms).clone()
+        for k, i in enumerate(idx.tolist()):
+            if i in annealing_from:  # a plateau within its ramp-down, or the ramp-down's end, ends the image
+                since = step - annealing_from[i]
+                again = plateau[k] and since >= 2 * stopping.window  # both windows inside the ramp-down
+                stop[k] = stop[k] | again | (since >= lr.rampdown_steps(cap))
+            elif plateau[k]:
+                if step < rampdown_start and lr.rampdown > 0:
+                    annealing_from[i] = step
+                else:
+                    stop[k] = True
+        active[idx[stop]] = False
+        going = idx[~stop]
+        if len(going):
+            rates = [
+                lr.annealed(step, cap, annealing_from[i]) if i in annealing_from else lr.at(step, cap)
+                for i in going.tolist()
+            ]
+            for v in variables.values():
+                v.grad = None
+            terms["total"][~stop].sum().backward()
+            optimizer.step(variables, going, torch.tensor(rates, dtype=torch.float64, device=device))
+            steps[going] += 1
+            if project is not None:  # a projection must not move a stopped image either (round-off included)
+                with torch.no_grad():
+                    resting = ~active
+                    kept = {k: v[resting].clone() for k, v in variables.items()}
                     project(variables)
-                stopped = ~active
-                if stopped.any():
                     for k, v in variables.items():
-                        v[stopped] = frozen[k][stopped]
+                        v[resting] = kept[k]
         if progress and step % 10 == 0:
             bar.set_postfix(active=int(active.sum()), loss=f"{last['total'].mean().item():.5f}")
     traces = {t: torch.stack(v, dim=1) if v else first.new_zeros(n, 0) for t, v in trace.items()}

@@ -69,11 +69,22 @@ class PerceptualDistance(nn.Module):
             x = x.contiguous(memory_format=torch.channels_last)
         return [self._normalize(f) for f in self.model.net(self.model.scaling_layer(x))]
 
-    def distance_to_features(self, x: torch.Tensor, target_features: list[torch.Tensor]) -> torch.Tensor:
+    def batched_features(self, x: torch.Tensor, *, batch_size: int = 16) -> list[torch.Tensor]:
+        """`features` of many images without gradients, `batch_size` at a time (as `distance`), so that a caller
+        scoring one image against several runs the trunk on it once. x [N, 3, H, W] -> per layer [N, C, h, w]."""
+        with torch.no_grad():
+            chunks = [self.features(x[k : k + batch_size]) for k in range(0, x.shape[0], batch_size)]
+        return [torch.cat(layer) for layer in zip(*chunks)]
+
+    def distance_between(self, fx: list[torch.Tensor], fy: list[torch.Tensor]) -> torch.Tensor:
+        """Per-image distance [N] between two images' `features`, however they were computed."""
         total = 0
-        for lin, fx, fy in zip(self.model.lins, self.features(x), target_features):
-            total = total + lin((fx - fy).square()).mean(dim=[2, 3])
-        return total.reshape(x.shape[0])
+        for lin, x, y in zip(self.model.lins, fx, fy, strict=True):
+            total = total + lin((x - y).square()).mean(dim=[2, 3])
+        return total.reshape(fx[0].shape[0])
+
+    def distance_to_features(self, x: torch.Tensor, target_features: list[torch.Tensor]) -> torch.Tensor:
+        return self.distance_between(self.features(x), target_features)
 
     def distance_map(self, x: torch.Tensor, target_features: list[torch.Tensor]) -> torch.Tensor:
         """Where the distance comes from: each layer's head output [N, 1, h, w] upsampled (bilinear) to the

@@ -5,10 +5,12 @@ and a larger error under strong edits."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 import spaces
+from benchmarks.pipeline import resized_perceptual
 from conftest import make_tiny_generator
 from fzplus.edits.directions import Directions
 from fzplus.edits.ground_truth import edit_fidelity, ground_truth_samples, per_image_mse, true_code_gap, true_codes
@@ -24,6 +26,16 @@ def samples():
     G = make_tiny_generator()
     ids, z, images = ground_truth_samples(G, count=3, seed=5)
     return G, ids, z, images
+
+
+@pytest.fixture(scope="module")
+def perceptual():
+    """The pipeline's fast perceptual distance, upsampling the 32 px samples to 48 px as a profile would."""
+    from fzplus.perceptual import build_perceptual
+
+    return resized_perceptual(
+        {"device": "cpu", "perceptual": {"size": 48}}, net=build_perceptual("stlpips-vgg"), fast=True
+    )
 
 
 def mse_distance(x, y):
@@ -147,3 +159,46 @@ def test_fidelity_rejects_codes_of_different_samples(samples):
     truth = true_codes(space, z, G, base_size=BASE)
     with pytest.raises(ValueError, match="same samples"):
         edit_fidelity({"w": truth["w"][:2]}, truth, space, G, directions("W"), image_ids=ids, distance=mse_distance)
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_resized_perceptual_between_features_is_its_distance(samples, perceptual, fast):
+    G, _, _, images = samples
+    distance = resized_perceptual({"device": "cpu", "perceptual": {"size": 48}}, net=perceptual.net, fast=fast)
+    x, y = images, images.roll(1, dims=0)
+    features = distance.features(x)
+    assert features[0].shape[-1] == 48 and not features[0].requires_grad
+    expected = distance(x, y)
+    assert expected.shape == (3,) and (expected > 1e-3).all()
+    torch.testing.assert_close(distance.between(features, distance.features(y)), expected, rtol=1e-5, atol=1e-7)
+
+
+def test_fidelity_from_features_is_the_pairwise_distances_with_half_the_trunk_runs(samples, perceptual, monkeypatch):
+    G, ids, z, _ = samples
+    space = spaces.get("W+")
+    truth = true_codes(space, z, G, base_size=BASE)
+    noise = torch.randn(truth["w"].shape, generator=torch.Generator().manual_seed(4))
+    inverted = {"w": truth["w"] + 0.2 * noise}
+    net, trunk_images = perceptual.net, []
+    features = net.features
+
+    def counted(x):
+        trunk_images.append(x.shape[0])
+        return features(x)
+
+    monkeypatch.setattr(net, "features", counted)
+    tables = {}
+    for path, distance in {"features": perceptual, "pairs": lambda x, y: perceptual(x, y)}.items():
+        trunk_images.clear()
+        tables[path] = edit_fidelity(
+            inverted, truth, space, G, directions("W"), image_ids=ids, distance=distance, alphas=(-2.0, 0.0, 1.0)
+        )
+        tables[path + " trunk images"] = sum(trunk_images)
+    pairs = (2 * 2 + 1) * 3  # (2 directions x 2 edits + the unedited) x 3 images
+    assert tables["pairs trunk images"] == 4 * pairs
+    assert tables["features trunk images"] == 2 * pairs + 3  # mine and right once each, the reference once
+    fast, plain = tables["features"], tables["pairs"]
+    perceptual_columns = ["perceptual", "true_edit_perceptual"]
+    pd.testing.assert_frame_equal(fast.drop(columns=perceptual_columns), plain.drop(columns=perceptual_columns))
+    assert (plain.perceptual > 1e-3).all() and (plain.true_edit_perceptual[plain.alpha != 0] > 1e-3).all()
+    np.testing.assert_allclose(fast[perceptual_columns], plain[perceptual_columns], rtol=1e-5, atol=1e-7)

@@ -129,3 +129,33 @@ def test_the_plateau_rule_waits_for_the_warm_up():
     lr = LearningRate(peak=0.05, rampup=0.5)
     descent = descend({"x": x}, loss, cap=20, lr=lr, stopping=StoppingRule(window=1, tolerance=0.5))
     assert (descent.steps >= 10).all()
+
+
+def test_the_loops_adam_is_torch_adam():
+    # the paper's protocol (constant rate, no stop) must be torch.optim.Adam's arithmetic, step for step
+    goal = torch.randn(3, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    x, loss = quadratic_problem(torch.zeros(3, 4, dtype=torch.float64), goal)
+    descend({"x": x}, loss, cap=25, lr=LearningRate(peak=0.03))
+    y = torch.zeros(3, 4, dtype=torch.float64, requires_grad=True)
+    adam = torch.optim.Adam([y], lr=0.03)
+    for _ in range(25):
+        adam.zero_grad()
+        (y - goal).square().sum().backward()
+        adam.step()
+    assert torch.allclose(x.detach(), y.detach(), rtol=0, atol=1e-14)
+
+
+def test_a_plateau_at_the_peak_rate_anneals_before_the_image_stops():
+    # Adam at a rate of 0.5 circles a quadratic's optimum: the loss plateaus while the error is still ~rate-sized
+    goal = torch.tensor([[1.0, -1.0]], dtype=torch.float64)
+    rule = StoppingRule(window=5, tolerance=0.01)
+    ends = {}
+    for rampdown in (0.0, 0.5):
+        x, loss = quadratic_problem(torch.zeros(1, 2, dtype=torch.float64), goal)
+        lr = LearningRate(peak=0.5, rampdown=rampdown)
+        descent = descend({"x": x}, loss, cap=400, lr=lr, stopping=rule)
+        ends[rampdown] = (int(descent.steps[0]), float((x.detach() - goal).abs().max()))
+    (stopped_at_peak, error_at_peak), (annealed_steps, annealed_error) = ends[0.0], ends[0.5]
+    assert stopped_at_peak < 200  # plateaued long before the schedule's own ramp-down (step 200) would begin
+    assert stopped_at_peak < annealed_steps <= stopped_at_peak + 200  # its own ramp-down: at most 200 more steps
+    assert annealed_error < error_at_peak / 10

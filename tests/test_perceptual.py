@@ -85,6 +85,22 @@ def test_fast_pairwise_distance_is_the_package_forward(stlpips, images):
     assert reference[:3].mean() < reference[3:6].mean()  # the slight changes are closer than the strong ones
 
 
+def test_distance_between_precomputed_features_is_the_pairwise_distance(stlpips, images):
+    # edit_fidelity computes each image's features once and pairs them up: the same distances as `distance`
+    base, slightly, strongly = images
+    x, y = torch.cat([slightly, strongly, base]), torch.cat([base, base, strongly])
+    whole = stlpips.features(x)
+    for batch_size in (1, 2, 16):  # chunking must not mix images
+        chunked = stlpips.batched_features(x, batch_size=batch_size)
+        assert [f.shape for f in chunked] == [f.shape for f in whole] and not any(f.requires_grad for f in chunked)
+        assert all(torch.allclose(a, b, rtol=1e-5, atol=1e-6) for a, b in zip(chunked, whole, strict=True))
+    between = stlpips.distance_between(stlpips.batched_features(x), stlpips.batched_features(y))
+    assert between.shape == (9,) and (between[:6] > 1e-3).all()
+    assert torch.allclose(between, stlpips.distance(x, y), rtol=1e-5, atol=1e-7)
+    assert torch.allclose(between, stlpips(x, y), rtol=1e-5, atol=1e-7)
+    assert torch.allclose(stlpips.distance_to_features(x, stlpips.features(y)), between, rtol=1e-5, atol=1e-7)
+
+
 def test_distances_of_a_batch_are_those_of_its_images(stlpips, images):
     # The inversion sums per-image losses; that is right only if no image influences another's distance.
     # Coupling would change values by O(1); float32 rounding of batched convolutions by ~1e-6.

@@ -66,17 +66,40 @@ def perceptual_distance(cfg: Mapping[str, Any], *, device: torch.device):
     return build_perceptual(p["backend"], device=device, **kwargs)
 
 
-def resized_perceptual(cfg: Mapping[str, Any], *, net=None, fast: bool = False):
+class ResizedPerceptual:
+    """`resized_perceptual`'s distance. Besides the call, `features` and `between` split it in two, so that a
+    caller scoring an image against several others (edit_fidelity) runs the trunk on each image once; they are
+    the fast path's math (PerceptualDistance.distance_between) whatever `fast`."""
+
+    def __init__(self, net, *, size: int, device: torch.device, fast: bool):
+        self.net, self.size, self.device = net, size, device
+        self._score = net.distance if fast else net
+
+    def _resized(self, x: torch.Tensor) -> torch.Tensor:
+        from fzplus.images import resize_bicubic
+
+        return resize_bicubic(x.to(self.device), self.size)
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self._score(self._resized(x), self._resized(y))
+
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The trunk's features of images [N, 3, H, W] at the configured size, without gradients."""
+        return self.net.batched_features(self._resized(x))
+
+    def between(self, fx: list[torch.Tensor], fy: list[torch.Tensor]) -> torch.Tensor:
+        """Per-image distance [N] between two lists of `features`."""
+        return self.net.distance_between(fx, fy)
+
+
+def resized_perceptual(cfg: Mapping[str, Any], *, net=None, fast: bool = False) -> ResizedPerceptual:
     """(x, y) -> per-image perceptual distance [N], both images resized to the configured size (bicubic),
     as the inversion's loss computes it; on the configured device. net: an already built distance.
     fast: the no-grad fast path (PerceptualDistance.distance, 1.5x faster on CPU) for the editing metrics'
     thousands of pairs; Table 1 keeps the package's own forward, so its figures stay comparable across versions."""
-    from fzplus.inversion import resize_bicubic
-
     device = device_of(cfg)
     net = perceptual_distance(cfg, device=device) if net is None else net
-    size, score = cfg["perceptual"]["size"], net.distance if fast else net
-    return lambda x, y: score(resize_bicubic(x.to(device), size), resize_bicubic(y.to(device), size))
+    return ResizedPerceptual(net, size=cfg["perceptual"]["size"], device=device, fast=fast)
 
 
 def ensure_parent(path: str | os.PathLike) -> pathlib.Path:

@@ -88,8 +88,11 @@ def edit_fidelity(
     edit of the true codes, and between that true edit and the true codes unedited (the edit's own size).
     inverted / truth: the space's batch-first codes of the same N samples. distance(x, y) -> [N], called on
     batches of `distance_batch` pairs gathered over the whole sweep (one call per edit was most of this
-    function's time). Columns: space, family, direction, image_id, alpha, perceptual, mse, true_edit_perceptual,
-    true_edit_mse."""
+    function's time). A distance that also offers `features(x)` and `between(fx, fy) -> [N]`
+    (benchmarks.pipeline.resized_perceptual) is scored from each image's features, computed once: a call would
+    run the trunk on both of its images, so the true edit (in both perceptual columns) and the unedited true
+    codes (in every true_edit_perceptual) would go through it again and again. Columns: space, family,
+    direction, image_id, alpha, perceptual, mse, true_edit_perceptual, true_edit_mse."""
     n = next(iter(inverted.values())).shape[0]
     if len(image_ids) != n or next(iter(truth.values())).shape[0] != n:
         raise ValueError(
@@ -103,13 +106,24 @@ def edit_fidelity(
     _, _, _, truth_unedited = next(
         edit_sweep(truth, space, generator, next(iter(families.values())), alphas=(0.0,), **render)
     )
+    split = hasattr(distance, "features") and hasattr(distance, "between")
+    reference_features = distance.features(truth_unedited) if split else None
+
+    def from_features(mine: torch.Tensor, right: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(edit error, true edit's size) [N] of one render, the trunk run once on each image."""
+        mine_features, right_features = distance.features(mine), distance.features(right)
+        return distance.between(mine_features, right_features), distance.between(right_features, reference_features)
 
     def flush() -> None:  # scores the pending pairs: keeping every edit of a sweep would take GBs at 1024 px
         mine, right = torch.cat([p[0] for p in pending]), torch.cat([p[1] for p in pending])
         reference = truth_unedited.repeat(len(pending), 1, 1, 1)
-        scores["perceptual"].append(distance(mine, right).double().cpu().numpy())
+        if split:  # a render at a time: the features of a whole flush would take GBs at 256 px
+            edits, sizes = (torch.cat(column) for column in zip(*(from_features(*pair) for pair in pending)))
+        else:
+            edits, sizes = distance(mine, right), distance(right, reference)
+        scores["perceptual"].append(edits.double().cpu().numpy())
         scores["mse"].append(per_image_mse(mine, right))
-        scores["true_edit_perceptual"].append(distance(right, reference).double().cpu().numpy())
+        scores["true_edit_perceptual"].append(sizes.double().cpu().numpy())
         scores["true_edit_mse"].append(per_image_mse(right, reference))
         pending.clear()
 
