@@ -7,6 +7,7 @@ rule all:
     default_target: True
     input:
         f"{OUT}/report.html",
+        f"{OUT}/MANIFEST",  # the run's last rule (workflow/rules/audit.smk)
         f"{OUT}/tables/table1.csv",
         f"{OUT}/tables/noninferiority.csv",
         f"{OUT}/provenance.json",

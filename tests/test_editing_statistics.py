@@ -130,8 +130,10 @@ def test_bootstrap_set_difference_covers_a_planted_offset():
     estimate, low, high, p = bootstrap_set_difference(stat, 60, samples=1000, seed=1)
     assert estimate == pytest.approx(np.mean(a - b))
     assert low < 0.3 < high and low > 0
-    assert p == 0.0
+    assert p == pytest.approx(2 / 1001)  # no bootstrap draw at or below 0: the (count + 1) / (samples + 1) floor
     assert bootstrap_set_difference(stat, 60, samples=1000, seed=1) == (estimate, low, high, p)
+    # two images: however far apart, no smaller p than a sign-flip test over 2 images could give
+    assert bootstrap_set_difference(lambda idx: 1.0 + float(np.mean(idx)), 2, samples=1000)[3] == 0.5
     null = lambda idx: float(b[idx].mean() - b[::-1][idx].mean())  # noqa: E731
     assert bootstrap_set_difference(null, 60, samples=500)[3] > 0.05
     with pytest.raises(ValueError):
@@ -392,3 +394,14 @@ def test_config_margins_name_editing_metrics_only():
         load_config("ci", overrides={"statistics.equivalence.metrics": {"realism_fid": 0.1}})
     with pytest.raises(ConfigError, match=r"statistics\.equivalence\.fraction must be <= 1"):
         load_config("ci", overrides={"statistics.equivalence.fraction": 5})
+
+
+def test_a_margin_is_unknown_when_either_spaces_gap_is_unknown_whatever_the_pair_order():
+    from benchmarks.statistics.editing import equivalence_margins
+
+    flags = pd.DataFrame(
+        [dict(metric="identity", space="A", best_floor_value=0.2, ceiling_value=0.8)]  # B has no gap for identity
+    )
+    for pair in (("A", "B"), ("B", "A")):
+        row = equivalence_margins(flags, [pair]).set_index("metric").loc["identity"]
+        assert np.isnan(row.floor_ceiling_gap) and row.margin == 0.0, pair

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import re
@@ -114,7 +115,12 @@ def test_ci_profile_produces_every_output(ci_run):
         and "validation_accuracy" in report
         and "Editing: verdicts" in report
     )
-    assert '"git"' in (out / "provenance.json").read_text() or "git" in (out / "provenance.json").read_text()
+    # the first screen says what was run, as provenance records it, and that the run audited itself
+    provenance = json.loads((out / "provenance.json").read_text())
+    first_screen = report[: report.index("Findings per configured pair")]
+    assert provenance["extra"]["generator"]["sha256"] in first_screen
+    assert provenance["git"]["revision"] and provenance["git"]["revision"] in first_screen
+    assert "not computed" not in first_screen and "Audit:" in first_screen
 
 
 def test_alpha_zero_edit_matches_the_inversion(ci_run):
@@ -150,8 +156,9 @@ def test_a_changed_setting_reruns_exactly_the_rules_that_read_it(ci_run):
     plan, text = dry_run("inversion={tuning: {steps: 2}}")  # read by the tuning methods only
     assert planned_slugs(text, "invert") == {"pti", "pti_z_plus"}, text[-3000:]
     plan, _ = dry_run("report={title: another title}")
-    assert set(plan) - {"all"} == {"provenance", "report"}  # provenance records the whole config
-    assert dry_run("threads=1")[0] == {}
+    # provenance records the whole config; the run's own audit reads it, and the manifest lists every file
+    assert set(plan) - {"all"} == {"provenance", "self_audit", "report", "manifest"}
+    assert dry_run("threads=1")[0] == {} and dry_run("audit={deep: 2}")[0] == {}  # the audit target's own key
 
 
 def test_second_run_does_nothing_and_a_deleted_space_reruns_only_its_dependants(ci_run):

@@ -100,3 +100,32 @@ def test_rows_on_their_plateau_are_within_5pct_and_editing_verdicts_are_compared
     row = verdicts.set_index("verdict").loc["F/Z+ vs F/W+(P_N): fidelity_perceptual editing verdict"]
     assert (row["holds@cap"], row["holds@4x"]) == ("equivalent", "worse")
     assert not facts["same_verdicts"]
+
+
+def test_a_subset_rerun_is_compared_on_the_images_both_runs_inverted(tmp_path):
+    # the default run has images a and b; the 4x re-run only a: b's (much higher) loss must not enter the comparison
+    for run, steps, images in (("default", 10, {"a": 0.10, "b": 5.0}), ("longer", 40, {"a": 0.099})):
+        for space, slug in SPACES.items():
+            folder = tmp_path / run / "inversion" / slug
+            folder.mkdir(parents=True)
+            rows = [
+                dict(image_id=i, step=s, total=v, mse=v, perceptual=0.0, reg=0.0)
+                for i, v in images.items()
+                for s in range(steps)
+            ]
+            pd.DataFrame(rows).to_csv(folder / "losses.csv", index=False)
+            metrics = [
+                dict(space=space, image_id=i, mse=v, ssim=0.5, perceptual=0.1, image_steps=steps)
+                for i, v in images.items()
+            ]
+            pd.DataFrame(metrics).to_csv(folder / "metrics.csv", index=False)
+        (tmp_path / run / "tables").mkdir()
+        pd.DataFrame(columns=["candidate", "reference", "metric", "p_value", "non_inferior"]).to_csv(
+            tmp_path / run / "tables" / "noninferiority.csv", index=False
+        )
+        pd.DataFrame([dict(space=n, mse_mean=9.9) for n in SPACES]).to_csv(tmp_path / run / "tables" / "table1.csv")
+    per_space, verdicts, facts = compare_runs(tmp_path / "default", tmp_path / "longer")
+    assert per_space["loss@cap"].tolist() == pytest.approx([0.10] * 3)  # image b left out
+    assert per_space["mse@cap"].tolist() == pytest.approx([0.10] * 3)  # Table 1 from image a's rows, not table1.csv
+    assert per_space["within_5pct"].all() and facts["all_within_5pct"]
+    assert verdicts.empty  # the verdicts need every image

@@ -8,10 +8,16 @@ to the report, so they work when the results folder is copied as a whole.
 Whatever is missing (a partial run) is shown as "not computed"; a file that exists but cannot be read
 is an error naming it.
 
+The first screen (benchmarks.report.summary_section) says what was run, whether the run was audited and with
+what result, and the findings per configured pair in words. Every table sits in its own horizontally scrolling
+box with its first column pinned, so that a wide table never pushes the page sideways; the editing verdict
+table shows the verdict right after the pair and metric.
+
 Files read (data contracts of the pipeline), all optional:
-  provenance.json           top-level keys shown in the summary when present: profile, generator,
-                            git_revision, seeds; every key (config, assets with their sha256, packages,
-                            device, ...) is shown in the collapsible provenance section
+  provenance.json           what was run (config.profile, extra.generator, git, timestamps, device, seeds) for
+                            the summary; every key (config, assets with their sha256, packages, ...) is shown in
+                            the collapsible provenance section
+  audit.json                the audit's result (summary_section.read_audit)
   targets/targets.csv       number of images
   tables/table1.csv, tables/noninferiority.csv, tables/identity.csv, tables/directions.csv, and the editing
                             tables (EDITING_TABLES: verdicts, baselines, informative flags, fidelity, realism,
@@ -36,6 +42,7 @@ import pandas as pd
 from markupsafe import Markup
 from PIL import Image
 
+from benchmarks.report.summary_section import NOT_COMPUTED, findings, read_audit, read_provenance, what_was_run
 from benchmarks.report.tables import (
     ALL_FAMILIES,
     IDENTITY_FORMATS,
@@ -47,8 +54,6 @@ from benchmarks.report.tables import (
     write_text,
 )
 
-NOT_COMPUTED = "not computed"
-SUMMARY_KEYS = ("generator", "git_revision", "seeds")
 LINKED_CSVS = (
     "targets/targets.csv",
     "inversion/*/metrics.csv",
@@ -68,6 +73,8 @@ EDITING_TABLES = (
     "realism",
     "matched_identity",
 )
+# the verdict table's columns a reader looks at first, moved to its left (the CSV keeps its order)
+VERDICT_COLUMNS = ("candidate", "reference", "metric", "verdict", "mean_improvement", "ci_low", "ci_high")
 EDITING_FIGURES = ("editing_metrics.png", "identity_vs_change.png")
 PREVIEW_WIDTH, PREVIEW_QUALITY = (
     1200,
@@ -87,6 +94,12 @@ td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
 pre { background: #f7f7f7; padding: .8em; overflow-x: auto; font-size: .85em; }
 details { margin: .4em 0; } summary { cursor: pointer; font-weight: 600; }
+.table-box { overflow-x: auto; margin: .5em 0 1em; } .table-box table { margin: 0; }
+.table-box th:first-child, .table-box td:first-child { position: sticky; left: 0; background: #fff; }
+.table-box th:first-child { background: #f3f3f3; } td.text { min-width: 22em; }
+.audit { padding: .4em .6em; border-left: .3em solid #999; background: #f7f7f7; }
+.audit.passed { border-color: #2a7; } .audit.failed, .audit.unreadable { border-color: #c33; background: #fbeeee; }
+.summary th { white-space: nowrap; } .findings li { margin: .3em 0; } .findings ul { margin: .2em 0; }
 </style></head><body>
 <h1>{{ title }}</h1>
 {% macro missing() %}<p class="missing">{{ not_computed }}</p>{% endmacro %}
@@ -96,15 +109,26 @@ details { margin: .4em 0; } summary { cursor: pointer; font-weight: 600; }
 {% macro preview(name, data, href) %}<figure>\
 <a href="{{ href }}"><img alt="{{ name }}" src="data:image/jpeg;base64,{{ data }}"></a>
 <figcaption class="caption">{{ name }} (preview; click for the full PNG)</figcaption></figure>{% endmacro %}
-<h2>Summary</h2>
-<table><tbody>{% for key, value in summary %}<tr><th>{{ key }}</th><td>{{ value }}</td></tr>{% endfor %}</tbody></table>
+<h2>Summary: what was run</h2>
+<table class="summary"><tbody>
+{% for key, value in summary %}<tr><th>{{ key }}</th><td>{{ value }}</td></tr>{% endfor %}</tbody></table>
+<p class="audit {{ audit.status | replace(' ', '-') }}"><strong>Audit:</strong> {{ audit.headline }}</p>
+{% if audit.failures %}<ul>{% for line in audit.failures %}<li>{{ line }}</li>{% endfor %}</ul>{% endif %}
+{% if audit.groups %}<details><summary>what the audit checked ({{ audit.groups | length }} groups)</summary>
+<ul>{% for line in audit.groups %}<li>{{ line }}</li>{% endfor %}</ul></details>{% endif %}
+<h2>Findings per configured pair</h2>
+{% if findings %}<ul class="findings">{% for pair, lines in findings %}<li><strong>{{ pair }}</strong>
+<ul>{% for line in lines %}<li>{{ line }}</li>{% endfor %}</ul></li>{% endfor %}</ul>
+{% else %}{{ missing() }}{% endif %}
 <h2>Table 1: reconstruction (mean ± sd over images)</h2>
 {{ block(table1) }}
 {% if tuning %}<h2>Methods on a pivot (the paper's Fig. 9): per image, each method and its pivot space alone</h2>
 <p class="caption">PTI tunes the synthesis weights per image around the W inversion, PTI w/ Z+ around the Z+
 inversion (spaces/_tuning.py); the edits of these rows are rendered with each image's tuned weights. SAM adds
 feature residuals to the W+ inversion, SAM w/ Z+ to the Z+ one, each residual only on the face segments that
-chose it (spaces/_sam.py; the chosen latents are the figures latent_maps_*).</p>
+chose it (spaces/_sam.py; the chosen latents are the figures latent_maps_*). One row per space and metric (steps:
+its generator passes per image), the mean over images first, then each image (tables/tuning.csv has them as
+columns).</p>
 {{ tuning }}{% endif %}
 <h2>Non-inferiority</h2>
 {% if noninferiority_caption %}<p class="caption">{{ noninferiority_caption }}</p>{% endif %}
@@ -198,42 +222,30 @@ def _relative(path: pathlib.Path, out_dir: pathlib.Path) -> str:
     return os.path.relpath(path, out_dir).replace(os.sep, "/")
 
 
-def _short(value) -> str:
-    return value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
-
-
-def _read_provenance(results_dir: pathlib.Path) -> dict:
-    path = results_dir / "provenance.json"
-    if not path.is_file():
-        return {}
-    try:
-        provenance = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: not valid JSON ({error}); rerun the provenance rule") from error
-    if not isinstance(provenance, dict):
-        raise ValueError(f"{path}: expected a JSON object at the top level, got {type(provenance).__name__}")
-    return provenance
-
-
-def _summary(results_dir: pathlib.Path, provenance: dict, table1: pd.DataFrame | None) -> list[tuple[str, str]]:
-    # results/<profile>/: without a provenance file the folder name is the profile
-    profile = _short(provenance["profile"]) if "profile" in provenance else f"{results_dir.name} (from the folder name)"
-    summary = [("results folder", str(results_dir)), ("profile", profile)]
-    summary += [(key, _short(provenance[key]) if key in provenance else NOT_COMPUTED) for key in SUMMARY_KEYS]
-    targets = _read_csv(results_dir / "targets" / "targets.csv")
-    summary.append(("images", str(len(targets)) if targets is not None else NOT_COMPUTED))
-    spaces = (
-        order_spaces(table1.space)
-        if table1 is not None
-        else sorted(p.parent.name for p in results_dir.glob("inversion/*/metrics.csv"))
-    )
-    summary.append(("spaces", ", ".join(spaces) if spaces else NOT_COMPUTED))
-    return summary
-
-
 def _html(frame: pd.DataFrame | None, **kwargs) -> Markup | None:
-    """A frame as an HTML table for the template (to_html escapes every cell); None stays None."""
-    return Markup(to_html(frame, **kwargs)) if frame is not None else None
+    """A frame as an HTML table for the template (to_html escapes every cell), in a box that scrolls sideways on its
+    own: a table wider than the page (Fig. 9's 34 columns) must not hide the page's right side; None stays None."""
+    return Markup(f'<div class="table-box">{to_html(frame, **kwargs)}</div>') if frame is not None else None
+
+
+def _columns_first(frame: pd.DataFrame | None, columns) -> pd.DataFrame | None:
+    """frame with those of `columns` it holds moved to the left, in that order, and the others after them."""
+    if frame is None:
+        return None
+    first = [c for c in columns if c in frame.columns]
+    return frame[first + [c for c in frame.columns if c not in first]]
+
+
+def _tuning_display(frame: pd.DataFrame | None) -> pd.DataFrame | None:
+    """tables/tuning (one column per space and metric, one row per image and the mean) turned on its side: one row
+    per space and metric with the mean first, so that every method's mean, SAM's included, is on screen, and only
+    the per-image columns (as many as the run has images) scroll."""
+    if frame is None:
+        return None
+    by_row = frame.set_index("image_id").T
+    columns = ["mean", *(c for c in by_row.columns if c != "mean")]
+    space, metric = zip(*(label.rsplit(" ", 1) for label in by_row.index))
+    return pd.DataFrame(dict(space=space, metric=metric, **{c: by_row[c].to_numpy() for c in columns}))
 
 
 def report_context(
@@ -241,14 +253,22 @@ def report_context(
 ) -> dict:
     """Everything the template shows, as plain values (HTML fragments marked safe); None = not computed."""
     results_dir, out_dir = pathlib.Path(results_dir), pathlib.Path(out_path).parent
-    provenance = _read_provenance(results_dir)
+    provenance = read_provenance(results_dir)
     tables_dir = results_dir / "tables"
     table1 = _read_csv(tables_dir / "table1.csv")
     noninferiority = _read_csv(tables_dir / "noninferiority.csv")
     identity = _read_csv(tables_dir / "identity.csv")
     directions = _read_csv(tables_dir / "directions.csv")
     edit_strength = _read_csv(tables_dir / "edit_strength.csv")
-    editing = {name: _html(_read_csv(tables_dir / f"{name}.csv"), float_format="{:.4g}") for name in EDITING_TABLES}
+    editing_frames = {name: _read_csv(tables_dir / f"{name}.csv") for name in EDITING_TABLES}
+    shown = dict(editing_frames, editing_verdicts=_columns_first(editing_frames["editing_verdicts"], VERDICT_COLUMNS))
+    editing = {name: _html(frame, float_format="{:.4g}") for name, frame in shown.items()}
+    targets = _read_csv(results_dir / "targets" / "targets.csv")
+    spaces = (
+        order_spaces(table1.space)
+        if table1 is not None
+        else sorted(p.parent.name for p in results_dir.glob("inversion/*/metrics.csv"))
+    )
     editing_figure_paths = [
         results_dir / "figures" / name for name in EDITING_FIGURES if (results_dir / "figures" / name).is_file()
     ]
@@ -265,9 +285,13 @@ def report_context(
     return dict(
         title=title,
         not_computed=NOT_COMPUTED,
-        summary=_summary(results_dir, provenance, table1),
+        summary=what_was_run(
+            results_dir, provenance, images=len(targets) if targets is not None else None, spaces=spaces
+        ),
+        audit=read_audit(results_dir),
+        findings=findings(provenance, noninferiority, editing_frames["editing_verdicts"]),
         table1=_html(table1_display(table1, perceptual_label=perceptual_label) if table1 is not None else None),
-        tuning=_html(_read_csv(tables_dir / "tuning.csv"), float_format="{:.5f}"),
+        tuning=_html(_tuning_display(_read_csv(tables_dir / "tuning.csv")), float_format="{:.5g}"),
         noninferiority_caption=caption,
         noninferiority=_html(noninferiority_frame, float_format=NONINFERIORITY_FORMATS),
         identity=_html(identity, float_format=IDENTITY_FORMATS),

@@ -33,6 +33,9 @@ TEST_DESCRIPTIONS = {  # what each test of benchmarks.statistics.noninferiority.
 NONINFERIORITY_FORMATS = {"mean_difference": "{:.3g}", "bound": "{:.3g}", "p_value": "{:.4g}"}
 IDENTITY_FORMATS = {"mean_similarity": "{:.3f}", "sd_similarity": "{:.3f}"}
 NUMERIC_CLASS = ' class="num"'
+# a text cell this long gets class "text": the report gives it a readable width instead of the one-word column a
+# table wider than its box is squeezed to (the reasons of editing_informative)
+LONG_TEXT, TEXT_CLASS = 40, ' class="text"'
 FloatFormat = str | Mapping[str, str] | Callable[[float], str]
 
 
@@ -265,11 +268,13 @@ def to_markdown(frame: pd.DataFrame, *, float_format: FloatFormat = "{:.5f}", na
 
 
 def to_html(frame: pd.DataFrame, *, float_format: FloatFormat = "{:.5f}", na_rep: str = "n/a") -> str:
-    """The same cells as `to_markdown`, as an escaped HTML <table> (numbers right-aligned via class 'num')."""
+    """The same cells as `to_markdown`, as an escaped HTML <table> (numbers right-aligned via class 'num', text
+    longer than LONG_TEXT marked with class 'text')."""
     numeric = [_is_numeric(frame, c) for c in frame.columns]
 
     def cell(tag: str, text: str, num: bool) -> str:
-        return f'<{tag}{NUMERIC_CLASS if num else ""}>{html.escape(text)}</{tag}>'
+        css = NUMERIC_CLASS if num else TEXT_CLASS if len(text) > LONG_TEXT else ""
+        return f"<{tag}{css}>{html.escape(text)}</{tag}>"
 
     head = "".join(cell("th", str(c), n) for c, n in zip(frame.columns, numeric))
     body = "".join(

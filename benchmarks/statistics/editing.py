@@ -283,7 +283,8 @@ def equivalence_margins(
     rows = []
     for candidate, reference in pairs:
         for metric in METRICS:
-            gap = min(gap_of.get((metric, space), np.nan) for space in (candidate, reference))
+            gaps = [gap_of.get((metric, space), np.nan) for space in (candidate, reference)]
+            gap = min(gaps) if np.isfinite(gaps).all() else np.nan  # min() alone: NaN or not by argument order
             share = float(metric_fractions.get(metric, fraction))
             rows.append(
                 dict(

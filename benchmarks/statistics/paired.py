@@ -19,8 +19,11 @@ p = (count + 1) / (samples + 1). For skewed d with mean 0 the test is only appro
 
 Set statistics (`bootstrap_set_difference`, e.g. KID(candidate) - KID(reference), sign chosen by the caller
 so that > 0 is an improvement): the same resampled image indices are used for both spaces, which keeps the
-comparison paired. Its p-value min(1, 2 * min(P*(boot <= 0), P*(boot >= 0))) is an approximate bootstrap
-p-value (it reads the bootstrap distribution as if centred on the null), good only as a rough guide.
+comparison paired. Its p-value min(1, 2 * min(P*(boot <= 0), P*(boot >= 0))), with P* = (count + 1) /
+(samples + 1), is an approximate bootstrap p-value (it reads the bootstrap distribution as if centred on the null),
+good only as a rough guide; it is raised to 2^(1 - n), the smallest p a two-sided sign-flip test over n images can
+give, so that a set statistic decides nothing from fewer images than a per-image metric could (with 2 images the
+bootstrap has 3 distinct resamples, and its p was 0: a "better" from 2 images).
 
 Smallest effect that matters (`margin` >= 0, in the metric's units; the caller sets it, e.g. a fraction of the
 metric's floor-to-ceiling gap, benchmarks.statistics.editing). `verdict` reads the interval, the p-value and the
@@ -225,7 +228,8 @@ def bootstrap_set_difference(
     if not (np.isfinite(estimate) and np.isfinite(boot).all()):
         raise ValueError("bootstrap_set_difference: statistic returned a non-finite value")
     low, high = np.quantile(boot, [(1 - confidence) / 2, (1 + confidence) / 2])
-    p = min(1.0, 2 * min(float(np.mean(boot <= 0)), float(np.mean(boot >= 0))))
+    tail = min(int(np.sum(boot <= 0)), int(np.sum(boot >= 0)))
+    p = min(1.0, max(2 * (tail + 1) / (len(boot) + 1), 2.0 ** (1 - n)))
     return estimate, float(low), float(high), p
 
 

@@ -10,6 +10,15 @@ spaces by MSE, and the verdicts (non-inferiority tests, mean identity of the con
         [--out results/mini/tables/steps.md]
 
 The default is well chosen when every row is within 5 % and the ranking and the verdicts agree between the runs.
+
+A 4x run of every image costs 4x the inversions (the mini run's are most of its time). Since each image descends as
+it would alone (fzplus.optimiser; tests/test_optimiser.py), a few of the default run's own targets inverted at 4x
+give those images' exact 4x results; `--rerun K` does that (every configured space, pivots first, through the
+pipeline's own invert stage; budget-matched rows left out) and compares the losses on the images both runs have:
+
+    python -m benchmarks.studies.step_convergence results/mini results/mini-cap4x-subset --rerun 3
+
+Table 1 and the verdicts are compared only when both runs hold the same images.
 """
 
 from __future__ import annotations
@@ -24,11 +33,13 @@ import spaces
 from benchmarks.report.tables import collect_csvs, order_spaces, to_markdown, write_text
 
 
-def run_summary(results_dir: str | pathlib.Path) -> dict:
-    """Per-space losses, Table 1 and verdicts of one finished run."""
+def run_summary(results_dir: str | pathlib.Path, *, image_ids: set[str] | None = None) -> dict:
+    """Per-space losses, Table 1 and verdicts of one finished run; the losses of `image_ids` only, if given."""
     res = pathlib.Path(results_dir)
     names = {spaces.get(name).slug: name for name in spaces.names()}
     losses = collect_csvs(res, "inversion/*/losses.csv")
+    if image_ids is not None:
+        losses = losses[losses.image_id.isin(image_ids)]
     losses["space"] = losses.space_slug.map(names)
     per_space = []
     for space, group in losses.groupby("space"):
@@ -64,9 +75,68 @@ def run_summary(results_dir: str | pathlib.Path) -> dict:
     )
 
 
+def subset_table1(results_dir, image_ids: set[str]) -> pd.DataFrame:
+    """Table 1's means (mse, ssim, perceptual, steps) over `image_ids`, from the per-image metrics.csv rows."""
+    rows = collect_csvs(results_dir, "inversion/*/metrics.csv")
+    rows = rows[rows.image_id.isin(image_ids)]
+    means = rows.groupby("space")[["mse", "ssim", "perceptual", "image_steps"]].mean()
+    return means.rename(columns=lambda c: "steps_mean" if c == "image_steps" else f"{c}_mean").reset_index()
+
+
+def rerun_subset(default_dir, out_dir, *, images: int, factor: int = 4, profile: str | None = None) -> pathlib.Path:
+    """The first `images` targets of a finished run inverted into each of its spaces at `factor` x every stage's
+    step cap, by the pipeline's invert stage with the run's own config (its provenance.json's; before the run has
+    written it, the config of `profile`, default the folder's name), generator, encoders and P_N statistics.
+    Writes out_dir/{targets,inversion/<slug>}; returns out_dir."""
+    import json
+    import shutil
+
+    from benchmarks.pipeline.evaluate import invert_stage
+    from fzplus.config import load_config
+    from fzplus.encoders import KINDS
+    from fzplus.targets import CSV_NAME, IMAGES_DIR
+
+    src, out = pathlib.Path(default_dir), pathlib.Path(out_dir)
+    recorded = src / "provenance.json"  # written last: while the run is still going, its profile's config
+    cfg = json.loads(recorded.read_text())["config"] if recorded.exists() else load_config(profile or src.name)
+    inv = cfg["inversion"]
+    inv["steps"] *= factor
+    for section in ("tuning", "sam"):
+        if section in inv:
+            inv[section]["steps"] *= factor
+    listed = pd.read_csv(src / "targets" / CSV_NAME, dtype={"image_id": str}).head(images)
+    (out / "targets" / IMAGES_DIR).mkdir(parents=True, exist_ok=True)
+    listed.to_csv(out / "targets" / CSV_NAME, index=False)
+    for image_id in listed.image_id:
+        shutil.copy(src / "targets" / IMAGES_DIR / f"{image_id}.png", out / "targets" / IMAGES_DIR)
+    chosen = {spaces.get(name) for name in inv["spaces"]}
+    chosen |= {s.pivot for s in chosen if s.pivot is not None}  # a method's pivot runs even when not configured
+    for space in sorted(chosen, key=lambda s: (s.pivot is not None, s.name)):  # pivots first
+        invert_stage(
+            cfg,
+            space_name=space.name,
+            generator_path=src / "generator.pt",
+            targets_dir=out / "targets",
+            out_dir=out / "inversion" / space.slug,
+            encoder_path=src / KINDS[space.encoder_kind].file if space.encoder_kind else None,
+            pn_stats_path=src / "pn_stats.npz" if space.needs_pn_stats else None,
+            pivot_dir=out / "inversion" / space.pivot.slug if space.pivot is not None else None,
+        )
+    return out
+
+
 def compare_runs(default_dir, longer_dir) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    """(per-space table, verdict table, agreement facts) of two runs."""
-    a, b = run_summary(default_dir), run_summary(longer_dir)
+    """(per-space table, verdict table, agreement facts) of two runs; losses on the images both inverted, and Table 1
+    and the verdicts only when those are all of each run's images."""
+    ids = [set(collect_csvs(d, "inversion/*/losses.csv").image_id) for d in (default_dir, longer_dir)]
+    common = ids[0] & ids[1]
+    a, b = run_summary(default_dir, image_ids=common), run_summary(longer_dir, image_ids=common)
+    if ids[0] != ids[1]:  # a subset re-run: Table 1 on those images, from the per-image rows; no verdicts
+        for run, d in ((a, default_dir), (b, longer_dir)):
+            run["table1"] = subset_table1(d, common)
+            run["noninferiority"] = run["noninferiority"].iloc[0:0]
+            run["identity"] = run["identity"].iloc[0:0]
+            run["editing"] = pd.DataFrame()
     na, nb = "cap", "4x" if b["steps"] == 4 * a["steps"] else f"{b['steps'] / a['steps']:g}x"
     common = order_spaces(set(a["table1"].space) & set(b["table1"].space))  # a partial longer run: the spaces both have
     per_space = []
@@ -141,7 +211,7 @@ def compare_runs(default_dir, longer_dir) -> tuple[pd.DataFrame, pd.DataFrame, d
         steps=(na, nb),
         kendall_tau_mse_rank=float(tau),
         same_mse_ranking=bool((rank_a == rank_b).all()),
-        same_verdicts=bool((verdicts[f"holds@{na}"] == verdicts[f"holds@{nb}"]).all()),
+        same_verdicts=None if verdicts.empty else bool((verdicts[f"holds@{na}"] == verdicts[f"holds@{nb}"]).all()),
         all_within_5pct=bool(per_space["within_5pct"].fillna(False).all()),
     )
     return per_space, verdicts, facts
@@ -152,13 +222,18 @@ def main(argv=None) -> None:
     parser.add_argument("default_dir")
     parser.add_argument("longer_dir")
     parser.add_argument("--out", help="also write the tables as markdown here")
+    parser.add_argument(
+        "--rerun", type=int, metavar="K", help="first invert K of default_dir's targets at 4x into longer_dir"
+    )
     args = parser.parse_args(argv)
+    if args.rerun:
+        rerun_subset(args.default_dir, args.longer_dir, images=args.rerun)
     per_space, verdicts, facts = compare_runs(args.default_dir, args.longer_dir)
     text = (
         f"## Step caps: the default vs {facts['steps'][1]}\n\n"
         + to_markdown(per_space, float_format="{:.4f}")
         + "\n\n"
-        + to_markdown(verdicts, float_format="{:.3g}")
+        + (to_markdown(verdicts, float_format="{:.3g}") if not verdicts.empty else "Verdicts: not compared (a subset).")
         + f"\n\nKendall tau of the MSE rankings: {facts['kendall_tau_mse_rank']:.3f}; "
         f"same ranking: {facts['same_mse_ranking']}; "
         f"same verdicts: {facts['same_verdicts']}; every row within 5 %: {facts['all_within_5pct']}\n"

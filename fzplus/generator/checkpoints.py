@@ -24,7 +24,16 @@ import torch
 from fzplus.generator.checkpoints_common import CheckpointError, ParsedCheckpoint
 from fzplus.generator.checkpoints_nvidia import read_nvidia_pickle, write_nvidia_pickle
 from fzplus.generator.checkpoints_rosinality import read_rosinality, write_rosinality_checkpoint
+from fzplus.generator.checkpoints_stylegan1 import read_rosinality_stylegan1, rosinality_stylegan1_state
+from fzplus.generator.checkpoints_stylegan1_nvidia import (
+    genforce_state,
+    is_tensorflow_pickle,
+    read_genforce,
+    read_tensorflow_pickle,
+)
 from fzplus.generator.networks import Generator
+from fzplus.generator.stylegan1 import ARCHITECTURE as STYLEGAN1
+from fzplus.generator.stylegan1 import StyleGAN1Generator
 from fzplus.io import atomic_write
 
 __all__ = [
@@ -44,7 +53,9 @@ W_AVG_SAMPLES = 10_000
 W_AVG_SEED = 0
 EXPECTED_FORMATS = (
     "Expected an NVIDIA network pickle with 'G_ema' (stylegan2-ada-pytorch / stylegan3), a rosinality "
-    ".pt with 'g_ema', or a file written by fzplus.generator.save_generator."
+    ".pt with 'g_ema', a StyleGAN1 checkpoint (NVIDIA's TensorFlow karras2019stylegan-*.pkl, a genforce "
+    "stylegan_*.pth, a rosinality style-based-gan-pytorch .model), or a file written by "
+    "fzplus.generator.save_generator."
 )
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default (zip) container
 _LEGACY_TORCH_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19"  # pickled magic number opening torch's legacy format
@@ -68,7 +79,7 @@ def read_checkpoint(path: str | os.PathLike) -> ParsedCheckpoint:
     if head.startswith(_ZIP_MAGIC) or head == _LEGACY_TORCH_MAGIC:
         parsed = _read_torch_file(path)
     elif head[0] == _PICKLE_PROTO:
-        parsed = read_nvidia_pickle(path)
+        parsed = read_tensorflow_pickle(path) if is_tensorflow_pickle(path) else read_nvidia_pickle(path)
     else:
         raise CheckpointError(
             path,
@@ -104,6 +115,10 @@ def _read_torch_file(path: pathlib.Path) -> ParsedCheckpoint:
         return _parse_own_format(content, path)
     if isinstance(content, dict) and ("g_ema" in content or "input.input" in content):
         return read_rosinality(content, path)
+    if rosinality_stylegan1_state(content) is not None:
+        return read_rosinality_stylegan1(content, path)
+    if genforce_state(content) is not None:
+        return read_genforce(content, path)
     found = (
         f"a dict with keys {sorted(map(str, content))[:8]}"
         if isinstance(content, dict)
@@ -152,7 +167,7 @@ def load_generator(path: str | os.PathLike, *, device: str | torch.device = "cpu
     path = pathlib.Path(path)
     parsed = read_checkpoint(path)
     try:
-        G = Generator(**parsed.config)
+        G = (StyleGAN1Generator if parsed.config.get("architecture") == STYLEGAN1 else Generator)(**parsed.config)
     except (TypeError, ValueError, KeyError, AssertionError) as e:
         raise CheckpointError(
             path,
