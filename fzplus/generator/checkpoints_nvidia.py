@@ -30,6 +30,7 @@ import io
 import os
 import pathlib
 import pickle
+from collections.abc import Mapping
 
 import numpy as np
 import torch
@@ -125,11 +126,42 @@ class _RefusedGlobal(pickle.UnpicklingError):
 
 
 class _WhitelistUnpickler(pickle.Unpickler):
+    """An Unpickler whose find_class answers from `allowed`, a table (module, name) -> object, and raises
+    _RefusedGlobal for every other global: nothing outside the table is imported or run."""
+
+    def __init__(self, file, *, allowed: Mapping[tuple[str, str], object]):
+        super().__init__(file)
+        self.allowed = allowed
+
     def find_class(self, module: str, name: str):
         try:
-            return _ALLOWED_GLOBALS[(module, name)]
+            return self.allowed[(module, name)]
         except KeyError:
             raise _RefusedGlobal(module, name) from None
+
+
+def _unpickle(path: pathlib.Path, allowed: Mapping[tuple[str, str], object]):
+    """The object pickled in `path`, through _WhitelistUnpickler(allowed). Raises _RefusedGlobal for a global
+    outside the table (the reader words it, with _refused) and CheckpointError for a missing or damaged file."""
+    try:
+        with open(path, "rb") as f:
+            return _WhitelistUnpickler(f, allowed=allowed).load()
+    except _RefusedGlobal:
+        raise
+    except Exception as e:  # a damaged byte stream can fail in any opcode, with any exception type
+        raise CheckpointError(
+            path, f"is a truncated or corrupt pickle ({type(e).__name__}: {e}).", fix="Download or copy it again."
+        ) from None
+
+
+def _refused(path: pathlib.Path, refused: _RefusedGlobal, *, kind: str, reads: str, fix: str) -> CheckpointError:
+    """The error for a `kind` of pickle (whose reader reads only `reads`) that asks for a global off its table."""
+    return CheckpointError(
+        path,
+        f"asks the unpickler for '{refused.module}.{refused.name}', which no {kind} needs; refused "
+        f"without running it (only {reads} are read).",
+        fix=f"{fix} Do not load this file with plain pickle unless you trust its origin.",
+    )
 
 
 # ---- reading -------------------------------------------------------------------------------------------
@@ -137,8 +169,7 @@ def read_nvidia_pickle(path: str | os.PathLike) -> ParsedCheckpoint:
     """G_ema of an NVIDIA network pickle as (Generator config, state dict, metadata); runs no pickled code."""
     path = pathlib.Path(path)
     try:
-        with open(path, "rb") as f:
-            data = _WhitelistUnpickler(f).load()
+        data = _unpickle(path, _ALLOWED_GLOBALS)
     except _RefusedGlobal as e:
         if e.module.startswith("dnnlib.tflib"):
             raise CheckpointError(
@@ -146,16 +177,8 @@ def read_nvidia_pickle(path: str | os.PathLike) -> ParsedCheckpoint:
                 "is a TensorFlow StyleGAN2 pickle, which is not read here.",
                 fix="Convert it with NVIDIA stylegan2-ada-pytorch: python legacy.py --source=OLD.pkl --dest=NEW.pkl",
             ) from None
-        raise CheckpointError(
-            path,
-            f"asks the unpickler for '{e.module}.{e.name}', which no network pickle needs; refused "
-            "without running it (only tensors, containers and NVIDIA's persistence records are read).",
-            fix=f"{_EXPECTED} Do not load this file with plain pickle unless you trust its origin.",
-        ) from None
-    except Exception as e:  # a damaged byte stream can fail in any opcode, with any exception type
-        raise CheckpointError(
-            path, f"is a truncated or corrupt pickle ({type(e).__name__}: {e}).", fix="Download or copy it again."
-        ) from None
+        reads = "tensors, containers and NVIDIA's persistence records"
+        raise _refused(path, e, kind="network pickle", reads=reads, fix=_EXPECTED) from None
     record = data.get("G_ema") if isinstance(data, dict) else None
     if not isinstance(record, NetworkRecord):
         found = f"keys {sorted(map(str, data))}" if isinstance(data, dict) else f"a {type(data).__name__}"

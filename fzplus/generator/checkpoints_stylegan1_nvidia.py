@@ -47,7 +47,7 @@ import numpy as np
 import torch
 
 from fzplus.generator.checkpoints_common import CheckpointError, ParsedCheckpoint
-from fzplus.generator.checkpoints_nvidia import _ALLOWED_GLOBALS, _RefusedGlobal
+from fzplus.generator.checkpoints_nvidia import _ALLOWED_GLOBALS, _refused, _RefusedGlobal, _unpickle
 from fzplus.generator.checkpoints_stylegan1 import TensorSource, stylegan1_config
 from fzplus.generator.stylegan1 import StyleGAN1Generator, blur_filter
 from fzplus.io import atomic_write
@@ -280,14 +280,6 @@ _TF_ALLOWED_GLOBALS = {
 }
 
 
-class _TFUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str):
-        try:
-            return _TF_ALLOWED_GLOBALS[(module, name)]
-        except KeyError:
-            raise _RefusedGlobal(module, name) from None
-
-
 def is_tensorflow_pickle(path: str | os.PathLike) -> bool:
     """Whether the pickle's first global is dnnlib.tflib.network.Network, as in every TensorFlow StyleGAN pickle.
     Reads opcodes only (pickletools), so nothing in the file runs."""
@@ -312,19 +304,10 @@ def read_tensorflow_pickle(path: str | os.PathLike) -> ParsedCheckpoint:
     """Gs of an NVIDIA TensorFlow StyleGAN1 snapshot as (config, our state dict, metadata); runs no pickled code."""
     path = pathlib.Path(path)
     try:
-        with open(path, "rb") as f:
-            data = _TFUnpickler(f).load()
+        data = _unpickle(path, _TF_ALLOWED_GLOBALS)
     except _RefusedGlobal as e:
-        raise CheckpointError(
-            path,
-            f"asks the unpickler for '{e.module}.{e.name}', which no TensorFlow StyleGAN pickle needs; refused "
-            "without running it (only NVIDIA's network records, numpy arrays and containers are read).",
-            fix=f"{_TF_FIX} Do not load this file with plain pickle unless you trust its origin.",
-        ) from None
-    except Exception as e:  # a damaged byte stream can fail in any opcode, with any exception type
-        raise CheckpointError(
-            path, f"is a truncated or corrupt pickle ({type(e).__name__}: {e}).", fix="Download or copy it again."
-        ) from None
+        reads = "NVIDIA's network records, numpy arrays and containers"
+        raise _refused(path, e, kind="TensorFlow StyleGAN pickle", reads=reads, fix=_TF_FIX) from None
     if not (isinstance(data, tuple) and len(data) == 3 and all(isinstance(n, TFNetworkRecord) for n in data)):
         found = f"a {type(data).__name__}" + (f" of {len(data)}" if isinstance(data, tuple) else "")
         raise CheckpointError(

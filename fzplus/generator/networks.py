@@ -22,10 +22,11 @@ import math
 from collections.abc import Sequence
 from typing import NamedTuple
 
-import numpy as np
 import torch
 from torch import nn
 
+from fzplus.generator.interface import NOISE_MODES as NOISE_MODES  # re-exported: its home was here
+from fzplus.generator.interface import LayerSpec, StyleGenerator, StyleSynthesis
 from fzplus.generator.ops import (
     bias_act,
     fir_filter_2d,
@@ -33,8 +34,6 @@ from fzplus.generator.ops import (
     normalize_2nd_moment,
     upsample2d,
 )
-
-NOISE_MODES = ("const", "random", "none")
 
 
 class BaseCode(NamedTuple):
@@ -75,9 +74,13 @@ class MappingNetwork(nn.Module):
         self.z_dim, self.w_dim, self.num_ws, self.num_layers = z_dim, w_dim, num_ws, num_layers
         features = [z_dim] + [w_dim] * num_layers
         for i in range(num_layers):
-            layer = FullyConnected(features[i], features[i + 1], lr_multiplier=lr_multiplier, activation="lrelu")
-            setattr(self, f"fc{i}", layer)
+            setattr(self, f"fc{i}", self.make_layer(features[i], features[i + 1], lr_multiplier=lr_multiplier))
         self.register_buffer("w_avg", torch.zeros(w_dim))
+
+    @staticmethod
+    def make_layer(in_features: int, out_features: int, *, lr_multiplier: float) -> nn.Module:
+        """One dense layer of the mapping (StyleGAN1's mapping differs only here)."""
+        return FullyConnected(in_features, out_features, lr_multiplier=lr_multiplier, activation="lrelu")
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         assert z.ndim == 2 and z.shape[1] == self.z_dim, f"z must be [N, {self.z_dim}], got {tuple(z.shape)}"
@@ -88,7 +91,7 @@ class MappingNetwork(nn.Module):
 
     @torch.no_grad()
     def update_w_avg(self, w: torch.Tensor, *, beta: float = 0.995) -> None:
-        """Moving average of w, tracked during training (truncation centre)."""
+        """Moving average of w, tracked during training (truncation centre; StyleGAN1's dlatent_avg_beta is beta)."""
         self.w_avg.copy_(w.detach().mean(dim=0).lerp(self.w_avg, beta))
 
 
@@ -168,14 +171,11 @@ class SynthesisBlock(nn.Module):
         self.register_buffer("resample_filter", fir_filter_2d())
 
 
-class LayerSpec(NamedTuple):
-    block: int  # resolution of the block
-    name: str  # 'conv0' | 'conv1' | 'torgb'
-    w_index: int
+class SynthesisNetwork(StyleSynthesis):
+    """ws [N, num_ws, w_dim] (or per-layer styles) -> image [N, img_channels, R, R] in about [-1, 1].
 
-
-class SynthesisNetwork(nn.Module):
-    """ws [N, num_ws, w_dim] (or per-layer styles) -> image [N, img_channels, R, R] in about [-1, 1]."""
+    `styles` is S space: per-layer style vectors affine_l(ws[:, w_index(l)]), one [N, C_l] tensor per layer, C_l
+    the layer's input channels (`style_dims`)."""
 
     def __init__(
         self,
@@ -186,19 +186,8 @@ class SynthesisNetwork(nn.Module):
         img_channels: int = 3,
         conv_clamp: float | None = None,
     ):
-        super().__init__()
-        log2 = int(round(math.log2(resolution)))
-        assert 2**log2 == resolution and 4 <= resolution, f"resolution must be a power of two >= 4, got {resolution}"
-        self.w_dim, self.resolution, self.img_channels = w_dim, resolution, img_channels
-        self.block_resolutions = [2**i for i in range(2, log2 + 1)]
-        missing = [r for r in self.block_resolutions if r not in channels or int(channels[r]) < 1]
-        if missing:
-            raise ValueError(
-                "channel widths must be >= 1 for every block resolution; "
-                f"missing or zero at {missing} (channels={channels})"
-            )
-        self.channels = {r: int(channels[r]) for r in self.block_resolutions}
-        self.num_ws = 2 * log2 - 2
+        super().__init__(w_dim=w_dim, resolution=resolution, img_channels=img_channels)
+        self.channels = self._block_channels(channels)
         specs = [LayerSpec(4, "conv1", 0), LayerSpec(4, "torgb", 1)]
         for r in self.block_resolutions:
             in_ch = 0 if r == 4 else self.channels[r // 2]
@@ -214,26 +203,11 @@ class SynthesisNetwork(nn.Module):
                     LayerSpec(r, "torgb", 2 * k + 1),
                 ]
         self.layer_specs: tuple[LayerSpec, ...] = tuple(specs)
-        self.noise_mode = "const"
         self.fused_modconv = False
-
-    def layer(self, spec: LayerSpec) -> nn.Module:
-        return getattr(getattr(self, f"b{spec.block}"), spec.name)
-
-    @property
-    def style_dims(self) -> list[int]:
-        """Length of each layer's style vector (its input channels), in schedule order."""
-        return [self.layer(s).affine.weight.shape[0] for s in self.layer_specs]
-
-    def styles(self, ws: torch.Tensor) -> list[torch.Tensor]:
-        """S space: per-layer style vectors affine_l(ws[:, w_index(l)]), one [N, C_l] tensor per layer."""
-        self._check_ws(ws, self.num_ws)
-        return [self.layer(s).affine(ws[:, s.w_index]) for s in self.layer_specs]
 
     def split_position(self, at: int) -> int:
         """Index in the schedule of the layer whose output is the base code of spatial size `at`."""
-        if at not in self.block_resolutions:
-            raise ValueError(f"split size must be one of {self.block_resolutions}, got {at}")
+        self._check_split_size(at)
         name = "conv1" if at == 4 else "conv0"
         return self.layer_specs.index(next(s for s in self.layer_specs if s.block == at and s.name == name))
 
@@ -261,25 +235,17 @@ class SynthesisNetwork(nn.Module):
                 x = layer(x, s, noise_mode=self.noise_mode, fused=self.fused_modconv)
         return x, img
 
-    def forward(self, ws: torch.Tensor | None = None, *, styles: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
-        styles = self.styles(ws) if styles is None else styles
-        return self.run(styles)[1]
-
-    def _check_ws(self, ws: torch.Tensor, n: int) -> None:
-        assert ws.ndim == 3 and ws.shape[1:] == (n, self.w_dim), (
-            f"ws must be [N, {n}, {self.w_dim}], got {tuple(ws.shape)}"
-        )
-
 
 def default_channels(resolution: int, *, channel_base: int = 32768, channel_max: int = 512) -> dict[int, int]:
     """NVIDIA's rule: channels at resolution r = min(channel_base // r, channel_max)."""
     return {2**i: min(channel_base // 2**i, channel_max) for i in range(2, int(math.log2(resolution)) + 1)}
 
 
-class Generator(nn.Module):
+class Generator(StyleGenerator):
     """StyleGAN2 generator: mapping (Z -> W), truncation, synthesis (W+ or S -> image), split at F.
 
-    All tensors batch-first. Images are [N, 3, R, R] with values in about [-1, 1].
+    All tensors batch-first. Images are [N, 3, R, R] with values in about [-1, 1]. What it shares with StyleGAN1
+    (sizes, noise_mode, map, truncate, styles, synthesize, forward, sample_z) is interface.StyleGenerator's.
     """
 
     def __init__(
@@ -323,38 +289,7 @@ class Generator(nn.Module):
             lr_multiplier=mapping_lr_multiplier,
         )
 
-    # ---- sizes -------------------------------------------------------------------------------------
-    @property
-    def resolution(self) -> int:
-        return self.synthesis.resolution
-
-    @property
-    def z_dim(self) -> int:
-        return self.mapping.z_dim
-
-    @property
-    def w_dim(self) -> int:
-        return self.mapping.w_dim
-
-    @property
-    def num_ws(self) -> int:
-        return self.synthesis.num_ws
-
-    @property
-    def w_avg(self) -> torch.Tensor:
-        return self.mapping.w_avg
-
     # ---- switches ----------------------------------------------------------------------------------
-    @property
-    def noise_mode(self) -> str:
-        return self.synthesis.noise_mode
-
-    @noise_mode.setter
-    def noise_mode(self, mode: str) -> None:
-        if mode not in NOISE_MODES:
-            raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {mode!r}")
-        self.synthesis.noise_mode = mode
-
     @property
     def fused_modconv(self) -> bool:
         """True: reference per-sample-weight modulated conv; False (default): the faster equivalent."""
@@ -364,52 +299,7 @@ class Generator(nn.Module):
     def fused_modconv(self, value: bool) -> None:
         self.synthesis.fused_modconv = bool(value)
 
-    # ---- Z -> W --------------------------------------------------------------------------------------
-    def map(
-        self, z: torch.Tensor, *, truncation_psi: float = 1.0, truncation_cutoff: int | None = None
-    ) -> torch.Tensor:
-        """z [N, z_dim] (one code) or [N, num_ws, z_dim] (Z+, one code per layer) -> ws [N, num_ws, w_dim]."""
-        if z.ndim == 2:
-            ws = self.mapping(z)[:, None].repeat(1, self.num_ws, 1)
-        else:
-            assert z.ndim == 3 and z.shape[1:] == (self.num_ws, self.z_dim), (
-                f"z must be [N, {self.z_dim}] or [N, {self.num_ws}, {self.z_dim}], got {tuple(z.shape)}"
-            )
-            ws = self.mapping(z.reshape(-1, self.z_dim)).reshape(z.shape[0], self.num_ws, self.w_dim)
-        return self.truncate(ws, psi=truncation_psi, cutoff=truncation_cutoff)
-
-    def truncate(self, ws: torch.Tensor, *, psi: float = 1.0, cutoff: int | None = None) -> torch.Tensor:
-        """w_avg + psi (w - w_avg) on layers [0, cutoff) (all layers if cutoff is None); psi = 1 is the identity."""
-        if psi == 1.0:
-            return ws
-        n = ws.shape[1] if cutoff is None else min(cutoff, ws.shape[1])
-        truncated = (torch.arange(ws.shape[1], device=ws.device) < n)[None, :, None]
-        return torch.where(truncated, self.w_avg.to(ws.dtype).lerp(ws, psi), ws)
-
-    # ---- W+ / S -> image -----------------------------------------------------------------------------
-    def styles(self, ws: torch.Tensor) -> list[torch.Tensor]:
-        """S space: one style vector [N, C_l] per layer of `synthesis.layer_specs`."""
-        return self.synthesis.styles(ws)
-
-    def synthesize(
-        self, ws: torch.Tensor | None = None, *, styles: Sequence[torch.Tensor] | None = None
-    ) -> torch.Tensor:
-        """ws [N, num_ws, w_dim] (or S-space styles) -> image [N, 3, R, R]."""
-        return self.synthesis(ws, styles=styles)
-
-    def forward(
-        self, z: torch.Tensor, *, truncation_psi: float = 1.0, truncation_cutoff: int | None = None
-    ) -> torch.Tensor:
-        return self.synthesize(self.map(z, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff))
-
     # ---- split at F ----------------------------------------------------------------------------------
-    def first_detail_layer(self, at: int) -> int:
-        """M: index of the first ws entry that still matters after a split at spatial size `at`."""
-        return self.synthesis.layer_specs[self.synthesis.split_position(at) + 1].w_index
-
-    def base_channels(self, at: int) -> int:
-        return self.synthesis.channels[at]
-
     def features(
         self, ws: torch.Tensor | None = None, *, at: int, styles: Sequence[torch.Tensor] | None = None
     ) -> BaseCode:
@@ -433,30 +323,5 @@ class Generator(nn.Module):
         styles: alternatively, S-space styles for every layer, or for the layers after the split only.
         """
         f, rgb = (base.f, base.rgb) if isinstance(base, BaseCode) else (base, None)
-        at = f.shape[-1]
-        pos = self.synthesis.split_position(at)
-        assert f.shape[1:] == (self.base_channels(at), at, at), (
-            f"f must be [N, {self.base_channels(at)}, {at}, {at}], got {tuple(f.shape)}"
-        )
-        n_tail = len(self.synthesis.layer_specs) - pos - 1
-        if styles is None:
-            m = self.first_detail_layer(at)
-            if ws.shape[1] == self.num_ws - m:
-                ws = torch.cat([ws.new_zeros(ws.shape[0], m, ws.shape[2]), ws], dim=1)
-            self.synthesis._check_ws(ws, self.num_ws)
-            styles = [self.synthesis.layer(s).affine(ws[:, s.w_index]) for s in self.synthesis.layer_specs[pos + 1 :]]
-        elif len(styles) == len(self.synthesis.layer_specs):
-            styles = list(styles[pos + 1 :])
-        assert len(styles) == n_tail, f"expected {n_tail} style tensors after the split, got {len(styles)}"
-        return self.synthesis.run(styles, start=pos + 1, x=f, img=rgb)[1]
-
-    # ---- convenience ---------------------------------------------------------------------------------
-    @torch.no_grad()
-    def sample_z(self, n: int, *, seed: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
-        """n latent codes z ~ N(0, I), from a seed (reproducible across devices: drawn on the CPU)."""
-        g = (
-            generator
-            if generator is not None
-            else torch.Generator().manual_seed(seed if seed is not None else np.random.randint(2**31))
-        )
-        return torch.randn(n, self.z_dim, generator=g).to(self.w_avg.device)
+        first, styles = self._styles_after_split(f, ws, styles)
+        return self.synthesis.run(styles, start=first, x=f, img=rgb)[1]

@@ -38,13 +38,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fzplus.generator.networks import NOISE_MODES, BaseCode, FullyConnected, LayerSpec, default_channels
-from fzplus.generator.ops import normalize_2nd_moment
+from fzplus.generator.interface import LayerSpec, StyleGenerator, StyleSynthesis
+from fzplus.generator.networks import BaseCode, FullyConnected, MappingNetwork, default_channels
 
 ARCHITECTURE = "stylegan1"
 VARIANTS = ("nvidia", "rosinality")
@@ -87,28 +86,12 @@ class MappingLayer(nn.Module):
         return F.leaky_relu(F.linear(x, self.weight * self.weight_gain, self.bias * self.bias_gain), LRELU_SLOPE)
 
 
-class StyleGAN1Mapping(nn.Module):
+class StyleGAN1Mapping(MappingNetwork):
     """z [N, z_dim] -> w [N, w_dim]: PixelNorm, then `num_layers` MappingLayers; holds w_avg (dlatent_avg)."""
 
-    def __init__(self, *, z_dim: int, w_dim: int, num_ws: int, num_layers: int = 8, lr_multiplier: float = 0.01):
-        super().__init__()
-        self.z_dim, self.w_dim, self.num_ws, self.num_layers = z_dim, w_dim, num_ws, num_layers
-        features = [z_dim] + [w_dim] * num_layers
-        for i in range(num_layers):
-            setattr(self, f"fc{i}", MappingLayer(features[i], features[i + 1], lr_multiplier=lr_multiplier))
-        self.register_buffer("w_avg", torch.zeros(w_dim))
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        assert z.ndim == 2 and z.shape[1] == self.z_dim, f"z must be [N, {self.z_dim}], got {tuple(z.shape)}"
-        x = normalize_2nd_moment(z)
-        for i in range(self.num_layers):
-            x = getattr(self, f"fc{i}")(x)
-        return x
-
-    @torch.no_grad()
-    def update_w_avg(self, w: torch.Tensor, *, beta: float = 0.995) -> None:
-        """Moving average of w during training (NVIDIA's dlatent_avg_beta), the truncation centre."""
-        self.w_avg.copy_(w.detach().mean(dim=0).lerp(self.w_avg, beta))
+    @staticmethod
+    def make_layer(in_features: int, out_features: int, *, lr_multiplier: float) -> nn.Module:
+        return MappingLayer(in_features, out_features, lr_multiplier=lr_multiplier)
 
 
 class AdaINLayer(nn.Module):
@@ -198,8 +181,11 @@ class StyleGAN1Block(nn.Module):
         self.conv1 = AdaINLayer(out_channels, out_channels, **layer)
 
 
-class StyleGAN1Synthesis(nn.Module):
-    """ws [N, num_ws, w_dim] (or AdaIN styles, one [N, 2 C_l] per layer) -> image [N, img_channels, R, R]."""
+class StyleGAN1Synthesis(StyleSynthesis):
+    """ws [N, num_ws, w_dim] (or AdaIN styles, one [N, 2 C_l] per layer) -> image [N, img_channels, R, R].
+
+    `styles` are the AdaIN styles A_l(ws[:, l]), one [N, 2 C_l] tensor per layer (= per ws entry); `style_dims`
+    their lengths 2 C_l (scale then bias)."""
 
     def __init__(
         self,
@@ -211,23 +197,12 @@ class StyleGAN1Synthesis(nn.Module):
         fused_scale: bool | str = "auto",
         variant: str = "nvidia",
     ):
-        super().__init__()
-        log2 = int(round(math.log2(resolution)))
-        assert 2**log2 == resolution and 4 <= resolution, f"resolution must be a power of two >= 4, got {resolution}"
+        super().__init__(w_dim=w_dim, resolution=resolution, img_channels=img_channels)
         if not (fused_scale == "auto" or isinstance(fused_scale, bool)):
             raise ValueError(f"fused_scale must be 'auto', True or False, got {fused_scale!r}")
         if variant not in VARIANTS:
             raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
-        self.w_dim, self.resolution, self.img_channels = w_dim, resolution, img_channels
-        self.block_resolutions = [2**i for i in range(2, log2 + 1)]
-        missing = [r for r in self.block_resolutions if r not in channels or int(channels[r]) < 1]
-        if missing:
-            raise ValueError(
-                "channel widths must be >= 1 for every block resolution; "
-                f"missing or zero at {missing} (channels={channels})"
-            )
-        self.channels = {r: int(channels[r]) for r in self.block_resolutions}
-        self.num_ws = 2 * log2 - 2
+        self.channels = self._block_channels(channels)
         specs = []
         for k, r in enumerate(self.block_resolutions):
             fused = fused_scale is True or (fused_scale == "auto" and r >= FUSED_SCALE_AUTO_MIN_RESOLUTION)
@@ -237,27 +212,15 @@ class StyleGAN1Synthesis(nn.Module):
             specs += [LayerSpec(r, "conv0", 2 * k), LayerSpec(r, "conv1", 2 * k + 1)]
         self.layer_specs: tuple[LayerSpec, ...] = tuple(specs)
         self.torgb = ToRGB(self.channels[resolution], img_channels)
-        self.noise_mode = "const"
 
     def layer(self, spec: LayerSpec) -> AdaINLayer:
-        return getattr(getattr(self, f"b{spec.block}"), spec.name)
-
-    @property
-    def style_dims(self) -> list[int]:
-        """Length of each layer's AdaIN style (2 C_l: scale then bias), in schedule order."""
-        return [self.layer(s).affine.weight.shape[0] for s in self.layer_specs]
-
-    def styles(self, ws: torch.Tensor) -> list[torch.Tensor]:
-        """AdaIN styles A_l(ws[:, l]), one [N, 2 C_l] tensor per layer (= per ws entry)."""
-        self._check_ws(ws, self.num_ws)
-        return [self.layer(s).affine(ws[:, s.w_index]) for s in self.layer_specs]
+        return super().layer(spec)
 
     def split_position(self, at: int) -> int:
         """Schedule index of the last layer that runs whole before the split at spatial size `at`: the split
         falls inside the next layer (after its head, before its AdaIN), so positions > this one take their
         styles after the split. -1 at 4x4, where the split is inside the constant's layer."""
-        if at not in self.block_resolutions:
-            raise ValueError(f"split size must be one of {self.block_resolutions}, got {at}")
+        self._check_split_size(at)
         return 2 * int(math.log2(at)) - 5
 
     def constant(self, like: torch.Tensor) -> torch.Tensor:
@@ -286,20 +249,12 @@ class StyleGAN1Synthesis(nn.Module):
             x = layer.modulate(layer.head(x, noise_mode=self.noise_mode), s)
         return x, (self.torgb(x) if stop == len(self.layer_specs) else None)
 
-    def forward(self, ws: torch.Tensor | None = None, *, styles: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
-        styles = self.styles(ws) if styles is None else styles
-        return self.run(styles)[1]
 
-    def _check_ws(self, ws: torch.Tensor, n: int) -> None:
-        assert ws.ndim == 3 and ws.shape[1:] == (n, self.w_dim), (
-            f"ws must be [N, {n}, {self.w_dim}], got {tuple(ws.shape)}"
-        )
-
-
-class StyleGAN1Generator(nn.Module):
+class StyleGAN1Generator(StyleGenerator):
     """StyleGAN1 generator: mapping (Z -> W), truncation, synthesis (W+ or AdaIN styles -> image), split at F.
 
-    The interface is networks.Generator's; where StyleGAN2 has something StyleGAN1 lacks:
+    The interface is networks.Generator's (what they share is interface.StyleGenerator's); where StyleGAN2 has
+    something StyleGAN1 lacks:
     - `styles` / `styles=` arguments: StyleGAN1 has no modulation styles. They are the AdaIN styles
       [y_s, y_b] = A_l(w_l), [N, 2 C_l] per layer, the counterpart genforce calls Y space (its
       `set_space_of_latent('y')`); like StyleGAN2's S they are affine in w and feed one layer each. There are
@@ -366,38 +321,7 @@ class StyleGAN1Generator(nn.Module):
             lr_multiplier=mapping_lr_multiplier,
         )
 
-    # ---- sizes -------------------------------------------------------------------------------------
-    @property
-    def resolution(self) -> int:
-        return self.synthesis.resolution
-
-    @property
-    def z_dim(self) -> int:
-        return self.mapping.z_dim
-
-    @property
-    def w_dim(self) -> int:
-        return self.mapping.w_dim
-
-    @property
-    def num_ws(self) -> int:
-        return self.synthesis.num_ws
-
-    @property
-    def w_avg(self) -> torch.Tensor:
-        return self.mapping.w_avg
-
     # ---- switches ----------------------------------------------------------------------------------
-    @property
-    def noise_mode(self) -> str:
-        return self.synthesis.noise_mode
-
-    @noise_mode.setter
-    def noise_mode(self, mode: str) -> None:
-        if mode not in NOISE_MODES:
-            raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {mode!r}")
-        self.synthesis.noise_mode = mode
-
     @property
     def fused_modconv(self) -> bool:
         """Always False: StyleGAN1 has no modulated convolution to run another way."""
@@ -408,53 +332,10 @@ class StyleGAN1Generator(nn.Module):
         if value:
             raise ValueError("StyleGAN1 has no modulated convolution (it styles by AdaIN); fused_modconv stays False")
 
-    # ---- Z -> W --------------------------------------------------------------------------------------
-    def map(
-        self, z: torch.Tensor, *, truncation_psi: float = 1.0, truncation_cutoff: int | None = None
-    ) -> torch.Tensor:
-        """z [N, z_dim] (one code) or [N, num_ws, z_dim] (Z+, one code per layer) -> ws [N, num_ws, w_dim]."""
-        if z.ndim == 2:
-            ws = self.mapping(z)[:, None].repeat(1, self.num_ws, 1)
-        else:
-            assert z.ndim == 3 and z.shape[1:] == (self.num_ws, self.z_dim), (
-                f"z must be [N, {self.z_dim}] or [N, {self.num_ws}, {self.z_dim}], got {tuple(z.shape)}"
-            )
-            ws = self.mapping(z.reshape(-1, self.z_dim)).reshape(z.shape[0], self.num_ws, self.w_dim)
-        return self.truncate(ws, psi=truncation_psi, cutoff=truncation_cutoff)
-
-    def truncate(self, ws: torch.Tensor, *, psi: float = 1.0, cutoff: int | None = None) -> torch.Tensor:
-        """w_avg + psi (w - w_avg) on layers [0, cutoff) (all if cutoff is None); psi = 1 returns ws itself."""
-        if psi == 1.0:
-            return ws
-        n = ws.shape[1] if cutoff is None else min(cutoff, ws.shape[1])
-        truncated = (torch.arange(ws.shape[1], device=ws.device) < n)[None, :, None]
-        return torch.where(truncated, self.w_avg.to(ws.dtype).lerp(ws, psi), ws)
-
-    # ---- W+ / AdaIN styles -> image ------------------------------------------------------------------
-    def styles(self, ws: torch.Tensor) -> list[torch.Tensor]:
-        """AdaIN styles, one [N, 2 C_l] per layer of `synthesis.layer_specs` (see the class docstring)."""
-        return self.synthesis.styles(ws)
-
-    def synthesize(
-        self, ws: torch.Tensor | None = None, *, styles: Sequence[torch.Tensor] | None = None
-    ) -> torch.Tensor:
-        """ws [N, num_ws, w_dim] (or AdaIN styles) -> image [N, 3, R, R]."""
-        return self.synthesis(ws, styles=styles)
-
-    def forward(
-        self, z: torch.Tensor, *, truncation_psi: float = 1.0, truncation_cutoff: int | None = None
-    ) -> torch.Tensor:
-        return self.synthesize(self.map(z, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff))
-
     # ---- split at F ----------------------------------------------------------------------------------
-    def first_detail_layer(self, at: int) -> int:
-        """M = 2 log2(at) - 4: the first ws entry that still matters after a split at spatial size `at` (it styles
-        f itself)."""
-        return self.synthesis.layer_specs[self.synthesis.split_position(at) + 1].w_index
-
     def base_channels(self, at: int) -> int:
         self.synthesis.split_position(at)  # a clear error for a size without a split
-        return self.synthesis.channels[at]
+        return super().base_channels(at)
 
     def features(
         self, ws: torch.Tensor | None = None, *, at: int, styles: Sequence[torch.Tensor] | None = None
@@ -484,30 +365,6 @@ class StyleGAN1Generator(nn.Module):
         if isinstance(base, BaseCode) and base.rgb is not None:
             raise ValueError("StyleGAN1 has no RGB skip: pass a BaseCode with rgb=None, or the bare f")
         f = base.f if isinstance(base, BaseCode) else base
-        at = f.shape[-1]
-        pos = self.synthesis.split_position(at) + 1
-        assert f.ndim == 4 and f.shape[1:] == (self.base_channels(at), at, at), (
-            f"f must be [N, {self.base_channels(at)}, {at}, {at}], got {tuple(f.shape)}"
-        )
-        specs = self.synthesis.layer_specs
-        if styles is None:
-            if ws.shape[1] == self.num_ws - pos:
-                ws = torch.cat([ws.new_zeros(ws.shape[0], pos, ws.shape[2]), ws], dim=1)
-            self.synthesis._check_ws(ws, self.num_ws)
-            styles = [self.synthesis.layer(s).affine(ws[:, s.w_index]) for s in specs[pos:]]
-        elif len(styles) == len(specs):
-            styles = list(styles[pos:])
-        assert len(styles) == len(specs) - pos, f"expected {len(specs) - pos} styles from layer M on, got {len(styles)}"
-        x = self.synthesis.layer(specs[pos]).modulate(f, styles[0])
+        pos, styles = self._styles_after_split(f, ws, styles)  # pos: layer M, whose AdaIN comes after the split
+        x = self.synthesis.layer(self.synthesis.layer_specs[pos]).modulate(f, styles[0])
         return self.synthesis.run(list(styles[1:]), start=pos + 1, x=x)[1]
-
-    # ---- convenience ---------------------------------------------------------------------------------
-    @torch.no_grad()
-    def sample_z(self, n: int, *, seed: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
-        """n latent codes z ~ N(0, I), from a seed (reproducible across devices: drawn on the CPU)."""
-        g = (
-            generator
-            if generator is not None
-            else torch.Generator().manual_seed(seed if seed is not None else np.random.randint(2**31))
-        )
-        return torch.randn(n, self.z_dim, generator=g).to(self.w_avg.device)
