@@ -33,6 +33,8 @@ def test_plateau_rule_stops_a_flat_history_and_keeps_a_falling_one():
     assert rule.plateaued(history).tolist() == [True, False]
     assert not rule.plateaued(history[:, :9]).any()  # fewer than two windows: too early to tell
     assert not StoppingRule().plateaued(history).any()  # window 0: the paper, never stops
+    rising = torch.cat([torch.full((15,), 0.3), torch.full((5,), 0.5)])[None].double()
+    assert not rule.plateaued(rising).any()  # a loss that jumped up is not on a plateau
 
 
 def quadratic_problem(start: torch.Tensor, goal: torch.Tensor):
