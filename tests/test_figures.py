@@ -186,3 +186,19 @@ def test_space_colours_are_fixed_and_distinct():
     import spaces
 
     assert set(spaces.names()) <= set(PAPER_COLOURS)  # every shipped plugin keeps its colour in every figure
+
+
+def test_editing_grid_row_labels_fit_inside_the_figure(tmp_path):
+    # "005735 mouth_open" was cut at the figure's left edge by a fixed 1-inch label column
+    import torch
+
+    from benchmarks.report.figures import editing_grid
+
+    images = torch.zeros(3, 3, 8, 8)
+    figure = editing_grid(
+        [("005735 mouth_open", images), ("a", images)], column_labels=["-1", "0", "+1"], path=tmp_path / "g.png"
+    )
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    labels = [t for t in figure.texts if t.get_text() == "005735 mouth_open"]
+    assert labels and labels[0].get_window_extent(renderer).x0 >= 0

@@ -29,7 +29,7 @@ from fzplus.io import atomic_write
 DPI = 150
 LIGHT_LINEWIDTH, LIGHT_ALPHA = 0.6, 0.3  # one line per (target x direction), Fig. 6
 DEEP_LINEWIDTH = 2.5  # the mean of a space, Fig. 6
-GRID_LABEL_INCHES = 1.0  # row-label column left of an image grid
+GRID_LABEL_INCHES = 1.0  # row-label column left of an image grid, at least (wider for longer labels)
 GRID_HEADER_INCHES = 0.3  # column-label row above it
 GRID_CAPTION_INCHES = 0.3  # metric captions under each image (when there are any)
 GRID_GAP_INCHES = 0.04  # white space between neighbouring images
@@ -175,13 +175,15 @@ def _image_grid(
     columns x cell, height = header + rows x (cell + caption band, when captions are given). Each row is
     drawn as one image with white gaps between its cells: one axes per cell made a 12 x 11 grid cost 2 s."""
     n_rows, n_cols = len(cells), len(column_labels)
+    # wide enough for the longest row label ("005735 mouth_open" was cut at 1 in): ~0.6 em per character
+    label_inches = max(GRID_LABEL_INCHES, 0.15 + 0.6 * GRID_LABEL_FONTSIZE / 72 * max(map(len, row_labels), default=0))
     caption_inches = GRID_CAPTION_INCHES if captions is not None else 0.0
-    width = GRID_LABEL_INCHES + n_cols * cell_inches
+    width = label_inches + n_cols * cell_inches
     height = GRID_HEADER_INCHES + n_rows * (cell_inches + caption_inches)
     figure = _new_figure(width, height)
     for c, label in enumerate(column_labels):
         figure.text(
-            (GRID_LABEL_INCHES + (c + 0.5) * cell_inches) / width,
+            (label_inches + (c + 0.5) * cell_inches) / width,
             1 - GRID_HEADER_INCHES / 2 / height,
             label,
             ha="center",
@@ -191,7 +193,7 @@ def _image_grid(
     for r, (label, row) in enumerate(zip(row_labels, cells)):
         top = height - GRID_HEADER_INCHES - r * (cell_inches + caption_inches)
         figure.text(
-            (GRID_LABEL_INCHES - 0.08) / width,
+            (label_inches - 0.08) / width,
             (top - cell_inches / 2) / height,
             label,
             ha="right",
@@ -200,7 +202,7 @@ def _image_grid(
         )
         ax = figure.add_axes(
             (
-                (GRID_LABEL_INCHES + GRID_GAP_INCHES / 2) / width,
+                (label_inches + GRID_GAP_INCHES / 2) / width,
                 (top - cell_inches + GRID_GAP_INCHES / 2) / height,
                 (n_cols * cell_inches - GRID_GAP_INCHES) / width,
                 (cell_inches - GRID_GAP_INCHES) / height,
@@ -211,7 +213,7 @@ def _image_grid(
         for c in range(n_cols if captions is not None else 0):
             if captions[r][c]:
                 figure.text(
-                    (GRID_LABEL_INCHES + (c + 0.5) * cell_inches) / width,
+                    (label_inches + (c + 0.5) * cell_inches) / width,
                     (top - cell_inches - 0.02) / height,
                     captions[r][c],
                     ha="center",
