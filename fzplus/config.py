@@ -9,7 +9,9 @@ their defaults: the inversion's own settings, each plugin's settings section and
 `load_schema`) is the single place of defaults and allowed values. An invalid config raises `ConfigError`, whose
 message names the file, every offending key path (e.g.
 `inversion.steps`) and what is allowed. Checks the schema cannot express (registered space names,
-exactly-one-of choices, references between keys, asset names) follow the schema check.
+exactly-one-of choices, references between keys, asset names) follow the schema check. Checks that need the run's
+files, not only its config (are the assets there, `config_asset_problems`; is every space defined for the generator's
+architecture, `space_architecture_problems`), are the workflow's to make while planning.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import spaces
 from fzplus.assets import (
     REPO_ROOT,
     AssetError,
+    asset_mirror,
     asset_problem,
     asset_sha256s,
     load_asset_declarations,
@@ -35,12 +38,15 @@ from fzplus.assets import (
 )
 from fzplus.edits.attributes import ATTRIBUTES
 from fzplus.encoders import KINDS as ENCODER_KINDS
+from fzplus.generator import CheckpointError, read_checkpoint_metadata
+from fzplus.generator.interface import architecture_of
 from fzplus.inversion.settings import InversionSettings
 from fzplus.settings import schema_of
 
 CONFIG_DIR = REPO_ROOT / "config"
 SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
 EXACTLY_ONE_OF = {"generator": ("checkpoint", "asset", "random"), "targets": ("asset", "folder")}
+RANDOM_GENERATOR_ARCHITECTURE = "stylegan2"  # ci's stand-in (benchmarks.pipeline.prepare.random_stand_in_generator)
 
 
 class ConfigError(ValueError):
@@ -337,6 +343,52 @@ def config_asset_problems(config: Mapping[str, Any]) -> list[str]:
     options = _asset_options(config)
     found = (asset_problem(name, **options) for name in asset_references(config).values())
     return [problem for problem in found if problem]
+
+
+def generator_architecture(config: Mapping[str, Any]) -> str | None:
+    """The architecture (a key of fzplus.generator.interface.ARCHITECTURES) of a (loaded) config's generator, as
+    planning can know it: the random stand-in's, else the one its checkpoint declares (read_checkpoint_metadata
+    parses the file and builds no network). None while the file cannot be read here: an asset not fetched yet, or
+    a file that is no checkpoint (the generator job then says what is wrong with it)."""
+    generator = config["generator"]
+    if generator["random"]:
+        return RANDOM_GENERATOR_ARCHITECTURE
+    path = (
+        resolve_path(generator["checkpoint"])
+        if generator["checkpoint"]
+        else _local_asset_file(config, generator["asset"])
+    )
+    if path is None or not path.is_file():
+        return None
+    try:
+        return architecture_of(read_checkpoint_metadata(path)["config"])
+    except (CheckpointError, OSError):
+        return None
+
+
+def space_architecture_problems(config: Mapping[str, Any]) -> list[str]:
+    """Why spaces of a (loaded) config's inversion.spaces are not defined for its generator's architecture (each
+    plugin's LatentSpace.architecture_problem: the space, the architecture, why, what to do): empty when every one
+    is, or when the architecture cannot be known while planning (the inversion engine then refuses at the job).
+    A method's pivot needs no check of its own: a plugin's registration refuses a method defined for more
+    architectures than its pivot."""
+    architecture = generator_architecture(config)
+    if architecture is None:
+        return []
+    found = (spaces.get(name).architecture_problem(architecture) for name in config["inversion"]["spaces"])
+    return [problem for problem in found if problem]
+
+
+def _local_asset_file(config: Mapping[str, Any], name: str) -> pathlib.Path | None:
+    """A file asset's copy that is here already (resources, then the mirror), fetching nothing; else None."""
+    options = _asset_options(config)
+    declaration = options["declarations"].get(name)
+    if declaration is None or declaration.kind != "file":
+        return None
+    file = next(iter(declaration.files))
+    mirror = asset_mirror(options["mirror"])
+    places = [options["resources_dir"] / name] + ([mirror / name] if mirror is not None else [])
+    return next((place / file for place in places if (place / file).is_file()), None)
 
 
 def config_asset_hashes(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:

@@ -13,8 +13,12 @@ and the decisions of SPEC §4:
   (invert_w*.py) truncate the code, the per-layer ones (invert_wp*.py) do not; we follow that. P_N
   spaces add lambda_pn * mean(p_N^2) (BDInvert: 0.01; config inversion.pn). BDInvert applies it to all 18 ws of F/W+
   even though layers < M never reach the image; we regularise the codes that exist (layers >= M in F spaces).
+  On StyleGAN1, whose mapping's last activation has no sqrt(2) gain, fzplus.pn_stats' p is the pre-activation
+  divided by sqrt(2); whitening removes a uniform scale, so p_N, the regulariser and the start code are the same.
 - S family (S, F/S): one style vector per synthesis layer fed, starting at the styles of w_avg. No
-  truncation (there is no w). Edits take a W-domain direction through each layer's affine map.
+  truncation (there is no w). Edits take a W-domain direction through each layer's affine map. The styles are
+  StyleGAN2's modulation styles or StyleGAN1's AdaIN styles (spaces/s.py says why S is defined on both); their
+  lengths come from `synthesis.style_dims`.
 In F spaces the codes feed only layers >= M = first_detail_layer(base_size); f starts at f0 (encoder
 output, else the generator's mean feature map), and the engine adds lambda_reg * mean((f - f0)^2).
 """
@@ -203,7 +207,8 @@ class WSpace(_LayerCodeSpace):
 
 
 class SSpace(LatentSpace):
-    """Per-layer style vectors (StyleSpace), concatenated into one variable s [N, sum C_l]."""
+    """Per-layer style vectors (StyleSpace), concatenated into one variable s [N, sum of style_dims]: C_l per layer
+    and toRGB layer on StyleGAN2, 2 C_l (AdaIN scale then bias) per layer on StyleGAN1."""
 
     domain = "W"
     applies_truncation = False

@@ -26,7 +26,11 @@ stages, config schema and report read these declarations and probe nothing else:
   with no schema edit. The engine hands the instance to the space as `ctx.settings`;
 - a second stage after the code inversion (`refine`, adding `refined_variables` to the codes, e.g. PTI's
   tuned generator weights, spaces/_tuning.py);
-- the extra figures it draws (`figures`, names of FIGURE_KINDS: SAM's per-segment latent maps).
+- the extra figures it draws (`figures`, names of FIGURE_KINDS: SAM's per-segment latent maps);
+- the generator architectures it is defined for (`architectures`, keys of fzplus.generator.interface.ARCHITECTURES;
+  default all of them) and, when that is not all, why not the others (`architecture_note`). Planning
+  (fzplus.config.space_architecture_problems) refuses a configured space the run's generator lacks, with that note;
+  the inversion engine refuses it too (`check_generator`), for callers that plan nothing.
 
 Everything that is not a code but changes what a code means (base size, truncation, P_N statistics, the
 method's settings) is in a `SpaceContext`, built by the inversion engine (or by `render` / `edit`).
@@ -44,6 +48,7 @@ from typing import Any, NamedTuple
 import torch
 
 from fzplus.encoders import KINDS as ENCODER_KINDS
+from fzplus.generator.interface import ARCHITECTURES
 from fzplus.settings import schema_of, settings_from
 
 DOMAINS = ("Z", "W")
@@ -126,6 +131,10 @@ class LatentSpace(abc.ABC):
     # a method whose first stage IS this space's inversion (PTI, SAM): the engine can take that inversion as given
     pivot: LatentSpace | None = None
     figures: tuple[str, ...] = ()  # extra figures it draws, names of FIGURE_KINDS
+    # the generator architectures it is defined for (keys of ARCHITECTURES), and why not the others where that is
+    # not all of them: the message planning shows a user whose generator it refuses
+    architectures: tuple[str, ...] = tuple(ARCHITECTURES)
+    architecture_note: str = ""
 
     @property
     def encoder_kind(self) -> str | None:
@@ -137,6 +146,23 @@ class LatentSpace(abc.ABC):
     def has_second_stage(self) -> bool:
         """Whether the plugin implements `refine`, a second stage the engine runs after the code inversion."""
         return type(self).refine is not LatentSpace.refine
+
+    def architecture_problem(self, architecture: str) -> str | None:
+        """Why the space cannot run on a generator of `architecture` (a key of ARCHITECTURES), or None if it can."""
+        if architecture in self.architectures:
+            return None
+        defined = ", ".join(ARCHITECTURES[a] for a in self.architectures)
+        return (
+            f"space {self.name!r} is not defined for {ARCHITECTURES.get(architecture, architecture)} generators: "
+            f"{self.architecture_note.strip().rstrip('.')}. "
+            f"Drop it from inversion.spaces in the config (it is defined for {defined})."
+        )
+
+    def check_generator(self, generator) -> None:
+        """Raise ValueError (architecture_problem's message) if the space is not defined for this generator."""
+        problem = self.architecture_problem(generator.architecture)
+        if problem is not None:
+            raise ValueError(problem)
 
     def settings_for(self, values: Mapping[str, Any] | Any | None) -> Any:
         """The space's settings from its config section (None: the class defaults; an instance passes through);
@@ -267,6 +293,26 @@ def validate_space(space: object, *, source: str) -> LatentSpace:
             raise RegistrationError(f"{source}: settings_class of {space.name!r}: {error}") from error
     if space.pivot is not None and not isinstance(space.pivot, LatentSpace):
         raise RegistrationError(f"{source}: pivot must be a LatentSpace, got {type(space.pivot).__name__}")
+    architectures = space.architectures
+    if (
+        not isinstance(architectures, tuple)
+        or not architectures
+        or len(set(architectures)) != len(architectures)
+        or not set(architectures) <= set(ARCHITECTURES)
+    ):
+        raise RegistrationError(
+            f"{source}: architectures {architectures!r} must be a tuple of distinct names of {list(ARCHITECTURES)}"
+        )
+    if set(architectures) != set(ARCHITECTURES) and not space.architecture_note.strip():
+        raise RegistrationError(
+            f"{source}: {space.name!r} is defined for {list(architectures)} only; say why not for the others in "
+            "architecture_note (planning shows it to the user whose generator it refuses)"
+        )
+    if space.pivot is not None and not set(architectures) <= set(space.pivot.architectures):
+        raise RegistrationError(
+            f"{source}: {space.name!r} is defined for {list(architectures)}, but its pivot {space.pivot.name!r} only "
+            f"for {list(space.pivot.architectures)}; a method runs on what its pivot runs on"
+        )
     if space.refined_variables and not space.has_second_stage:
         raise RegistrationError(
             f"{source}: {space.name!r} declares refined_variables {space.refined_variables} but implements no refine"

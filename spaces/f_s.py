@@ -1,4 +1,7 @@
-"""F/S: base code f plus the style vectors of the layers after the split."""
+"""F/S: base code f plus the style vectors of the layers after the split (S space: spaces/s.py, on StyleGAN1 too).
+
+On StyleGAN1 the split falls inside layer M, between its activation (f) and its AdaIN, so layer M's style is free:
+the styles of layers >= M, as StyleGAN1's F/W feeds ws[M] on."""
 
 from ._families import SSpace
 

@@ -4,10 +4,19 @@ inversion.idinvert) during the
 optimisation. The image loss, steps and learning rate are the run's, as for every space, so that the row
 differs from W+ only by IDInvert's two ingredients (IDInvert itself: 100 steps of Adam 0.01 on MSE +
 5e-5 x VGG16 conv4_3 feature MSE). Edits, truncation (none) and generated samples' codes are W+'s.
+
+Defined for every architecture: IDInvert itself inverts StyleGAN1 generators. The encoder must be the one trained for
+the run's generator. A file made for another one is refused by its loader (generator config and fingerprint,
+fzplus.encoders.domain.load_domain_encoder); an encoder passed as a module is checked here by the w_avg it answers
+around (`w_offset`, set from its generator's), since a StyleGAN2 encoder's codes have the very shape a StyleGAN1 of
+the same size and width needs.
 """
 
 from dataclasses import dataclass
 
+import torch
+
+from fzplus.generator.interface import ARCHITECTURES
 from fzplus.settings import setting
 
 from ._families import WSpace
@@ -35,6 +44,14 @@ class DomainRegularisedSpace(WSpace):
             raise ValueError(
                 f"{self.name} starts from its W+ encoder: pass encoder= (fzplus.encoders.domain.load_domain_encoder; "
                 "the pipeline's rule idinvert_encoder)"
+            )
+        G = ctx.generator
+        if not torch.allclose(encoder.w_offset.to(G.w_avg), G.w_avg, rtol=1e-5, atol=1e-6):
+            raise ValueError(
+                f"{self.name}: the encoder was built for another generator: its codes centre on another w_avg than "
+                f"this {ARCHITECTURES[G.architecture]} generator's (a StyleGAN2's encoder cannot start a StyleGAN1 "
+                "inversion, nor the other way round); train one for this generator "
+                "(fzplus.encoders.domain_training.train_domain_encoder)"
             )
         w = encode_ws(encoder, targets).to(targets.dtype)
         expected = (targets.shape[0], *self.code_shape(ctx))

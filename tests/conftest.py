@@ -56,6 +56,29 @@ def tiny_generator() -> Generator:
     return make_tiny_generator()
 
 
+@pytest.fixture(scope="session")
+def make_tiny_stylegan1():
+    """A builder of random StyleGAN1s made like make_tiny_generator's StyleGAN2s: narrow channels, z and w 512-wide,
+    non-zero noise strengths, biases and constant, w_avg the mean of mapped codes. The fixture is the builder, so that
+    module-scoped fixtures build theirs once."""
+    from fzplus.generator import StyleGAN1Generator
+
+    def build(*, resolution: int = 16, seed: int = 0, fused_scale: bool | str = "auto") -> StyleGAN1Generator:
+        torch.manual_seed(seed)
+        G = StyleGAN1Generator(
+            resolution=resolution, channel_base=128, channel_max=16, mapping_layers=2, fused_scale=fused_scale
+        )
+        with torch.no_grad():
+            for name, p in G.named_parameters():
+                if name.endswith("noise_strength") or (name.endswith(".bias") and "affine" not in name):
+                    p.normal_(0.0, 0.1)
+            G.synthesis.b4.const.normal_()  # initialised to ones, where the bias before lrelu would hardly show
+            G.mapping.w_avg.copy_(G.mapping(torch.randn(2048, G.z_dim)).mean(0))
+        return G.eval().requires_grad_(False)
+
+    return build
+
+
 @pytest.fixture
 def mirror() -> pathlib.Path:
     path = asset_mirror()

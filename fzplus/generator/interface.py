@@ -4,7 +4,8 @@ sampling z, all on top of the `mapping` and `synthesis` networks that a subclass
 
 A subclass's __init__ sets `self.mapping` (z [N, z_dim] -> w [N, w_dim]; z_dim, w_dim, w_avg) and `self.synthesis`
 (resolution, num_ws, channels, noise_mode, layer_specs, layer(spec), styles(ws), split_position(at),
-_check_ws(ws, n), and a forward(ws, styles=) that returns the image). What differs stays in the subclass: building
+_check_ws(ws, n), and a forward(ws, styles=) that returns the image), and `self.config` (plain data that rebuilds the
+network; its "architecture" names which StyleGAN it is, see ARCHITECTURES). What differs stays in the subclass: building
 those networks, `fused_modconv`, what the styles are, `features` and `synthesize_from`. `StyleSynthesis` is
 likewise what the two synthesis networks share.
 """
@@ -12,7 +13,7 @@ likewise what the two synthesis networks share.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -20,6 +21,16 @@ import torch
 from torch import nn
 
 NOISE_MODES = ("const", "random", "none")
+# The architectures the suite builds, by the name a generator's config carries under "architecture", with the name
+# messages give them. StyleGAN2's configs have no such key (its files predate StyleGAN1's): a config without one is
+# StyleGAN2's, the rule fzplus.generator.load_generator builds by.
+ARCHITECTURES = {"stylegan2": "StyleGAN2", "stylegan1": "StyleGAN1"}
+DEFAULT_ARCHITECTURE = "stylegan2"
+
+
+def architecture_of(config: Mapping) -> str:
+    """The architecture (a key of ARCHITECTURES) of a generator config (`G.config`, or a checkpoint's)."""
+    return config.get("architecture", DEFAULT_ARCHITECTURE)
 
 
 class LayerSpec(NamedTuple):
@@ -87,8 +98,14 @@ class StyleGenerator(nn.Module):
 
     mapping: nn.Module
     synthesis: nn.Module
+    config: dict
 
     # ---- sizes -------------------------------------------------------------------------------------
+    @property
+    def architecture(self) -> str:
+        """Which StyleGAN this is (a key of ARCHITECTURES): what a space plugin is or is not defined for."""
+        return architecture_of(self.config)
+
     @property
     def resolution(self) -> int:
         return self.synthesis.resolution

@@ -157,6 +157,7 @@ def invert(
     deterministic and does not depend on the batching), so only the second stage is computed.
     """
     space = spaces.get(space)
+    space.check_generator(generator)  # planning refuses it already; callers that plan nothing get the same message
     _check_targets(targets, generator)
     n = targets.shape[0]
     keys = [str(i) for i in range(n)] if image_keys is None else [str(k) for k in image_keys]
