@@ -129,3 +129,47 @@ def test_a_subset_rerun_is_compared_on_the_images_both_runs_inverted(tmp_path):
     assert per_space["mse@cap"].tolist() == pytest.approx([0.10] * 3)  # Table 1 from image a's rows, not table1.csv
     assert per_space["within_5pct"].all() and facts["all_within_5pct"]
     assert verdicts.empty  # the verdicts need every image
+
+
+def test_a_run_with_fewer_real_targets_compares_in_domain_losses_and_verdicts(tmp_path):
+    # the 4x run re-did every in-domain target but only one of two real ones: the in-domain verdicts (fidelity) are
+    # compared, the real-target ones (identity on photos) are not; a row is within 5 % only on both target sets
+    for run, steps, real, generated, fidelity in (
+        ("default", 10, {"a": 0.10, "b": 0.2}, {"g1": 0.30, "g2": 0.30}, "equivalent"),
+        ("longer", 40, {"a": 0.10}, {"g1": 0.20, "g2": 0.20}, "worse"),
+    ):
+        for target_set, images in (("inversion", real), ("ground_truth/inversion", generated)):
+            for space, slug in SPACES.items():
+                folder = tmp_path / run / target_set / slug
+                folder.mkdir(parents=True)
+                rows = [
+                    dict(image_id=i, step=s, total=v, mse=v, perceptual=0.0, reg=0.0)
+                    for i, v in images.items()
+                    for s in range(steps)
+                ]
+                pd.DataFrame(rows).to_csv(folder / "losses.csv", index=False)
+                if target_set == "inversion":
+                    metrics = [
+                        dict(space=space, image_id=i, mse=v, ssim=0.5, perceptual=0.1, image_steps=steps)
+                        for i, v in images.items()
+                    ]
+                    pd.DataFrame(metrics).to_csv(folder / "metrics.csv", index=False)
+        tables = tmp_path / run / "tables"
+        tables.mkdir()
+        pd.DataFrame(columns=["candidate", "reference", "metric", "p_value", "non_inferior"]).to_csv(
+            tables / "noninferiority.csv", index=False
+        )
+        pd.DataFrame([dict(space=n, mse_mean=9.9) for n in SPACES]).to_csv(tables / "table1.csv")
+        pd.DataFrame(
+            [
+                dict(candidate="F/Z+", reference="F/W+(P_N)", metric=m, p_value=0.01, verdict=v)
+                for m, v in (("fidelity_perceptual", fidelity), ("identity", "better"))
+            ]
+        ).to_csv(tables / "editing_verdicts.csv", index=False)
+    per_space, verdicts, facts = compare_runs(tmp_path / "default", tmp_path / "longer")
+    row = per_space.set_index("space").loc["F/Z+"]
+    assert row["loss@cap"] == pytest.approx(0.10) and row["loss_in_domain@cap"] == pytest.approx(0.30)
+    assert row["loss_ratio_worst"] == pytest.approx(1.5) and not row["within_5pct"]
+    assert list(verdicts.verdict) == ["F/Z+ vs F/W+(P_N): fidelity_perceptual editing verdict"]
+    assert tuple(verdicts.iloc[0][["holds@cap", "holds@4x"]]) == ("equivalent", "worse")
+    assert facts["same_verdicts"] is False and facts["all_within_5pct"] is False

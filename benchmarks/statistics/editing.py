@@ -49,6 +49,9 @@ METRICS = {
     "fidelity_mse": "lower",
     "realism_kid": "lower",
 }
+# measured on the in-domain targets alone (generated samples, editing.ground_truth): two runs with the same in-domain
+# targets can compare these verdicts whatever their real targets
+IN_DOMAIN_METRICS = ("identity_in_domain", "identity_matched_in_domain", "fidelity_perceptual", "fidelity_mse")
 # the identity metric of each target set -> its value at a matched attribute change
 MATCHED_METRIC = {"identity": "identity_matched", "identity_in_domain": "identity_matched_in_domain"}
 # judged by the floor and ceiling of the metric it is made of
