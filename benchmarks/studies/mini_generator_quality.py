@@ -1,10 +1,13 @@
-"""Quality figures of the mini generator against its teacher (models/mini/MODEL_CARD.md).
+"""Quality figures of a mini generator (StyleGAN2 or StyleGAN1) against its teacher (models/mini/MODEL_CARD.md).
 
     python -m benchmarks.studies.mini_generator_quality --generator models/mini/generator.pt --out models/mini \\
         [--samples 1000]
+    python -m benchmarks.studies.mini_generator_quality --generator models/mini-stylegan1/generator.pt \\
+        --out models/mini-stylegan1
 
 Prints and writes `quality.json` plus the model card's figures (`samples.png`: 64 fixed seeds;
-`style_mixing.png`: coarse layers from the row's code, fine layers from the column's code):
+`style_mixing.png`: coarse layers (those styling 4x4 and 8x8) from the row's code, the others from the
+column's code):
 - face detection rate: dlib's HOG detector on each sample upsampled to 256 px, student vs teacher
   (target: student >= 0.8x teacher);
 - Frechet distance between dlib 128-d face embeddings of student and teacher samples, next to the
@@ -28,7 +31,8 @@ import torch
 from tqdm.auto import tqdm
 
 import fzplus  # noqa: F401  (torchvision compatibility before dlib/facenet imports)
-from fzplus.generator import Generator, load_generator
+from fzplus.generator import load_generator
+from fzplus.generator.interface import StyleGenerator
 from fzplus.io import atomic_write_text
 from fzplus.training.mini_generator import save_grid
 from fzplus.training.teacher import TeacherSampler
@@ -70,7 +74,7 @@ def generate(sample_batch, count: int, *, batch: int = 100, desc: str) -> torch.
 
 @torch.no_grad()
 def latent_sensitivity(
-    G: Generator, projection: torch.Tensor, *, samples: int = 200, eps: float = 0.5, seed: int = 0
+    G: StyleGenerator, projection: torch.Tensor, *, samples: int = 200, eps: float = 0.5, seed: int = 0
 ) -> dict:
     """Mean |G(z + eps u) - G(z)| for random unit u inside the row space of `projection` [k, z_dim] vs orthogonal
     to it."""
@@ -91,7 +95,9 @@ def latent_sensitivity(
 
 
 @torch.no_grad()
-def style_mixing_grid(G: Generator, row_z: torch.Tensor, col_z: torch.Tensor, *, coarse_layers: int) -> torch.Tensor:
+def style_mixing_grid(
+    G: StyleGenerator, row_z: torch.Tensor, col_z: torch.Tensor, *, coarse_layers: int
+) -> torch.Tensor:
     """Grid images [(R+1) * (C+1), 3, S, S]: first row = column sources, first column = row sources, cell (r, c) =
     the first `coarse_layers` ws of row r with the remaining ws of column c. The corner is blank."""
     row_ws, col_ws = G.map(row_z), G.map(col_z)  # [R, num_ws, w], [C, num_ws, w]
@@ -123,7 +129,7 @@ def measure(
     from benchmarks.metrics.identity import make_identity_backend
 
     G = load_generator(generator_path)
-    teacher = TeacherSampler(student_z_dim=G.z_dim, seed=teacher_seed)
+    teacher = TeacherSampler(student_z_dim=G.z_dim, seed=teacher_seed, resolution=G.resolution)
     rngs = [torch.Generator().manual_seed(seed + i) for i in range(3)]
     student = generate(lambda n: G(torch.randn(n, G.z_dim, generator=rngs[0])), samples, desc="student samples")
     teacher_a = generate(lambda n: teacher.sample(n, generator=rngs[1]), samples, desc="teacher samples A")
@@ -135,6 +141,7 @@ def measure(
     emb_b, _ = face_statistics(teacher_b, backend=backend)
     figures = dict(
         generator=str(generator_path),
+        architecture=G.architecture,
         samples=samples,
         seed=seed,
         detection_rate_student=float(det_s.mean()),
@@ -152,8 +159,11 @@ def measure(
             G(torch.randn(64, G.z_dim, generator=torch.Generator().manual_seed(GRID_SEED))), out_dir / "samples.png"
         )
         g = torch.Generator().manual_seed(seed + 7)
+        # Coarse: the ws before the detail code of the split at 16x16, those of the 4x4 and 8x8 layers; 4 in both
+        # architectures at 64 px (StyleGAN2's ws[3] also styles 8x8's ToRGB and 16x16's first conv).
+        coarse = G.first_detail_layer(16)
         grid = style_mixing_grid(
-            G, torch.randn(5, G.z_dim, generator=g), torch.randn(7, G.z_dim, generator=g), coarse_layers=4
+            G, torch.randn(5, G.z_dim, generator=g), torch.randn(7, G.z_dim, generator=g), coarse_layers=coarse
         )
         save_grid(grid, out_dir / "style_mixing.png", cols=8)
         save_grid(

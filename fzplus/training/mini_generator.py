@@ -1,4 +1,5 @@
-"""Training recipe of the embedded 64x64 mini StyleGAN2 (bootstrap target; see models/mini/MODEL_CARD.md).
+"""Training recipe of the embedded 64x64 mini StyleGAN2 (bootstrap target; see models/mini/MODEL_CARD.md), and of
+the mini StyleGAN1 (`MiniTrainConfig(architecture="stylegan1")`, issue 28), trained the same way.
 
 Recipe (why: two CPU cores, no dataset, a few hours):
 1. Paired distillation warm start: the student's G(z) regresses the teacher's image for the paired code
@@ -10,6 +11,14 @@ Recipe (why: two CPU cores, no dataset, a few hours):
    G constant along the 412 directions of z that A discards).
 Everything is resumable from `checkpoint.pt` in the run folder (atomic writes), deterministic for a seed
 given the same number of threads, and logs progress lines plus periodic sample grids.
+
+The StyleGAN1 student takes the recipe unchanged but for its constant's initialisation (`build_student` says
+why): the trainer only uses what both generators share (map, synthesize, num_ws, noise_mode,
+mapping.update_w_avg). So per-layer noise is random while training and constant in the EMA generator, style mixing
+cuts over StyleGAN1's num_ws (10 at 64 px, as StyleGAN2's), and the losses read the final image, which is all
+StyleGAN1 makes (it has no per-block ToRGB skips). Two parts of NVIDIA's StyleGAN1 recipe are left out: progressive
+growing (the distillation warm start already gives the adversarial phase a stable start) and its mixing probability
+of 0.9 (one recipe for both students keeps their comparison about the architecture).
 """
 
 from __future__ import annotations
@@ -27,17 +36,23 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from fzplus.generator import Generator
+from fzplus.generator import Generator, StyleGAN1Generator
+from fzplus.generator.interface import ARCHITECTURES, DEFAULT_ARCHITECTURE, StyleGenerator, architecture_of
 from fzplus.images import to_uint8
 from fzplus.io import atomic_write
 from fzplus.training.discriminator import Discriminator
 from fzplus.training.teacher import TeacherSampler
 
 MINI_CHANNELS = {4: 256, 8: 256, 16: 128, 32: 64, 64: 32}
+# The student's class for MiniTrainConfig.architecture. Both build from the same shape arguments, and the mini
+# StyleGAN1 keeps MINI_CHANNELS: the same widths make the two students comparable, and its fp16 file is 12.0 MB
+# (StyleGAN2's 11.2 MB; AdaIN's affines are twice as wide as modulation's, and there are no ToRGB per block).
+STUDENTS = {"stylegan2": Generator, "stylegan1": StyleGAN1Generator}
 
 
 @dataclasses.dataclass
 class MiniTrainConfig:
+    architecture: str = DEFAULT_ARCHITECTURE  # a key of STUDENTS
     resolution: int = 64
     channels: dict = dataclasses.field(default_factory=lambda: dict(MINI_CHANNELS))
     z_dim: int = 512
@@ -66,6 +81,10 @@ class MiniTrainConfig:
     grid_every: int = 1_000
     checkpoint_every: int = 250
 
+    def __post_init__(self):
+        if self.architecture not in STUDENTS:
+            raise ValueError(f"architecture must be one of {sorted(STUDENTS)}, got {self.architecture!r}")
+
     def distill_weight_at(self, step: int) -> float:
         if step < self.distill_only_steps:
             return self.distill_weight
@@ -82,8 +101,24 @@ def multiscale_l1(x: torch.Tensor, y: torch.Tensor, *, levels: int = 4) -> torch
     return loss / levels
 
 
+def build_student(config: MiniTrainConfig) -> StyleGenerator:
+    """The untrained student of `config`: its architecture, resolution, widths and mapping depth."""
+    c = config
+    G = STUDENTS[c.architecture](
+        resolution=c.resolution, z_dim=c.z_dim, w_dim=c.w_dim, channels=c.channels, mapping_layers=c.mapping_layers
+    )
+    if c.architecture == "stylegan1":
+        # NVIDIA initialises StyleGAN1's constant to ones. Its layer instance-normalises constant + noise + bias, so
+        # while the constant hardly varies over space its rounding errors are scaled up to unit variance: at init,
+        # bf16 autocast changes the images by 21 % of their std (3 % with this init), and an fp16 export after a
+        # few steps by more than their std. N(0, 1), rosinality's initialisation, starts it well conditioned.
+        with torch.no_grad():
+            G.synthesis.b4.const.normal_()
+    return G
+
+
 def mixed_ws(
-    G: Generator, z: torch.Tensor, *, prob: float, generator: torch.Generator
+    G: StyleGenerator, z: torch.Tensor, *, prob: float, generator: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-sample style mixing: with probability `prob` layers >= a random cutoff take a second code.
     Returns ws [N, num_ws, w_dim] and the bool mask of unmixed samples."""
@@ -117,9 +152,7 @@ class MiniTrainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(config.seed)
         c = config
-        self.G = Generator(
-            resolution=c.resolution, z_dim=c.z_dim, w_dim=c.w_dim, channels=c.channels, mapping_layers=c.mapping_layers
-        )
+        self.G = build_student(c)
         self.G.noise_mode = "random"
         self.D = Discriminator(resolution=c.resolution, channels=c.channels)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
@@ -131,7 +164,7 @@ class MiniTrainer:
         # lazy R1: scale D's Adam as in StyleGAN2 so that the regularised steps stay comparable
         ratio = c.r1_every / (c.r1_every + 1)
         self.opt_D = torch.optim.Adam(self.D.parameters(), lr=c.lr * ratio, betas=tuple(b**ratio for b in c.betas))
-        self.teacher = TeacherSampler(student_z_dim=c.z_dim, seed=c.seed)
+        self.teacher = TeacherSampler(student_z_dim=c.z_dim, seed=c.seed, resolution=c.resolution)
         self.rng = torch.Generator().manual_seed(c.seed + 1)
         self.step, self.images_seen, self.wall_seconds = 0, 0, 0.0
         self.grid_z = torch.randn(64, c.z_dim, generator=torch.Generator().manual_seed(12345))
@@ -159,6 +192,12 @@ class MiniTrainer:
 
     def _load(self, path: pathlib.Path) -> None:
         s = torch.load(path, map_location="cpu", weights_only=False)  # our own file: contains plain python history
+        saved = architecture_of(s["config"])  # StyleGAN2 runs from before StyleGAN1 students carry no architecture
+        if saved != self.cfg.architecture:
+            raise ValueError(
+                f"{path} is a {ARCHITECTURES[saved]} run, but this trainer builds a "
+                f"{ARCHITECTURES[self.cfg.architecture]}: train with architecture {saved!r} or use another run folder"
+            )
         for name in ("G", "G_ema", "D", "opt_G", "opt_D"):
             getattr(self, name).load_state_dict(s[name])
         self.rng.set_state(s["rng"])
@@ -301,13 +340,7 @@ def export_generator(
 
     state = torch.load(pathlib.Path(run_dir) / "checkpoint.pt", map_location="cpu", weights_only=False)
     cfg = MiniTrainConfig(**{k: (tuple(v) if k == "betas" else v) for k, v in state["config"].items()})
-    G = Generator(
-        resolution=cfg.resolution,
-        z_dim=cfg.z_dim,
-        w_dim=cfg.w_dim,
-        channels=cfg.channels,
-        mapping_layers=cfg.mapping_layers,
-    )
+    G = build_student(cfg)
     G.load_state_dict(state["G_ema"])
     metadata = dict(
         recipe="fzplus.training.mini_generator",

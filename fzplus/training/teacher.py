@@ -11,8 +11,10 @@ import importlib.util
 import pathlib
 
 import torch
+import torch.nn.functional as F
 
 TEACHER_Z_DIM = 100
+TEACHER_RESOLUTION = 64
 PACKAGE = "gan_face_generate"
 
 
@@ -51,9 +53,25 @@ class TeacherSampler:
 
     Pairing: the teacher code is A z for a fixed matrix A [100, 512] with orthonormal rows, so every
     student coordinate takes part (not only the first 100) and A z ~ N(0, I_100) whenever z ~ N(0, I_512).
+
+    resolution: the student's; a smaller power of two than the teacher's 64 px gets the teacher's images
+    average-pooled to it (the training tests run 16 and 32 px students against the real teacher).
     """
 
-    def __init__(self, *, student_z_dim: int = 512, seed: int = 0, device: str | torch.device = "cpu", weights=None):
+    def __init__(
+        self,
+        *,
+        student_z_dim: int = 512,
+        seed: int = 0,
+        device: str | torch.device = "cpu",
+        weights=None,
+        resolution: int = TEACHER_RESOLUTION,
+    ):
+        if not (resolution <= TEACHER_RESOLUTION and TEACHER_RESOLUTION % resolution == 0):
+            raise ValueError(
+                f"the student resolution must divide the teacher's {TEACHER_RESOLUTION} px, got {resolution}"
+            )
+        self.pool = TEACHER_RESOLUTION // resolution
         self.net = load_teacher(weights=weights, device=device)
         g = torch.Generator().manual_seed(seed)
         q, _ = torch.linalg.qr(
@@ -62,12 +80,17 @@ class TeacherSampler:
         self.projection = q.t().contiguous().to(device)  # [100, 512]
         self.device = device
 
+    def _at_resolution(self, images: torch.Tensor) -> torch.Tensor:
+        return images if self.pool == 1 else F.avg_pool2d(images, self.pool)
+
     @torch.no_grad()
     def images_for(self, z: torch.Tensor) -> torch.Tensor:
-        """Teacher images paired with student codes z [N, 512] -> [N, 3, 64, 64]."""
-        return self.net((z @ self.projection.t())[:, :, None, None]).float()
+        """Teacher images paired with student codes z [N, 512] -> [N, 3, R, R] (R = `resolution`, 64 by default)."""
+        return self._at_resolution(self.net((z @ self.projection.t())[:, :, None, None]).float())
 
     @torch.no_grad()
     def sample(self, n: int, *, generator: torch.Generator) -> torch.Tensor:
-        """Unpaired teacher images [n, 3, 64, 64] from the teacher's own prior."""
-        return self.net(torch.randn(n, TEACHER_Z_DIM, 1, 1, generator=generator).to(self.device)).float()
+        """Unpaired teacher images [n, 3, R, R] from the teacher's own prior."""
+        return self._at_resolution(
+            self.net(torch.randn(n, TEACHER_Z_DIM, 1, 1, generator=generator).to(self.device)).float()
+        )

@@ -1,5 +1,7 @@
 # Bootstrap (not part of `all`): train the mini generator from scratch (hours on a CPU), then its F encoder
 # (about an hour) and IDInvert's encoder (about half an hour). The results are reviewed, then committed to models/mini/ with their cards.
+# The mini StyleGAN1 (issue 28, Fig. 8) is trained, exported and measured by the same rules with its own run folder
+# and model folder (`*_mini_stylegan1`, models/mini-stylegan1/).
 
 
 rule train_mini_generator:
@@ -7,11 +9,12 @@ rule train_mini_generator:
         "resources/mini-train/checkpoint.pt",
     params:
         run_dir="resources/mini-train",
+        architecture="stylegan2",
     threads: THREADS
     log:
         "resources/mini-train/train.log",
     shell:
-        "python workflow/scripts/train_mini_generator.py --run-dir {params.run_dir} --threads {threads} 2>&1 | tee {log}"
+        "python workflow/scripts/train_mini_generator.py --run-dir {params.run_dir} --architecture {params.architecture} --threads {threads} 2>&1 | tee {log}"
 
 
 rule export_mini_generator:
@@ -19,10 +22,12 @@ rule export_mini_generator:
         "resources/mini-train/checkpoint.pt",
     output:
         "models/mini/generator.pt",
+    params:
+        run_dir="resources/mini-train",
     log:
         "resources/mini-train/export.log",
     shell:
-        "python workflow/scripts/train_mini_generator.py --run-dir resources/mini-train --export {output} 2>&1 | tee {log}"
+        "python workflow/scripts/train_mini_generator.py --run-dir {params.run_dir} --export {output} 2>&1 | tee {log}"
 
 
 rule mini_generator_quality:
@@ -33,11 +38,48 @@ rule mini_generator_quality:
         "models/mini/samples.png",
         "models/mini/style_mixing.png",
         "models/mini/teacher_samples.png",
+    params:
+        out="models/mini",
     threads: THREADS
     log:
         "resources/mini-quality.log",
     shell:
-        "python -m benchmarks.studies.mini_generator_quality --generator {input} --out models/mini --threads {threads} 2>&1 | tee {log}"
+        "python -m benchmarks.studies.mini_generator_quality --generator {input} --out {params.out} --threads {threads} 2>&1 | tee {log}"
+
+
+use rule train_mini_generator as train_mini_stylegan1 with:
+    output:
+        "resources/mini-stylegan1-train/checkpoint.pt",
+    params:
+        run_dir="resources/mini-stylegan1-train",
+        architecture="stylegan1",
+    log:
+        "resources/mini-stylegan1-train/train.log",
+
+
+use rule export_mini_generator as export_mini_stylegan1 with:
+    input:
+        "resources/mini-stylegan1-train/checkpoint.pt",
+    output:
+        "models/mini-stylegan1/generator.pt",
+    params:
+        run_dir="resources/mini-stylegan1-train",
+    log:
+        "resources/mini-stylegan1-train/export.log",
+
+
+use rule mini_generator_quality as mini_stylegan1_quality with:
+    input:
+        "models/mini-stylegan1/generator.pt",
+    output:
+        "models/mini-stylegan1/quality.json",
+        "models/mini-stylegan1/samples.png",
+        "models/mini-stylegan1/style_mixing.png",
+        "models/mini-stylegan1/teacher_samples.png",
+    params:
+        out="models/mini-stylegan1",
+    log:
+        "resources/mini-stylegan1-quality.log",
 
 
 # Writes to resources/, not to models/mini/: the run reads models/mini/encoder.pt, and a rule producing it
