@@ -18,3 +18,4 @@ rule all:
         expand(f"{OUT}/edits/{{slug}}/{{name}}", slug=SPACES, name=["identity.csv", "fidelity.csv", "identity_in_domain.csv", "realism.npz"]),
         rules.editing_tables.output,
         rules.figures.output,
+        FIG8_OUTPUTS,  # the Fig. 8 section's products, every per-space one too (workflow/rules/fig8.smk)

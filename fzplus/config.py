@@ -10,8 +10,9 @@ their defaults: the inversion's own settings, each plugin's settings section and
 message names the file, every offending key path (e.g.
 `inversion.steps`) and what is allowed. Checks the schema cannot express (registered space names,
 exactly-one-of choices, references between keys, asset names) follow the schema check. Checks that need the run's
-files, not only its config (are the assets there, `config_asset_problems`; is every space defined for the generator's
-architecture, `space_architecture_problems`), are the workflow's to make while planning.
+files, not only its config (are the assets there; is every space defined for the generator's architecture) are
+fzplus.planning's, made by the workflow while planning. The Fig. 8 section (`fig8:`, a second generator with its own
+targets) is checked by the same functions, its messages prefixed with `fig8.`.
 """
 
 from __future__ import annotations
@@ -30,23 +31,19 @@ import spaces
 from fzplus.assets import (
     REPO_ROOT,
     AssetError,
-    asset_mirror,
-    asset_problem,
-    asset_sha256s,
     load_asset_declarations,
-    materialize_asset,
 )
 from fzplus.edits.attributes import ATTRIBUTES
 from fzplus.encoders import KINDS as ENCODER_KINDS
-from fzplus.generator import CheckpointError, read_checkpoint_metadata
-from fzplus.generator.interface import architecture_of
 from fzplus.inversion.settings import InversionSettings
 from fzplus.settings import schema_of
 
 CONFIG_DIR = REPO_ROOT / "config"
 SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
 EXACTLY_ONE_OF = {"generator": ("checkpoint", "asset", "random"), "targets": ("asset", "folder")}
-RANDOM_GENERATOR_ARCHITECTURE = "stylegan2"  # ci's stand-in (benchmarks.pipeline.prepare.random_stand_in_generator)
+FIG8 = "fig8"  # the Fig. 8 section: keys of its own, and `generator` and `targets` like the main sections'
+# the keys of a section that replace the main run's values (the section's schema validates them merged)
+FIG8_OVERRIDES = {"inversion": ("inversion",), "ganspace": ("directions", "ganspace")}
 
 
 class ConfigError(ValueError):
@@ -56,8 +53,9 @@ class ConfigError(ValueError):
 def load_schema() -> dict:
     """The config schema: the YAML file plus the sections generated from their settings classes (the one home of
     their defaults): the inversion's own keys (fzplus.inversion.settings), `inversion.<settings_key>` of every
-    registered plugin that declares settings (spaces.base), and each encoder kind's recipe section
-    (fzplus.encoders.KINDS). A section written in the YAML file as well is refused: a default lives once."""
+    registered plugin that declares settings (spaces.base), each encoder kind's recipe section
+    (fzplus.encoders.KINDS), and the Fig. 8 section's `generator` and `targets`, copies of the main sections' schemas.
+    A section written in the YAML file as well is refused: a default lives once."""
     with open(SCHEMA_PATH, encoding="utf-8") as f:
         schema = yaml.safe_load(f)
     generated = {("inversion", name): prop for name, prop in schema_of(InversionSettings)["properties"].items()}
@@ -74,6 +72,8 @@ def load_schema() -> dict:
         generated[("inversion", space.settings_key)] = schema_of(space.settings_class)
     for kind in ENCODER_KINDS.values():
         generated[(kind.section,)] = schema_of(kind.recipe)
+    for name in EXACTLY_ONE_OF:
+        generated[(FIG8, name)] = copy.deepcopy(schema["properties"][name])
     for path, section in generated.items():
         parent = schema
         for part in path[:-1]:
@@ -111,7 +111,7 @@ def load_config(
     if isinstance(config.get("inversion"), dict) and config["inversion"].get("spaces", []) is None:
         # every registered plugin, so that a new file is compared by default; in the tables' row order
         config["inversion"]["spaces"] = spaces.order_spaces(spaces.names())
-    problems = schema_problems(config, schema) or semantic_problems(config)
+    problems = schema_problems(config, schema) or semantic_problems(config) + fig8_problems(config, schema=schema)
     if problems:
         lines = "\n".join(f"  - {p}" for p in problems)
         raise ConfigError(
@@ -165,6 +165,15 @@ def _read(path_or_dict) -> tuple[dict, str]:
     if not isinstance(data, dict):
         raise ConfigError(f"invalid config {path}: the top level must be a mapping of keys, got {type(data).__name__}")
     return data, str(path)
+
+
+def with_overrides(section: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict:
+    """A copy of a config section with `overrides` applied as load_config applies its own (dotted or nested keys;
+    a nested mapping replaces only the keys it names)."""
+    merged = copy.deepcopy(dict(section))
+    for key, value in overrides.items():
+        _set_dotted(merged, str(key), copy.deepcopy(value))
+    return merged
 
 
 def _set_dotted(config: dict, key: str, value: Any) -> None:
@@ -250,15 +259,20 @@ def _describe(error: jsonschema.ValidationError) -> str:
 
 
 # ---- checks the schema cannot express -----------------------------------------------------------------
-def semantic_problems(config: dict) -> list[str]:
+def _exactly_one_of_problems(config: Mapping[str, Any], *, prefix: str = "") -> list[str]:
     problems = []
     for section, choices in EXACTLY_ONE_OF.items():
         given = [k for k in choices if config[section].get(k) is not None]
         if len(given) != 1:
             problems.append(
-                f"{section}: give exactly one of {', '.join(choices)} (set the others to null); got "
+                f"{prefix}{section}: give exactly one of {', '.join(choices)} (set the others to null); got "
                 f"{', '.join(given) if given else 'none'}"
             )
+    return problems
+
+
+def semantic_problems(config: dict) -> list[str]:
+    problems = _exactly_one_of_problems(config)
 
     # Space names are checked against the plugin registry, not the schema: a new plugin file needs no schema edit.
     def canonical_names(names, where) -> list[str | None]:
@@ -307,93 +321,70 @@ def semantic_problems(config: dict) -> list[str]:
     return problems
 
 
+def fig8_problems(config: Mapping[str, Any], *, schema: Mapping[str, Any]) -> list[str]:
+    """What the schema cannot check of the Fig. 8 section: one source of generator and targets, its spaces (registered,
+    and needing nothing the section does not make: P_N statistics, a pivot's inversion, an encoder other than the
+    base-code one), and its overrides of the main sections validated merged with them. Empty without the section."""
+    section = config.get(FIG8)
+    if section is None:
+        return []
+    problems = _exactly_one_of_problems(section, prefix=f"{FIG8}.")
+    for i, name in enumerate(section["spaces"]):
+        try:
+            space = spaces.get(name)
+        except KeyError:
+            problems.append(f"{FIG8}.spaces[{i}] = {name!r} is not a registered latent space; known: {spaces.names()}")
+            continue
+        needs = [
+            what
+            for what, needed in (
+                ("the P_N statistics", space.needs_pn_stats),
+                (f"its pivot's inversion ({space.pivot.name if space.pivot else ''})", space.pivot is not None),
+                (f"a {space.encoder_kind} encoder", space.encoder_kind not in (None, "base-code")),
+            )
+            if needed
+        ]
+        if needs:
+            problems.append(
+                f"{FIG8}.spaces[{i}] = {space.name!r} needs {' and '.join(needs)}, which the Fig. 8 section does "
+                "not make for its generator; compare it in the main run instead"
+            )
+    for key, main in FIG8_OVERRIDES.items():
+        own = sorted({"spaces", "base_size"} & set(section[key])) if key == "inversion" else []
+        problems += [f"{FIG8}.inversion.{name}: set it as {FIG8}.{name}, the section's own key" for name in own]
+        base, sub_schema = config, schema
+        for part in main:
+            base, sub_schema = base[part], sub_schema["properties"][part]
+        wrapped = {FIG8: {key: with_overrides(base, section[key])}}
+        wrapper = {"type": "object", "properties": {FIG8: {"type": "object", "properties": {key: sub_schema}}}}
+        problems += schema_problems(wrapped, wrapper)
+    random_generator = section["generator"]["random"]
+    base_size = section["base_size"] or config["inversion"]["base_size"]
+    if random_generator and base_size >= random_generator["resolution"]:
+        problems.append(
+            f"{FIG8}.base_size ({base_size}, null: inversion.base_size) must be smaller than "
+            f"{FIG8}.generator.random.resolution ({random_generator['resolution']})"
+        )
+    return problems
+
+
 def asset_references(config: Mapping[str, Any]) -> dict[str, str]:
-    """Key path -> asset name, for every asset the config uses."""
+    """Key path -> asset name, for every asset the config uses (the Fig. 8 section's too)."""
     keys = ("generator.asset", "targets.asset", "perceptual.weights_asset", "identity.weights_asset")
+    if config.get(FIG8):
+        keys += (f"{FIG8}.generator.asset", f"{FIG8}.targets.asset")
     refs = {}
     for key in keys:
-        section, leaf = key.split(".")
-        if config.get(section, {}).get(leaf):
-            refs[key] = config[section][leaf]
+        *sections, leaf = key.split(".")
+        node = config
+        for section in sections:
+            node = node.get(section) or {}
+        if node.get(leaf):
+            refs[key] = node[leaf]
     interfacegan = config.get("directions", {}).get("interfacegan", {})
     if "interfacegan" in config.get("directions", {}).get("families", ()) and interfacegan.get("boundaries_asset"):
         refs["directions.interfacegan.boundaries_asset"] = interfacegan["boundaries_asset"]
     return refs
-
-
-def _asset_options(config: Mapping[str, Any]) -> dict[str, Any]:
-    mirror = config["asset_mirror"]
-    return dict(
-        declarations=load_asset_declarations(resolve_path(config["asset_declarations"])),
-        resources_dir=resolve_path(config["resources_dir"]),
-        mirror=None if mirror is None else resolve_path(mirror),
-        download=config["allow_download"],
-    )
-
-
-def materialize_config_assets(config: Mapping[str, Any]) -> dict[str, pathlib.Path]:
-    """Key path -> verified local path of every asset a (loaded) config uses, e.g.
-    {"targets.asset": resources/celebahq-stargan-v2}; see fzplus.assets.materialize_asset."""
-    options = _asset_options(config)
-    return {key: materialize_asset(name, **options) for key, name in asset_references(config).items()}
-
-
-def config_asset_problems(config: Mapping[str, Any]) -> list[str]:
-    """fzplus.assets.asset_problem for every asset a (loaded) config uses: empty when all can be had."""
-    options = _asset_options(config)
-    found = (asset_problem(name, **options) for name in asset_references(config).values())
-    return [problem for problem in found if problem]
-
-
-def generator_architecture(config: Mapping[str, Any]) -> str | None:
-    """The architecture (a key of fzplus.generator.interface.ARCHITECTURES) of a (loaded) config's generator, as
-    planning can know it: the random stand-in's, else the one its checkpoint declares (read_checkpoint_metadata
-    parses the file and builds no network). None while the file cannot be read here: an asset not fetched yet, or
-    a file that is no checkpoint (the generator job then says what is wrong with it)."""
-    generator = config["generator"]
-    if generator["random"]:
-        return RANDOM_GENERATOR_ARCHITECTURE
-    path = (
-        resolve_path(generator["checkpoint"])
-        if generator["checkpoint"]
-        else _local_asset_file(config, generator["asset"])
-    )
-    if path is None or not path.is_file():
-        return None
-    try:
-        return architecture_of(read_checkpoint_metadata(path)["config"])
-    except (CheckpointError, OSError):
-        return None
-
-
-def space_architecture_problems(config: Mapping[str, Any]) -> list[str]:
-    """Why spaces of a (loaded) config's inversion.spaces are not defined for its generator's architecture (each
-    plugin's LatentSpace.architecture_problem: the space, the architecture, why, what to do): empty when every one
-    is, or when the architecture cannot be known while planning (the inversion engine then refuses at the job).
-    A method's pivot needs no check of its own: a plugin's registration refuses a method defined for more
-    architectures than its pivot."""
-    architecture = generator_architecture(config)
-    if architecture is None:
-        return []
-    found = (spaces.get(name).architecture_problem(architecture) for name in config["inversion"]["spaces"])
-    return [problem for problem in found if problem]
-
-
-def _local_asset_file(config: Mapping[str, Any], name: str) -> pathlib.Path | None:
-    """A file asset's copy that is here already (resources, then the mirror), fetching nothing; else None."""
-    options = _asset_options(config)
-    declaration = options["declarations"].get(name)
-    if declaration is None or declaration.kind != "file":
-        return None
-    file = next(iter(declaration.files))
-    mirror = asset_mirror(options["mirror"])
-    places = [options["resources_dir"] / name] + ([mirror / name] if mirror is not None else [])
-    return next((place / file for place in places if (place / file).is_file()), None)
-
-
-def config_asset_hashes(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """fzplus.assets.asset_sha256s of every asset a (loaded) config uses, for provenance.json."""
-    return asset_sha256s(asset_references(config).values(), **_asset_options(config))
 
 
 def _asset_reference_problems(config: dict) -> list[str]:

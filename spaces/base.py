@@ -29,7 +29,7 @@ stages, config schema and report read these declarations and probe nothing else:
 - the extra figures it draws (`figures`, names of FIGURE_KINDS: SAM's per-segment latent maps);
 - the generator architectures it is defined for (`architectures`, keys of fzplus.generator.interface.ARCHITECTURES;
   default all of them) and, when that is not all, why not the others (`architecture_note`). Planning
-  (fzplus.config.space_architecture_problems) refuses a configured space the run's generator lacks, with that note;
+  (fzplus.planning.space_architecture_problems) refuses a configured space the run's generator lacks, with that note;
   the inversion engine refuses it too (`check_generator`), for callers that plan nothing.
 
 Everything that is not a code but changes what a code means (base size, truncation, P_N statistics, the

@@ -12,11 +12,10 @@ from fzplus.config import (
     CONFIG_DIR,
     ConfigError,
     command_line_overrides,
-    config_asset_hashes,
     load_config,
     load_schema,
-    materialize_config_assets,
 )
+from fzplus.planning import config_asset_hashes, materialize_config_assets
 
 PROFILES = ("mini", "paper", "ci")
 
@@ -180,7 +179,7 @@ def test_missing_file_and_bad_yaml(tmp_path):
 def test_config_assets_are_materialized_and_hashed(mirror, tmp_path):
     config = load_config("ci", overrides={"resources_dir": str(tmp_path / "resources"), "asset_mirror": str(mirror)})
     paths = materialize_config_assets(config)
-    assert set(paths) == {"targets.asset", "directions.interfacegan.boundaries_asset"}
+    assert set(paths) == {"targets.asset", "directions.interfacegan.boundaries_asset", "fig8.targets.asset"}
     assert paths["targets.asset"] == tmp_path / "resources" / "celebahq-stargan-v2"
     assert len(list(paths["targets.asset"].glob("*.jpg"))) == 56
     hashes = config_asset_hashes(config)

@@ -109,6 +109,10 @@ def test_ci_profile_produces_every_output(ci_run):
         assert (out / "figures" / f"latent_maps_{slug}.png").stat().st_size > 1000
     report = (out / "report.html").read_text()
     assert "Methods on a pivot" in report
+    # the Fig. 8 section on ci's random StyleGAN1 (config fig8): a table row per space, a grid, the report's section
+    fig8 = pd.read_csv(out / "fig8" / "table.csv")
+    assert list(fig8.space) == ["F/Z+", "F/W+"] and (fig8.n == 2).all() and (fig8.edit_perceptual_at_2 > 0).all()
+    assert (out / "fig8" / "grids" / "pc1.png").stat().st_size > 1000 and "<h2>Fig. 8" in report
     assert (
         "F/Z+" in report
         and "data:image/png;base64," in report

@@ -16,7 +16,7 @@ import torch
 import spaces
 from conftest import encoder_for, make_domain_encoder, make_tiny_generator
 from fzplus.assets import REPO_ROOT
-from fzplus.config import generator_architecture, load_config, space_architecture_problems
+from fzplus.config import load_config
 from fzplus.encoders.base_code import EncoderFileError
 from fzplus.encoders.domain import encode_ws, load_domain_encoder, save_domain_encoder
 from fzplus.faces import parsing as face_parsing
@@ -24,6 +24,7 @@ from fzplus.faces.parsing import SEGMENTS, FaceSegments
 from fzplus.generator import save_generator
 from fzplus.inversion import invert
 from fzplus.perceptual import build_perceptual
+from fzplus.planning import generator_architecture, space_architecture_problems
 from fzplus.pn_stats import compute_pn_stats
 from spaces._families import SSpace, WSpace
 from spaces._sam import residual_synthesis

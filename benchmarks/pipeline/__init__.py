@@ -56,8 +56,8 @@ def truncation(cfg: Mapping[str, Any]) -> dict:
 
 def perceptual_distance(cfg: Mapping[str, Any], *, device: torch.device):
     """The configured perceptual net (frozen); lpips-vgg takes its VGG16 weights from the asset, when declared."""
-    from fzplus.config import materialize_config_assets
     from fzplus.perceptual import build_perceptual
+    from fzplus.planning import materialize_config_assets
 
     p = cfg["perceptual"]
     kwargs = {}

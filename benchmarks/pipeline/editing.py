@@ -42,7 +42,7 @@ def identity_backend(cfg: Mapping[str, Any]):
     if ident["backend"] == "sface":
         kwargs["alignment"] = ident["alignment"]
     if ident.get("weights_asset"):
-        from fzplus.config import materialize_config_assets
+        from fzplus.planning import materialize_config_assets
 
         kwargs["weights"] = materialize_config_assets(cfg)["identity.weights_asset"]
     return make_identity_backend(ident["backend"], **kwargs)

@@ -360,8 +360,8 @@ def editing_figures(
 
 def provenance_stage(cfg: Mapping[str, Any], *, generator_path, out_path, pn_stats_summary_path=None) -> None:
     from fzplus.assets import file_sha256
-    from fzplus.config import config_asset_hashes
     from fzplus.generator import read_checkpoint_metadata
+    from fzplus.planning import config_asset_hashes
     from fzplus.provenance import config_seeds, write_provenance
 
     extra = {

@@ -18,10 +18,11 @@ from benchmarks.pipeline import (
     resized_perceptual,
     truncation,
 )
-from fzplus.config import materialize_config_assets, resolve_path
+from fzplus.config import resolve_path
 from fzplus.encoders import encoder_kind
-from fzplus.generator import Generator, load_generator, save_generator
+from fzplus.generator import Generator, StyleGAN1Generator, load_generator, save_generator
 from fzplus.generator.checkpoints import estimate_w_avg
+from fzplus.planning import materialize_config_assets
 
 MINI_BOOTSTRAP_HINT = (
     "the mini generator is trained by this project's bootstrap target: "
@@ -29,10 +30,12 @@ MINI_BOOTSTRAP_HINT = (
 )
 
 
-def random_stand_in_generator(spec: Mapping[str, Any]) -> Generator:
-    """ci's seeded random generator: narrow channels, non-zero noise strengths and biases, w_avg estimated."""
+def random_stand_in_generator(spec: Mapping[str, Any]) -> Generator | StyleGAN1Generator:
+    """ci's seeded random generator of spec["architecture"] (StyleGAN2 or StyleGAN1): narrow channels, non-zero
+    noise strengths and biases, w_avg estimated."""
+    stylegan1 = spec["architecture"] == "stylegan1"
     torch.manual_seed(spec["seed"])
-    G = Generator(
+    G = (StyleGAN1Generator if stylegan1 else Generator)(
         resolution=spec["resolution"],
         channel_base=spec["channel_base"],
         channel_max=spec["channel_max"],
@@ -42,6 +45,8 @@ def random_stand_in_generator(spec: Mapping[str, Any]) -> Generator:
         for name, p in G.named_parameters():
             if name.endswith("noise_strength") or (name.endswith(".bias") and "affine" not in name):
                 p.normal_(0.0, 0.1)
+        if stylegan1:  # NVIDIA's const starts at ones, where the bias before lrelu hardly shows
+            G.synthesis.b4.const.normal_()
         G.mapping.w_avg.copy_(estimate_w_avg(G, num_samples=4096, seed=spec["seed"]))
     return G
 

@@ -23,6 +23,7 @@ Files read (data contracts of the pipeline), all optional:
                             tables (EDITING_TABLES: verdicts, baselines, informative flags, fidelity, realism,
                             matched identity)
   figures/**/*.png, edits/<slug>/grids/*.png
+  fig8/table.csv, fig8/grids/*.png       the Fig. 8 section (benchmarks.pipeline.fig8), when the run has one
   targets/targets.csv, inversion/*/{metrics,losses}.csv, edits/*/identity.csv, tables/*.{csv,md}  (linked)
 
     from benchmarks.report.html import build_report
@@ -64,6 +65,9 @@ LINKED_CSVS = (
     "ground_truth/targets/targets.csv",
     "tables/*.csv",
     "tables/*.md",
+    "fig8/table.csv",
+    "fig8/inversion/*/metrics.csv",
+    "fig8/edits/*/edits.csv",
 )
 EDITING_TABLES = (
     "editing_verdicts",
@@ -181,6 +185,15 @@ fidelity to the edit says little (fzplus.edits.calibration; directions.unit.rule
 <p class="caption">targets_undetected: distinct target images without a detected face; edited_undetected:
 edited images without one; n_missing: similarities that could not be computed.</p>
 {{ block(undetected) }}
+{% if fig8 %}<h2>Fig. 8: the compared spaces on a second generator</h2>
+<p class="caption">The config's fig8 section (benchmarks.pipeline.fig8; the paper: F/Z+ against BDInvert's F/W+ on
+StyleGAN1 LSUN Cat 256): its own generator and targets, inverted into each space by the run's invert stage and
+edited along the generator's GANSpace components. The table has Table 1's columns per space and the edit strength:
+the mean change from the reconstruction (perceptual distance, MSE) over images and components at each |alpha|.
+One grid per component: a row per target and space, the target first, then the edits (alpha 0 is the
+reconstruction).</p>
+{{ fig8.table }}
+{% for name, data, href in fig8.grids %}{{ preview(name, data, href) }}{% endfor %}{% endif %}
 <h2>Figures</h2>
 {% for name, data in figures %}{{ image(name, data) }}{% else %}{{ missing() }}{% endfor %}
 <h2>Reconstruction and editing grids</h2>
@@ -248,6 +261,18 @@ def _tuning_display(frame: pd.DataFrame | None) -> pd.DataFrame | None:
     return pd.DataFrame(dict(space=space, metric=metric, **{c: by_row[c].to_numpy() for c in columns}))
 
 
+def _fig8(results_dir: pathlib.Path, out_dir: pathlib.Path) -> dict | None:
+    """The Fig. 8 section's table and grid previews (linked to their PNGs), or None where the run has no section."""
+    table = _read_csv(results_dir / "fig8" / "table.csv")
+    if table is None:
+        return None
+    grids = sorted((results_dir / "fig8" / "grids").glob("*.png"))
+    return dict(
+        table=_html(table, float_format="{:.4g}"),
+        grids=[(path.name, _embed_preview(path), _relative(path, out_dir)) for path in grids],
+    )
+
+
 def report_context(
     results_dir: str | os.PathLike, *, out_path: str | os.PathLike, title: str, perceptual_label: str = "perceptual"
 ) -> dict:
@@ -306,6 +331,7 @@ def report_context(
             if p not in editing_figure_paths
         ],
         grid_groups=sorted(grid_groups.items()),
+        fig8=_fig8(results_dir, out_dir),
         links=links,
         provenance=[
             (key, json.dumps(value, indent=2, sort_keys=True, default=str)) for key, value in provenance.items()

@@ -18,9 +18,10 @@ import numpy as np
 import torch
 
 import fzplus  # noqa: F401
-from fzplus.config import load_config, materialize_config_assets, resolve_path
+from fzplus.config import load_config, resolve_path
 from fzplus.faces.landmarks import as_uint8_images, load_dlib_model, locate_face, upsample
 from fzplus.generator import load_generator
+from fzplus.planning import materialize_config_assets
 from fzplus.targets import list_images, prepare_target
 
 POINTS = {"left_eye": slice(36, 42), "right_eye": slice(42, 48), "mouth": slice(48, 68)}  # dlib's 68-point scheme

@@ -82,6 +82,7 @@ rule report:
         rules.editing_tables.output,
         rules.figures.output,
         rules.provenance.output,
+        FIG8_OUTPUTS,  # the Fig. 8 section, when the config has one (workflow/rules/fig8.smk)
         # the run's own audit, shown on the first screen; ancient: a reviewer's later `snakemake audit` rewrites
         # audit.json without making the report stale
         ancient(f"{OUT}/audit.json"),
