@@ -19,6 +19,13 @@ updates the image took, its budget.
   stopped image takes no more updates, is no longer rendered, and its variables never change again. window 0 never
   stops (the paper). The rule looks at the steps after the warm-up only: at a rate near 0 every loss is flat. A stage
   may add its own test (PTI: stop once the perceptual distance is below a threshold).
+- Result (`StoppingRule.keep_best`): each image's variables at the end are the last ones, or, with keep_best, the ones
+  of its lowest loss seen. The plateau test compares window means, so a spike can make two windows' means agree: in
+  the mini run at 95aad02 one F/W+ image (031796) spiked at the start of the ramp-down (perceptual 0.011 -> 0.021),
+  stopped on that false plateau 4 steps later and kept codes 24 % above its best loss; one Z image ran to the cap
+  14 % above its best after a spike. keep_best costs one copy of the variables and, since only the loss computed
+  before each update is seen, gives up the last update of an image that ran to the cap. The traces stay the losses
+  of the iterates as they were; `Descent.best` records the loss of the variables returned.
 - Per-image independence: the batch loss is the sum of the images' losses and Adam is elementwise, so an image's
   updates are the ones it would get alone. The loop's Adam (`RowAdam`, torch.optim.Adam's arithmetic) takes a rate
   per image and updates only the rows still running, so results do not depend on which images share a batch.
@@ -77,10 +84,12 @@ class LearningRate:
 
 @dataclass(frozen=True)
 class StoppingRule:
-    """An image stops once its windowed loss moved (fell or rose) by less than `tolerance` (relative)."""
+    """An image stops once its windowed loss moved (fell or rose) by less than `tolerance` (relative); with
+    `keep_best` it ends on the variables of its lowest loss seen, else on its last ones."""
 
     window: int = 0
     tolerance: float = 0.0
+    keep_best: bool = False
 
     def __post_init__(self):
         if self.window < 0 or self.tolerance < 0:
@@ -111,23 +120,30 @@ class StoppingSettings:
     stop_tolerance: float = setting(
         0.0, minimum=0, description="relative change (fall or rise) of the windowed loss that counts as a plateau"
     )
+    keep_best: bool = setting(
+        False,
+        description="each image ends on the variables of its lowest loss seen in the stage, not its last ones "
+        "(false: the paper's, every image's last iterate)",
+    )
 
     def stopping_rule(self) -> StoppingRule:
-        return StoppingRule(window=self.stop_window, tolerance=self.stop_tolerance)
+        return StoppingRule(window=self.stop_window, tolerance=self.stop_tolerance, keep_best=self.keep_best)
 
 
 @dataclass
 class Descent:
     """A stage's record: traces {term: [N, cap]} (the loss before each update; a stopped image repeats its last
-    value) and steps [N] (updates each image took: its generator forward and backward passes)."""
+    value), steps [N] (updates each image took: its generator forward and backward passes) and best [N] (the total
+    loss of the variables returned, with keep_best; else None)."""
 
     traces: dict[str, torch.Tensor]
     steps: torch.Tensor
+    best: torch.Tensor | None = None
 
     @staticmethod
     def joined(parts: list[Descent]) -> Descent:
-        """Several stages of the same images run one after another: the steps add up; the traces are the last's."""
-        return Descent(traces=parts[-1].traces, steps=sum(p.steps for p in parts))
+        """Several stages of the same images run one after another: the steps add up; traces and best are the last's."""
+        return Descent(traces=parts[-1].traces, steps=sum(p.steps for p in parts), best=parts[-1].best)
 
 
 class RowAdam:
@@ -186,6 +202,8 @@ def descend(
     steps = torch.zeros(n, dtype=torch.long, device=device)
     annealing_from: dict[int, int] = {}  # image -> the step its own ramp-down began (its plateau)
     last = {t: first.new_zeros(n) for t in LOSS_TERMS}
+    best_loss = first.new_full((n,), math.inf) if stopping.keep_best else None
+    best = {k: v.detach().clone() for k, v in variables.items()} if stopping.keep_best else None
     trace: dict[str, list[torch.Tensor]] = {t: [] for t in LOSS_TERMS}
     warm = math.ceil(lr.rampup * cap)  # the first step the plateau rule may look at
     rampdown_start = cap - lr.rampdown_steps(cap)  # the schedule's own ramp-down
@@ -203,6 +221,13 @@ def descend(
             value = terms.get(name)
             last[name] = last[name].index_put((idx,), value.detach() if value is not None else last[name][idx] * 0)
             trace[name].append(last[name].clone())
+        if best is not None:  # the loss just computed is the one of the variables as they are, before this update
+            better = terms["total"].detach() < best_loss[idx]
+            rows = idx[better]
+            best_loss[rows] = terms["total"].detach()[better]
+            with torch.no_grad():
+                for k, v in variables.items():
+                    best[k][rows] = v[rows]
         if stopping.window and step >= warm:  # the rule needs its last two windows after the warm-up
             recent = trace["total"][max(warm, step + 1 - 2 * stopping.window) :]
             plateau = stopping.plateaued(torch.stack(recent, dim=1)[idx])
@@ -240,5 +265,9 @@ def descend(
                         v[resting] = kept[k]
         if progress and step % 10 == 0:
             bar.set_postfix(active=int(active.sum()), loss=f"{last['total'].mean().item():.5f}")
+    if best is not None:
+        with torch.no_grad():
+            for k, v in variables.items():
+                v.copy_(best[k])
     traces = {t: torch.stack(v, dim=1) if v else first.new_zeros(n, 0) for t, v in trace.items()}
-    return Descent(traces={t: v.detach() for t, v in traces.items()}, steps=steps)
+    return Descent(traces={t: v.detach() for t, v in traces.items()}, steps=steps, best=best_loss)

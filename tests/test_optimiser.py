@@ -161,3 +161,37 @@ def test_a_plateau_at_the_peak_rate_anneals_before_the_image_stops():
     assert stopped_at_peak < 200  # plateaued long before the schedule's own ramp-down (step 200) would begin
     assert stopped_at_peak < annealed_steps <= stopped_at_peak + 200  # its own ramp-down: at most 200 more steps
     assert annealed_error < error_at_peak / 10
+
+
+def test_keep_best_ends_each_image_on_its_lowest_loss_iterate():
+    # Adam at a large constant rate oscillates around each optimum, so an image's last iterate is not its best
+    goal = torch.tensor([[0.0, 0.0], [2.0, -1.0]])
+    start = torch.tensor([[3.0, -2.0], [0.3, 0.4]])
+    finals = {}
+    for keep_best in (False, True):
+        x, loss = quadratic_problem(start, goal)
+        descent = descend({"x": x}, loss, cap=40, lr=LearningRate(peak=0.7), stopping=StoppingRule(keep_best=keep_best))
+        finals[keep_best] = (x.detach().clone(), descent)
+    last_x, last = finals[False]
+    best_x, best = finals[True]
+    assert torch.equal(last.traces["total"], best.traces["total"])  # the same descent: only the result differs
+    returned = (best_x - goal).square().sum(dim=1)
+    lowest = best.traces["total"].min(dim=1).values
+    assert torch.equal(returned, lowest) and torch.equal(best.best, lowest)
+    assert (lowest < best.traces["total"][:, -1]).any()  # the test can fail: the last iterate is worse somewhere
+    assert last.best is None and not torch.equal(last_x, best_x)
+
+
+def test_keep_best_with_stopping_restores_only_at_the_end_and_keeps_batch_independence():
+    goal = torch.tensor([[1.0, -2.0], [3.0, 4.0], [-1.0, 0.5]])
+    start = torch.tensor([[1.2, -2.1], [0.0, 0.0], [0.0, 0.0]])
+    rule = StoppingRule(window=4, tolerance=1e-2, keep_best=True)
+    x, loss = quadratic_problem(start, goal)
+    together = descend({"x": x}, loss, cap=60, lr=LearningRate(peak=0.3), stopping=rule)
+    alone = []
+    for i in range(3):
+        xi, loss_i = quadratic_problem(start[i : i + 1], goal[i : i + 1])
+        descend({"x": xi}, loss_i, cap=60, lr=LearningRate(peak=0.3), stopping=rule)
+        alone.append(xi.detach())
+    assert torch.allclose(x.detach(), torch.cat(alone), rtol=0, atol=1e-6)
+    assert torch.equal((x.detach() - goal).square().sum(dim=1), together.best)

@@ -173,3 +173,29 @@ def test_a_run_with_fewer_real_targets_compares_in_domain_losses_and_verdicts(tm
     assert list(verdicts.verdict) == ["F/Z+ vs F/W+(P_N): fidelity_perceptual editing verdict"]
     assert tuple(verdicts.iloc[0][["holds@cap", "holds@4x"]]) == ("equivalent", "worse")
     assert facts["same_verdicts"] is False and facts["all_within_5pct"] is False
+
+
+def test_a_run_that_kept_each_images_best_iterate_is_compared_on_it(tmp_path):
+    # the run's recorded config says keep_best: an image whose loss spiked at the end counts at its lowest loss
+    import json
+
+    from benchmarks.studies.step_convergence import kept_best_from, loss_summary
+
+    (tmp_path / "provenance.json").write_text(
+        json.dumps({"config": {"inversion": {"steps": 4, "keep_best": True, "sam": {"keep_best": False}}}})
+    )
+    best_from = kept_best_from(tmp_path)
+    assert best_from["F/Z+"] == 0 and "SAM" not in best_from
+    losses = pd.DataFrame(
+        dict(
+            space="F/Z+",
+            image_id=["a"] * 4 + ["b"] * 4,
+            step=[0, 1, 2, 3] * 2,
+            total=[1.0, 0.2, 0.5, 0.5, 1.0, 0.4, 0.3, 0.3],
+            mse=[0.1, 0.02, 0.05, 0.05, 0.1, 0.04, 0.03, 0.03],
+        )
+    )
+    kept = loss_summary(losses, best_from=best_from).iloc[0]
+    last = loss_summary(losses).iloc[0]
+    assert kept.loss_last == pytest.approx(0.25) and kept.mse_last == pytest.approx(0.025)
+    assert last.loss_last == pytest.approx(0.4)

@@ -89,6 +89,7 @@ def invert_stage(
         lr_rampdown=inv["lr_rampdown"],
         stop_window=inv["stop_window"],
         stop_tolerance=inv["stop_tolerance"],
+        keep_best=inv["keep_best"],
         lambda_per=inv["lambda_per"],
         lambda_reg=inv["lambda_reg"],
         perceptual=net,

@@ -120,6 +120,7 @@ def invert(
     lr_rampdown: float = PAPER.lr_rampdown,
     stop_window: int = PAPER.stop_window,
     stop_tolerance: float = PAPER.stop_tolerance,
+    keep_best: bool = PAPER.keep_best,
     lambda_per: float = PAPER.lambda_per,
     lambda_reg: float = PAPER.lambda_reg,
     perceptual: str | PerceptualDistance | None = "stlpips-vgg",
@@ -143,8 +144,9 @@ def invert(
     'lpips-vgg'. A name builds the network on every call: pass a built PerceptualDistance (fzplus.perceptual) to
     reuse one. perceptual=None drops the perceptual term. steps is the cap; lr the peak of a schedule ramped up over
     the first lr_rampup and down over the last lr_rampdown fraction of the cap; an image stops once its loss fell by
-    less than stop_tolerance (relative) over stop_window steps (0: never); fzplus.optimiser. base_size is
-    used by F spaces only. encoder: the one the space's `encoder_kind` names (F spaces: the base-code encoder,
+    less than stop_tolerance (relative) over stop_window steps (0: never), ending on its lowest-loss iterate with
+    keep_best; fzplus.optimiser. base_size is used by F spaces only.
+    encoder: the one the space's `encoder_kind` names (F spaces: the base-code encoder,
     optional; IDInvert: its W+ encoder, required). image_keys (default '0', '1', ...) name the images and seed their
     random starts. Images are optimised `batch_size` at a time (default: all at once); the results do not depend on
     it. pn_stats: P_N statistics (fzplus.pn_stats), required by the P_N spaces. truncation (psi, cutoff) is applied
@@ -190,6 +192,7 @@ def invert(
         lr_rampdown=lr_rampdown,
         stop_window=stop_window,
         stop_tolerance=stop_tolerance,
+        keep_best=keep_best,
         lambda_per=lambda_per,
         lambda_reg=lambda_reg,
         perceptual=getattr(distance_net, "name", None),
@@ -218,7 +221,7 @@ def invert(
                     ctx,
                     steps=steps,
                     lr=LearningRate(peak=lr, rampup=lr_rampup, rampdown=lr_rampdown),
-                    stopping=StoppingRule(window=stop_window, tolerance=stop_tolerance),
+                    stopping=StoppingRule(window=stop_window, tolerance=stop_tolerance, keep_best=keep_best),
                     lambda_per=lambda_per,
                     lambda_reg=lambda_reg,
                     distance_net=distance_net,
