@@ -1,4 +1,4 @@
-"""StyleGAN2 generator in plain PyTorch, split at the base code F, and its checkpoint formats."""
+"""StyleGAN2 and StyleGAN1 generators in plain PyTorch, split at the base code F, and their checkpoint formats."""
 
 from fzplus.generator.networks import BaseCode, Generator, default_channels
 from fzplus.generator.stylegan1 import StyleGAN1Generator

@@ -31,6 +31,7 @@ from fzplus.generator.checkpoints_stylegan1_nvidia import (
     read_genforce,
     read_tensorflow_pickle,
 )
+from fzplus.generator.interface import architecture_of
 from fzplus.generator.networks import Generator
 from fzplus.generator.stylegan1 import ARCHITECTURE as STYLEGAN1
 from fzplus.generator.stylegan1 import StyleGAN1Generator
@@ -167,7 +168,7 @@ def load_generator(path: str | os.PathLike, *, device: str | torch.device = "cpu
     path = pathlib.Path(path)
     parsed = read_checkpoint(path)
     try:
-        G = (StyleGAN1Generator if parsed.config.get("architecture") == STYLEGAN1 else Generator)(**parsed.config)
+        G = (StyleGAN1Generator if architecture_of(parsed.config) == STYLEGAN1 else Generator)(**parsed.config)
     except (TypeError, ValueError, KeyError, AssertionError) as e:
         raise CheckpointError(
             path,
