@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pathlib
+
 import pandas as pd
 import pytest
 
@@ -102,11 +104,12 @@ def test_rows_on_their_plateau_are_within_5pct_and_editing_verdicts_are_compared
     assert not facts["same_verdicts"]
 
 
-def test_a_subset_rerun_is_compared_on_the_images_both_runs_inverted(tmp_path):
-    # the default run has images a and b; the 4x re-run only a: b's (much higher) loss must not enter the comparison
-    for run, steps, images in (("default", 10, {"a": 0.10, "b": 5.0}), ("longer", 40, {"a": 0.099})):
+def write_flat_run(run_dir, *, steps: int, targets: dict[str, dict[str, float]]) -> pathlib.Path:
+    """A finished run whose every space holds, per target set folder ("inversion", "ground_truth/inversion"), images at
+    a constant loss (id -> value); per-image metrics.csv for the real targets, empty verdict tables. -> its tables/"""
+    for target_set, images in targets.items():
         for space, slug in SPACES.items():
-            folder = tmp_path / run / "inversion" / slug
+            folder = run_dir / target_set / slug
             folder.mkdir(parents=True)
             rows = [
                 dict(image_id=i, step=s, total=v, mse=v, perceptual=0.0, reg=0.0)
@@ -114,16 +117,25 @@ def test_a_subset_rerun_is_compared_on_the_images_both_runs_inverted(tmp_path):
                 for s in range(steps)
             ]
             pd.DataFrame(rows).to_csv(folder / "losses.csv", index=False)
-            metrics = [
-                dict(space=space, image_id=i, mse=v, ssim=0.5, perceptual=0.1, image_steps=steps)
-                for i, v in images.items()
-            ]
-            pd.DataFrame(metrics).to_csv(folder / "metrics.csv", index=False)
-        (tmp_path / run / "tables").mkdir()
-        pd.DataFrame(columns=["candidate", "reference", "metric", "p_value", "non_inferior"]).to_csv(
-            tmp_path / run / "tables" / "noninferiority.csv", index=False
-        )
-        pd.DataFrame([dict(space=n, mse_mean=9.9) for n in SPACES]).to_csv(tmp_path / run / "tables" / "table1.csv")
+            if target_set == "inversion":
+                metrics = [
+                    dict(space=space, image_id=i, mse=v, ssim=0.5, perceptual=0.1, image_steps=steps)
+                    for i, v in images.items()
+                ]
+                pd.DataFrame(metrics).to_csv(folder / "metrics.csv", index=False)
+    tables = run_dir / "tables"
+    tables.mkdir()
+    pd.DataFrame(columns=["candidate", "reference", "metric", "p_value", "non_inferior"]).to_csv(
+        tables / "noninferiority.csv", index=False
+    )
+    pd.DataFrame([dict(space=n, mse_mean=9.9) for n in SPACES]).to_csv(tables / "table1.csv")
+    return tables
+
+
+def test_a_subset_rerun_is_compared_on_the_images_both_runs_inverted(tmp_path):
+    # the default run has images a and b; the 4x re-run only a: b's (much higher) loss must not enter the comparison
+    for run, steps, images in (("default", 10, {"a": 0.10, "b": 5.0}), ("longer", 40, {"a": 0.099})):
+        write_flat_run(tmp_path / run, steps=steps, targets={"inversion": images})
     per_space, verdicts, facts = compare_runs(tmp_path / "default", tmp_path / "longer")
     assert per_space["loss@cap"].tolist() == pytest.approx([0.10] * 3)  # image b left out
     assert per_space["mse@cap"].tolist() == pytest.approx([0.10] * 3)  # Table 1 from image a's rows, not table1.csv
@@ -138,28 +150,9 @@ def test_a_run_with_fewer_real_targets_compares_in_domain_losses_and_verdicts(tm
         ("default", 10, {"a": 0.10, "b": 0.2}, {"g1": 0.30, "g2": 0.30}, "equivalent"),
         ("longer", 40, {"a": 0.10}, {"g1": 0.20, "g2": 0.20}, "worse"),
     ):
-        for target_set, images in (("inversion", real), ("ground_truth/inversion", generated)):
-            for space, slug in SPACES.items():
-                folder = tmp_path / run / target_set / slug
-                folder.mkdir(parents=True)
-                rows = [
-                    dict(image_id=i, step=s, total=v, mse=v, perceptual=0.0, reg=0.0)
-                    for i, v in images.items()
-                    for s in range(steps)
-                ]
-                pd.DataFrame(rows).to_csv(folder / "losses.csv", index=False)
-                if target_set == "inversion":
-                    metrics = [
-                        dict(space=space, image_id=i, mse=v, ssim=0.5, perceptual=0.1, image_steps=steps)
-                        for i, v in images.items()
-                    ]
-                    pd.DataFrame(metrics).to_csv(folder / "metrics.csv", index=False)
-        tables = tmp_path / run / "tables"
-        tables.mkdir()
-        pd.DataFrame(columns=["candidate", "reference", "metric", "p_value", "non_inferior"]).to_csv(
-            tables / "noninferiority.csv", index=False
+        tables = write_flat_run(
+            tmp_path / run, steps=steps, targets={"inversion": real, "ground_truth/inversion": generated}
         )
-        pd.DataFrame([dict(space=n, mse_mean=9.9) for n in SPACES]).to_csv(tables / "table1.csv")
         pd.DataFrame(
             [
                 dict(candidate="F/Z+", reference="F/W+(P_N)", metric=m, p_value=0.01, verdict=v)
