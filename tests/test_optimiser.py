@@ -182,7 +182,7 @@ def test_keep_best_ends_each_image_on_its_lowest_loss_iterate():
     assert last.best is None and not torch.equal(last_x, best_x)
 
 
-def test_keep_best_with_stopping_restores_only_at_the_end_and_keeps_batch_independence():
+def test_keep_best_with_stopping_is_batch_independent_and_returns_each_images_best():
     goal = torch.tensor([[1.0, -2.0], [3.0, 4.0], [-1.0, 0.5]])
     start = torch.tensor([[1.2, -2.1], [0.0, 0.0], [0.0, 0.0]])
     rule = StoppingRule(window=4, tolerance=1e-2, keep_best=True)
