@@ -15,6 +15,10 @@ Fast paths: the target's features are computed once per inversion (`prepare(targ
 path calls the package's own forward on both images every time. Switch: `cache_target_features`. The
 trunk runs on channels-last inputs, which oneDNN convolves faster on CPU (VGG fwd+bwd of 16 images at 64 px,
 one thread, side by side: 1.69 vs 2.46 s); the same math up to summation order. Switch: `channels_last`.
+`precision="bfloat16"` (an argument of `features` and `distance_to_features`, for the inversion loss only; the
+metrics always run in float32) runs the trunk under bfloat16 autocast and normalises its features in float32:
+ST-LPIPS forward and backward of 16 images at 64 px, one thread, side by side: 0.77 vs 1.36 s on a CPU with AMX,
+distances within 0.9 % and input gradients at cosine 0.988 of float32's. Switch: precision="float32".
 """
 
 from __future__ import annotations
@@ -41,6 +45,15 @@ VGG16_URL = f"https://download.pytorch.org/models/{VGG16_FILE}"
 _STLPIPS_UNUSED_IMPORTS = {"IPython": "embed", "torchsummary": "summary", "torchvision": "models"}
 
 
+# the trunk's precision in the inversion loss: float32 (the reference) or bfloat16 autocast (module docstring)
+PRECISIONS = ("float32", "bfloat16")
+
+
+def check_precision(precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise ValueError(f"perceptual precision must be one of {PRECISIONS}, got {precision!r}")
+
+
 class PerceptualWeightsUnavailable(RuntimeError):
     """A perceptual backend's weights are missing and cannot be downloaded."""
 
@@ -63,11 +76,17 @@ class PerceptualDistance(nn.Module):
         # Frozen metric: stays in eval mode whatever the parent module does.
         return super().train(False)
 
-    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Unit-normalised trunk features of images [N, 3, H, W] in [-1, 1]."""
+    def features(self, x: torch.Tensor, *, precision: str = "float32") -> list[torch.Tensor]:
+        """Unit-normalised trunk features of images [N, 3, H, W] in [-1, 1], in float32 whatever the trunk's
+        `precision` (PRECISIONS; module docstring)."""
+        check_precision(precision)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        return [self._normalize(f) for f in self.model.net(self.model.scaling_layer(x))]
+        if precision == "float32":
+            return [self._normalize(f) for f in self.model.net(self.model.scaling_layer(x))]
+        with torch.autocast(x.device.type, dtype=torch.bfloat16):
+            raw = self.model.net(self.model.scaling_layer(x))
+        return [self._normalize(f.float()) for f in raw]
 
     def batched_features(self, x: torch.Tensor, *, batch_size: int = 16) -> list[torch.Tensor]:
         """`features` of many images without gradients, `batch_size` at a time (as `distance`), so that a caller
@@ -83,8 +102,10 @@ class PerceptualDistance(nn.Module):
             total = total + lin((x - y).square()).mean(dim=[2, 3])
         return total.reshape(fx[0].shape[0])
 
-    def distance_to_features(self, x: torch.Tensor, target_features: list[torch.Tensor]) -> torch.Tensor:
-        return self.distance_between(self.features(x), target_features)
+    def distance_to_features(
+        self, x: torch.Tensor, target_features: list[torch.Tensor], *, precision: str = "float32"
+    ) -> torch.Tensor:
+        return self.distance_between(self.features(x, precision=precision), target_features)
 
     def distance_map(self, x: torch.Tensor, target_features: list[torch.Tensor]) -> torch.Tensor:
         """Where the distance comes from: each layer's head output [N, 1, h, w] upsampled (bilinear) to the

@@ -222,10 +222,12 @@ def test_resizing_protocol(tmp_path):
 def test_perceptual_target_is_clipped_and_rounded_to_8bit_as_the_authors_make_it():
     from fzplus.inversion.losses import ImageLosses
 
-    class Identity:  # records the target the distance is prepared with
-        def prepare(self, small):
+    class Identity:  # records the target whose features the losses cache
+        cache_target_features = True
+
+        def batched_features(self, small):
             self.small = small
-            return lambda images: images.new_zeros(len(images))
+            return [small]
 
     x = torch.full((1, 3, 32, 32), -1.0)
     x[..., 15:] = 1.0  # a saturated edge: Lanczos overshoots beyond [-1, 1] beside it
@@ -236,3 +238,44 @@ def test_perceptual_target_is_clipped_and_rounded_to_8bit_as_the_authors_make_it
     assert net.small.abs().max() <= 1.0
     assert torch.allclose(levels, levels.round(), atol=1e-4)
     assert (net.small - resize_lanczos(x, 24).clamp(-1, 1)).abs().max() <= 0.5 / 127.5 + 1e-6
+
+
+def test_image_losses_score_a_shrunken_batch_as_the_full_one_and_as_the_reference_path(targets, stlpips):
+    from fzplus.inversion.losses import ImageLosses
+
+    images = targets.flip(0)
+    everyone, some = torch.arange(4), torch.tensor([1, 3])  # the batch after images 0 and 2 stopped
+    mse_all, per_all = ImageLosses(targets, stlpips, 24)(images, everyone)
+    mse_some, per_some = ImageLosses(targets, stlpips, 24)(images[some], some)
+    assert torch.equal(mse_some, mse_all[some])
+    assert torch.allclose(per_some, per_all[some], rtol=1e-5, atol=1e-7)
+    stlpips.cache_target_features = False
+    try:  # the reference: the package's forward on both images
+        _, per_reference = ImageLosses(targets, stlpips, 24)(images[some], some)
+        assert torch.allclose(per_reference, per_some, rtol=1e-5, atol=1e-7)
+        with pytest.raises(ValueError, match="fast path"):
+            ImageLosses(targets, stlpips, 24, precision="bfloat16")
+    finally:
+        stlpips.cache_target_features = True
+    with pytest.raises(ValueError, match="precision"):
+        ImageLosses(targets, stlpips, 24, precision="float16")
+
+
+def test_bfloat16_perceptual_trunk_is_recorded_and_close_to_float32(generator, targets, stlpips):
+    runs = {
+        precision: quick(
+            targets[:2],
+            generator,
+            "W+",
+            steps=2,
+            perceptual=stlpips,
+            perceptual_size=32,
+            perceptual_precision=precision,
+        )
+        for precision in ("float32", "bfloat16")
+    }
+    assert runs["bfloat16"].settings["perceptual_precision"] == "bfloat16"
+    assert runs["float32"].settings["perceptual_precision"] == "float32"
+    first = {p: r.losses["perceptual"][:, 0] for p, r in runs.items()}  # the same start: only the precision differs
+    assert not torch.equal(first["bfloat16"], first["float32"])
+    assert torch.allclose(first["bfloat16"], first["float32"], rtol=0.03)

@@ -76,6 +76,23 @@ def test_channels_last_trunk_gives_the_plain_paths_distances_and_gradients(stlpi
     assert torch.allclose(results[True][1], results[False][1], rtol=1e-4, atol=1e-8)
 
 
+def test_bfloat16_trunk_gives_float32_features_close_to_the_reference_and_a_gradient(stlpips, images):
+    base, slightly, strongly = images
+    target = stlpips.batched_features(base)
+    for image in (slightly, strongly):
+        reference = stlpips.distance_to_features(image, target)
+        x = image.clone().requires_grad_(True)
+        fast = stlpips.distance_to_features(x, target, precision="bfloat16")
+        fast.sum().backward()
+        assert fast.dtype == torch.float32
+        assert all(f.dtype == torch.float32 for f in stlpips.features(x, precision="bfloat16"))
+        assert not torch.equal(fast.detach(), reference)
+        assert torch.allclose(fast.detach(), reference, rtol=0.03)
+        assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="float32"):
+        stlpips.features(base, precision="float16")
+
+
 def test_fast_pairwise_distance_is_the_package_forward(stlpips, images):
     base, slightly, strongly = images
     x, y = torch.cat([slightly, strongly, base]), torch.cat([base, base, strongly])

@@ -94,6 +94,7 @@ def invert_stage(
         lambda_reg=inv["lambda_reg"],
         perceptual=net,
         perceptual_size=cfg["perceptual"]["size"],
+        perceptual_precision=inv["perceptual_precision"],
         encoder=encoder,
         base_size=inv["base_size"],
         seed=cfg["seed"],

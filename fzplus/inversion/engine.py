@@ -125,6 +125,7 @@ def invert(
     lambda_reg: float = PAPER.lambda_reg,
     perceptual: str | PerceptualDistance | None = "stlpips-vgg",
     perceptual_size: int = 256,
+    perceptual_precision: str = PAPER.perceptual_precision,
     encoder: Encoder | None = None,
     base_size: int = PAPER.base_size,
     seed: int = 0,
@@ -142,10 +143,11 @@ def invert(
     Defaults are the paper's (Adam lr 0.01, constant, 1200 steps for every image, lambda_per = lambda_reg = 10,
     perceptual at 256) except the perceptual backend: 'stlpips-vgg' works offline; the paper profile passes
     'lpips-vgg'. A name builds the network on every call: pass a built PerceptualDistance (fzplus.perceptual) to
-    reuse one. perceptual=None drops the perceptual term. steps is the cap; lr the peak of a schedule ramped up over
-    the first lr_rampup and down over the last lr_rampdown fraction of the cap; an image stops once its loss fell by
-    less than stop_tolerance (relative) over stop_window steps (0: never), ending on its lowest-loss iterate with
-    keep_best; fzplus.optimiser. base_size is used by F spaces only.
+    reuse one. perceptual=None drops the perceptual term; perceptual_precision 'bfloat16' runs its trunk on the
+    reconstructions under autocast (fzplus.perceptual; 'float32', the default, is the reference). steps is the cap;
+    lr the peak of a schedule ramped up over the first lr_rampup and down over the last lr_rampdown fraction of the
+    cap; an image stops once its loss fell by less than stop_tolerance (relative) over stop_window steps (0: never),
+    ending on its lowest-loss iterate with keep_best; fzplus.optimiser. base_size is used by F spaces only.
     encoder: the one the space's `encoder_kind` names (F spaces: the base-code encoder,
     optional; IDInvert: its W+ encoder, required). image_keys (default '0', '1', ...) name the images and seed their
     random starts. Images are optimised `batch_size` at a time (default: all at once); the results do not depend on
@@ -197,6 +199,7 @@ def invert(
         lambda_reg=lambda_reg,
         perceptual=getattr(distance_net, "name", None),
         perceptual_size=perceptual_size,
+        perceptual_precision=perceptual_precision,
         base_size=ctx.base_size,
         seed=seed,
         truncation_psi=truncation_psi,
@@ -226,6 +229,7 @@ def invert(
                     lambda_reg=lambda_reg,
                     distance_net=distance_net,
                     perceptual_size=perceptual_size,
+                    perceptual_precision=perceptual_precision,
                     encoder=encoder,
                     seed=seed,
                     progress=progress,
@@ -262,6 +266,7 @@ PIVOT_SETTINGS = (
     "lambda_reg",
     "perceptual",
     "perceptual_size",
+    "perceptual_precision",
     "seed",
     "truncation_psi",
     "truncation_cutoff",
@@ -325,6 +330,7 @@ def _invert_batch(
     lambda_reg,
     distance_net,
     perceptual_size,
+    perceptual_precision,
     encoder,
     seed,
     progress,
@@ -340,7 +346,8 @@ def _invert_batch(
     device = targets.device
     codes = {k: v.detach().to(device).clone().requires_grad_(True) for k, v in init.items()}
     f0 = codes["f"].detach().clone() if "f" in codes else None
-    image_losses = ImageLosses(targets, distance_net, perceptual_size)  # the loop's and a second stage's
+    # the loop's and a second stage's
+    image_losses = ImageLosses(targets, distance_net, perceptual_size, precision=perceptual_precision)
     if pivot is None:
         first = _descend(
             codes,
