@@ -192,3 +192,48 @@ def test_a_run_that_kept_each_images_best_iterate_is_compared_on_it(tmp_path):
     last = loss_summary(losses).iloc[0]
     assert kept.loss_last == pytest.approx(0.25) and kept.mse_last == pytest.approx(0.025)
     assert last.loss_last == pytest.approx(0.4)
+
+
+def test_a_run_that_edited_only_the_pairs_gets_their_verdicts_from_its_edits(tmp_path, monkeypatch):
+    # the 4x run stopped after the compared pairs' edits: no tables at all. Table 1 comes from its per-image rows and
+    # the pairs' editing verdicts from the editing stage run on the pairs' edit folders; the verdict at a matched
+    # attribute change is left out (its levels depend on every space)
+    import json
+
+    import benchmarks.pipeline.editing as editing_stage
+
+    calls = []
+
+    def fake_tables_stage(cfg, *, edits_dirs, references_dir, tables_dir):
+        calls.append(sorted(edits_dirs))
+        pd.DataFrame(
+            [
+                dict(candidate="F/Z+", reference="F/W+(P_N)", metric=m, p_value=0.01, verdict="worse")
+                for m in ("fidelity_perceptual", "identity_matched_in_domain")
+            ]
+        ).to_csv(pathlib.Path(tables_dir) / "editing_verdicts.csv", index=False)
+
+    monkeypatch.setattr(editing_stage, "editing_tables_stage", fake_tables_stage)
+    generated = {"g1": 0.3}
+    tables = write_flat_run(
+        tmp_path / "default", steps=10, targets={"inversion": {"a": 0.1, "b": 0.2}, "ground_truth/inversion": generated}
+    )
+    cap_verdict = dict(candidate="F/Z+", reference="F/W+(P_N)", metric="fidelity_perceptual", p_value=0.01)
+    pd.DataFrame([cap_verdict | dict(verdict="equivalent")]).to_csv(tables / "editing_verdicts.csv", index=False)
+    config = {"statistics": {"pairs": [["F/Z+", "F/W+(P_N)"]]}, "inversion": {"steps": 10}}
+    (tmp_path / "default" / "provenance.json").write_text(json.dumps({"config": config}))
+    longer = tmp_path / "longer"
+    write_flat_run(longer, steps=40, targets={"inversion": {"a": 0.1}, "ground_truth/inversion": generated})
+    for name in ("table1.csv", "noninferiority.csv"):
+        (longer / "tables" / name).unlink()
+    (longer / "editing").mkdir()
+    for slug in ("f_z_plus", "f_w_plus_pn"):
+        (longer / "edits" / slug).mkdir(parents=True)
+        (longer / "edits" / slug / "fidelity.csv").write_text("space\n")
+
+    per_space, verdicts, facts = compare_runs(tmp_path / "default", longer)
+    assert calls == [["F/W+(P_N)", "F/Z+"]]  # only the longer run lacks its tables; only the pair's spaces
+    assert per_space.set_index("space").loc["F/Z+", "mse@4x"] == pytest.approx(0.1)
+    assert list(verdicts.verdict) == ["F/Z+ vs F/W+(P_N): fidelity_perceptual editing verdict"]
+    assert tuple(verdicts.iloc[0][["holds@cap", "holds@4x"]]) == ("equivalent", "worse")
+    assert facts["same_verdicts"] is False

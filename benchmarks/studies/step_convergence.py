@@ -20,15 +20,18 @@ pipeline's own invert stage; budget-matched rows left out) and compares the loss
 
 Table 1 and the verdicts are compared only when both runs hold the same images. The editing verdicts measured on the
 in-domain targets alone (fidelity, in-domain identity; benchmarks.statistics.editing.IN_DOMAIN_METRICS) need only
-the same in-domain targets, so a 4x run that inverts every in-domain target but only a few real ones decides
-whether those verdicts hold at 4x, at about half the cost. The real targets are the default run's first few (a seeded
-sample of 4 is not a subset of the sample of 16), and -P runs the compared pairs' jobs first:
+the same in-domain targets, and only the compared pairs' edits (pair_editing_verdicts computes them from those), so
+a 4x run that inverts every space on a few real targets, and only the pairs' six spaces on the in-domain targets,
+decides whether those verdicts hold at 4x without the other eleven spaces' in-domain inversions and edits. The real
+targets are the default run's first few (a seeded sample of 4 is not a subset of the sample of 16):
 
     mkdir -p resources/targets4  # and copy in the source files of results/mini/targets/targets.csv's first 4
+    R=results/mini-cap4x; SLUGS="z z_plus w w_plus w_plus_pn s f_z f_z_plus f_w f_w_plus f_w_plus_pn f_s idinvert"
     snakemake --cores 2 --config run_name=mini-cap4x 'targets={asset: null, folder: resources/targets4, count: null}' \\
         'editing={images: 4}' \\
-        'inversion={steps: 512, budget_matched_pivots: false, tuning: {steps: 256}, sam: {steps: 256}}' \\
-        -P results/mini-cap4x/edits/{f_z_plus,f_w_plus_pn,pti_z_plus,pti,sam_z_plus,sam}/fidelity.csv
+        'inversion={steps: 512, budget_matched_pivots: false, tuning: {steps: 256}, sam: {steps: 256}}' -- \\
+        $R/edits/{f_z_plus,f_w_plus_pn,pti_z_plus,pti,sam_z_plus,sam}/fidelity.csv \\
+        $(for s in $SLUGS; do echo $R/inversion/$s/metrics.csv; done)
     python -m benchmarks.studies.step_convergence results/mini results/mini-cap4x
 
 A row is within 5 % when its mean final loss at the cap is at most 1.05 times the one at 4x on every target set both
@@ -111,16 +114,59 @@ def target_losses(results_dir, target_set: str, image_ids: set[str] | None = Non
     return losses.assign(space=losses.space_slug.map(names))
 
 
-def run_summary(
-    results_dir: str | pathlib.Path, *, image_ids: set[str] | None = None, in_domain_ids: set[str] | None = None
-) -> dict:
-    """Per-space losses (real and in-domain targets), Table 1 and verdicts of one finished run; the losses of
-    `image_ids` (`in_domain_ids`) only, if given."""
+def recorded_config(results_dir) -> dict | None:
+    recorded = pathlib.Path(results_dir) / "provenance.json"  # written last: None while a run is still going
+    return json.loads(recorded.read_text())["config"] if recorded.exists() else None
+
+
+def pair_editing_verdicts(results_dir, cfg: Mapping) -> pd.DataFrame:
+    """The editing verdicts of `cfg`'s pairs computed from those spaces' own edit folders alone (the pipeline's
+    editing_tables stage on them), for a run that edited only the compared pairs and so has no editing tables.
+    Verdicts at a matched attribute change are left out: their levels depend on every space of the table. Empty
+    when the run lacks a pair's edits or its editing references."""
+    import tempfile
+
+    from benchmarks.pipeline.editing import editing_tables_stage
+
     res = pathlib.Path(results_dir)
-    table1 = pd.read_csv(res / "tables" / "table1.csv")
-    noninferiority = pd.read_csv(res / "tables" / "noninferiority.csv")
-    editing_path = res / "tables" / "editing_verdicts.csv"
-    editing = pd.read_csv(editing_path) if editing_path.exists() else pd.DataFrame()
+    names = list(dict.fromkeys(name for pair in cfg["statistics"]["pairs"] for name in pair))
+    edits = {name: res / "edits" / spaces.get(name).slug for name in names}
+    if not names or not (res / "editing").is_dir() or not all((d / "fidelity.csv").exists() for d in edits.values()):
+        return pd.DataFrame()
+    with tempfile.TemporaryDirectory() as tables:
+        editing_tables_stage(
+            cfg, edits_dirs={n: str(d) for n, d in edits.items()}, references_dir=res / "editing", tables_dir=tables
+        )
+        verdicts = pd.read_csv(pathlib.Path(tables) / "editing_verdicts.csv")
+    return verdicts[~verdicts.metric.str.contains("matched")].reset_index(drop=True)
+
+
+def run_summary(
+    results_dir: str | pathlib.Path,
+    *,
+    image_ids: set[str] | None = None,
+    in_domain_ids: set[str] | None = None,
+    cfg: Mapping | None = None,
+) -> dict:
+    """Per-space losses (real and in-domain targets), Table 1 and verdicts of one run; the losses of `image_ids`
+    (`in_domain_ids`) only, if given. A run that stopped before its tables (the compared pairs' jobs only) gets Table
+    1 from its per-image rows and the pairs' editing verdicts from their edits (pair_editing_verdicts, with the
+    run's recorded config, else `cfg`)."""
+    res = pathlib.Path(results_dir)
+    tables = res / "tables"
+    finished = (tables / "table1.csv").exists()
+    table1 = pd.read_csv(tables / "table1.csv") if finished else subset_table1(res, image_ids)
+    noninferiority = (
+        pd.read_csv(tables / "noninferiority.csv")
+        if finished
+        else pd.DataFrame(columns=["candidate", "reference", "metric", "p_value", "non_inferior"])
+    )
+    editing_path = tables / "editing_verdicts.csv"
+    config = recorded_config(res) or cfg
+    if editing_path.exists():
+        editing = pd.read_csv(editing_path)
+    else:
+        editing = pair_editing_verdicts(res, config) if config is not None else pd.DataFrame()
     identity_path = res / "tables" / "identity.csv"  # absent when a run stopped after the inversions
     identity = (
         pd.read_csv(identity_path)
@@ -139,10 +185,12 @@ def run_summary(
     )
 
 
-def subset_table1(results_dir, image_ids: set[str]) -> pd.DataFrame:
-    """Table 1's means (mse, ssim, perceptual, steps) over `image_ids`, from the per-image metrics.csv rows."""
+def subset_table1(results_dir, image_ids: set[str] | None) -> pd.DataFrame:
+    """Table 1's means (mse, ssim, perceptual, steps) over `image_ids` (None: all), from the per-image metrics.csv
+    rows."""
     rows = collect_csvs(results_dir, "inversion/*/metrics.csv")
-    rows = rows[rows.image_id.isin(image_ids)]
+    if image_ids is not None:
+        rows = rows[rows.image_id.isin(image_ids)]
     means = rows.groupby("space")[["mse", "ssim", "perceptual", "image_steps"]].mean()
     return means.rename(columns=lambda c: "steps_mean" if c == "image_steps" else f"{c}_mean").reset_index()
 
@@ -160,8 +208,7 @@ def rerun_subset(default_dir, out_dir, *, images: int, factor: int = 4, profile:
     from fzplus.targets import CSV_NAME, IMAGES_DIR
 
     src, out = pathlib.Path(default_dir), pathlib.Path(out_dir)
-    recorded = src / "provenance.json"  # written last: while the run is still going, its profile's config
-    cfg = json.loads(recorded.read_text())["config"] if recorded.exists() else load_config(profile or src.name)
+    cfg = recorded_config(src) or load_config(profile or src.name)
     inv = cfg["inversion"]
     inv["steps"] *= factor
     for section in ("tuning", "sam"):
@@ -194,7 +241,10 @@ def compare_runs(default_dir, longer_dir) -> tuple[pd.DataFrame, pd.DataFrame, d
     ids = [set(target_losses(d, "real").image_id) for d in (default_dir, longer_dir)]
     in_domain = [set(target_losses(d, "in_domain").image_id) for d in (default_dir, longer_dir)]
     common, common_in_domain = ids[0] & ids[1], in_domain[0] & in_domain[1]
-    a, b = (run_summary(d, image_ids=common, in_domain_ids=common_in_domain) for d in (default_dir, longer_dir))
+    cfg = recorded_config(default_dir) or recorded_config(longer_dir)  # the runs share their profile
+    a, b = (
+        run_summary(d, image_ids=common, in_domain_ids=common_in_domain, cfg=cfg) for d in (default_dir, longer_dir)
+    )
     if ids[0] != ids[1]:  # a subset re-run: Table 1 on those images, from the per-image rows; no real-target verdicts
         for run, d in ((a, default_dir), (b, longer_dir)):
             run["table1"] = subset_table1(d, common)
