@@ -125,8 +125,9 @@ def command_line_overrides(config: Mapping[str, Any]) -> dict:
 
     Snakemake 8+ refuses dotted names on its command line, so nested keys are given as YAML mappings,
     `--config 'inversion={steps: 50}'`, which Snakemake parses with YAML's BaseLoader: every scalar inside
-    arrives as a string ('50', '1e-8', 'null', 'true'). Inside mappings and lists, a string that reads as a
-    number, null or boolean becomes one (as Snakemake does for top-level values); other strings stay strings.
+    arrives as a string ('50', '1e-8', 'null', 'true'). A string that reads as a number, null or boolean becomes
+    one, inside mappings and lists and at the top level (Snakemake types top-level numbers but hands over `fig8=null`
+    as 'null'); other strings stay strings.
     """
 
     def scalar(text: str) -> Any:
@@ -145,7 +146,7 @@ def command_line_overrides(config: Mapping[str, Any]) -> dict:
             return [typed(item) for item in value]
         return scalar(value) if isinstance(value, str) else value
 
-    return {key: typed(value) if isinstance(value, (Mapping, list)) else value for key, value in config.items()}
+    return {key: typed(value) for key, value in config.items()}
 
 
 def _read(path_or_dict) -> tuple[dict, str]:

@@ -205,6 +205,8 @@ def test_command_line_overrides_type_what_snakemake_leaves_as_strings():
         "inversion": {"steps": "50", "lr": "1e-3", "spaces": ["F/Z+", "W"]},
         "generator": {"checkpoint": "null", "truncation_cutoff": "~"},
         "report": {"title": "a: b", "x": "true"},
+        "fig8": "null",  # `--config fig8=null`: Snakemake leaves a top-level null as a string
+        "run_name": "mini-cap4x",
     }
     typed = command_line_overrides(given)
     assert typed == {
@@ -212,5 +214,7 @@ def test_command_line_overrides_type_what_snakemake_leaves_as_strings():
         "inversion": {"steps": 50, "lr": 1e-3, "spaces": ["F/Z+", "W"]},
         "generator": {"checkpoint": None, "truncation_cutoff": None},
         "report": {"title": "a: b", "x": True},
+        "fig8": None,
+        "run_name": "mini-cap4x",
     }
     assert load_config("ci", overrides=command_line_overrides({"inversion": {"steps": "7"}}))["inversion"]["steps"] == 7

@@ -17,7 +17,9 @@ import yaml
 from PIL import Image
 from test_pipeline import make_paper_mirror, planned_jobs
 
+from benchmarks.metrics.identity import identity_similarity
 from benchmarks.metrics.reconstruction import read_images
+from benchmarks.pipeline.editing import identity_backend
 from benchmarks.pipeline.fig8 import (
     GRID_CELL_INCHES,
     edit_stage,
@@ -31,7 +33,9 @@ from benchmarks.report.figures import GRID_HEADER_INCHES, GRID_LABEL_INCHES
 from conftest import snakemake
 from fzplus.config import CONFIG_DIR, ConfigError, load_config
 from fzplus.generator import load_generator, write_genforce_checkpoint
+from fzplus.images import to_float
 from fzplus.planning import generator_architecture
+from fzplus.targets import read_prepared_targets
 
 OVERRIDE = CONFIG_DIR / "overrides" / "paper-fig8.yaml"
 CAT_ASSETS = ("genforce-stylegan1-lsun-cat-256", "lsun-cat-user")
@@ -77,7 +81,7 @@ def test_the_section_takes_the_main_run_s_values_where_it_names_none():
     assert section["directions"]["families"] == ["ganspace"] and section["directions"]["ganspace"]["components"] == [1]
     assert section["directions"]["ganspace"]["samples"] == ci["directions"]["ganspace"]["samples"]
     assert section["editing"]["alphas"] == ci["editing"]["alphas"] and section["encoder"]["pretrained"] is None
-    assert load_config("mini")["fig8"] is None and load_config("paper")["fig8"] is None  # no section
+    assert load_config("paper")["fig8"] is None  # no section (mini has one, on its StyleGAN1)
     paper = load_config("paper", overrides=yaml.safe_load(OVERRIDE.read_text()))
     cats = section_config(paper)
     assert cats["generator"]["asset"] == CAT_ASSETS[0] and cats["targets"]["asset"] == CAT_ASSETS[1]
@@ -145,6 +149,7 @@ def section_run(tmp_path_factory):
             codes_path=out / "inversion" / slug / "codes.pt",
             directions_path=out / "directions" / f"ganspace_{domain}.npz",
             out_dir=out / "edits" / slug,
+            targets_dir=out / "targets",
         )
     summary_stage(
         cfg,
@@ -166,7 +171,10 @@ def test_the_section_inverts_edits_and_draws_a_tiny_stylegan1(section_run):
     assert list(table.space) == names and (table.n == PHOTOS).all() and (table.steps_mean > 0).all()
     sizes = sorted({abs(a) for a in alphas} - {0.0})
     strength = [f"edit_{metric}_at_{size:g}" for size in sizes for metric in ("mse", "perceptual")]
-    assert list(table.columns[-len(strength) :]) == strength and (table[strength] > 0).all().all()
+    identity = [f"identity_at_{size:g}" for size in [0.0, *sizes]]  # fig8.identity is on in ci
+    ordered = ["identity_at_0", *(c for size in sizes for c in strength + identity if c.endswith(f"_{size:g}"))]
+    assert list(table.columns[-len(ordered) :]) == ordered and table[identity].notna().all().all()
+    assert (table[strength] > 0).all().all()
     # one grid per component: a row per target and space, the target and then every alpha as columns (benchmarks.
     # report.figures: fixed inches, the label column at its narrowest for labels like "cat0 F/Z+")
     (grid,) = sorted((out / "grids").glob("*.png"))
@@ -187,6 +195,12 @@ def test_the_section_inverts_edits_and_draws_a_tiny_stylegan1(section_run):
         for image_id in ("cat0", "cat1"):
             edited = read_images([out / "edits" / slug / "images" / "pc1" / image_name(image_id, 0.0)])
             assert np.array_equal(edited, read_images([out / "inversion" / slug / "recon" / f"{image_id}.png"]))
+        # fig8.identity (on in ci): each edit's similarity to its target; at alpha 0, the reconstruction's
+        target_ids, targets = read_prepared_targets(out / "targets")
+        recons = to_float(read_images([out / "inversion" / slug / "recon" / f"{i}.png" for i in target_ids]))
+        expected = identity_similarity(identity_backend(section_config(cfg)), targets, recons)["similarity"]
+        unedited = edits[edits.alpha == 0].set_index("image_id").loc[target_ids, "identity"]
+        assert np.allclose(unedited.to_numpy(), expected.to_numpy(), atol=1e-6) and edits.identity.notna().all()
 
 
 def stand_in_mirror(root: pathlib.Path, real_mirror: pathlib.Path, *, cats: bool = True) -> pathlib.Path:

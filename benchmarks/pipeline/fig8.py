@@ -19,7 +19,7 @@ from __future__ import annotations
 import copy
 import importlib
 import pathlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -31,7 +31,7 @@ from benchmarks.pipeline import ensure_parent, pipeline_generator, resized_perce
 from benchmarks.pipeline.evaluate import load_codes, save_png
 from fzplus.config import FIG8, with_overrides
 
-EDIT_COLUMNS = ["space", "direction", "image_id", "alpha", "change_perceptual", "change_mse"]
+EDIT_COLUMNS = ["space", "direction", "image_id", "alpha", "change_perceptual", "change_mse", "identity"]
 CHANGES = {"change_perceptual": "perceptual", "change_mse": "mse"}  # edits.csv column -> its name in the table
 FAMILY = "ganspace"  # the paper's Fig. 8 edits along GANSpace components
 GRID_CELL_INCHES = 1.2  # benchmarks.report.figures.editing_grid's default: 180 px cells at 150 dpi
@@ -71,13 +71,15 @@ def image_name(image_id: str, alpha: float) -> str:
 
 
 def edit_stage(
-    cfg: Mapping[str, Any], *, space_name: str, generator_path, codes_path, directions_path, out_dir
+    cfg: Mapping[str, Any], *, space_name: str, generator_path, codes_path, directions_path, out_dir, targets_dir=None
 ) -> None:
     """Every GANSpace component x alpha applied to one space's inversions (fzplus.edits.protocol.edit_sweep, the main
     run's editing protocol): each edited image as saved (PNG, images/<direction>/), and in edits.csv its change from
     the inversion's reconstruction (recon/ beside codes_path, the images Table 1 scores): the perceptual distance
     (the run's, resized as the inversion's loss) and the MSE on [-1, 1]. Both are computed on the images as saved, so
-    an alpha = 0 edit is the reconstruction itself and scores 0."""
+    an alpha = 0 edit is the reconstruction itself and scores 0. With fig8.identity (targets_dir given): `identity`,
+    the edit's identity similarity to its target (benchmarks.metrics.identity, the run's backend; NaN where a face
+    is not found); NaN without it."""
     from benchmarks.metrics.reconstruction import mse, read_images
     from fzplus.edits.directions import Directions
     from fzplus.edits.protocol import edit_sweep
@@ -90,6 +92,7 @@ def edit_stage(
     recon_dir = pathlib.Path(codes_path).parent / "recon"
     recons = to_float(read_images([recon_dir / f"{image_id}.png" for image_id in ids]))
     distance = resized_perceptual(section, fast=True)
+    identity = edit_identity(section, targets_dir=targets_dir, image_ids=ids) if cfg[FIG8]["identity"] else None
     out, rows = pathlib.Path(out_dir), []
     for name, alpha, part, images in edit_sweep(
         codes,
@@ -116,22 +119,48 @@ def edit_stage(
                     alpha=alpha,
                     change_perceptual=perceptual,
                     change_mse=mse(saved, recons[part]),
+                    identity=identity(saved, part) if identity else np.nan,
                 )
             )
         )
     pd.concat(rows, ignore_index=True)[EDIT_COLUMNS].to_csv(ensure_parent(out / "edits.csv"), index=False)
 
 
+def edit_identity(section: Mapping[str, Any], *, targets_dir, image_ids: Sequence[str]) -> Callable:
+    """score(edited [n, 3, R, R], part: slice of image_ids) -> [n] identity similarity of each edit to its target,
+    the targets embedded once."""
+    from benchmarks.metrics.identity import identity_similarity
+    from benchmarks.pipeline.editing import identity_backend
+    from fzplus.targets import read_prepared_targets
+
+    if targets_dir is None:
+        raise ValueError("fig8.identity is on: the section's edit stage needs targets_dir, the targets to compare with")
+    backend = identity_backend(section)
+    target_ids, targets = read_prepared_targets(targets_dir)
+    embeddings, detected = backend.embed(targets[[target_ids.index(i) for i in image_ids]])
+
+    def score(edited: torch.Tensor, part: slice) -> np.ndarray:
+        scores = identity_similarity(backend, None, edited, embedded_targets=(embeddings[part], detected[part]))
+        return scores["similarity"].to_numpy(dtype=float)
+
+    return score
+
+
 def fig8_table(metrics: pd.DataFrame, edits: pd.DataFrame, *, spaces_order: Sequence[str]) -> pd.DataFrame:
     """One row per space: Table 1's columns (n, mean and sd of MSE, SSIM and perceptual distance, steps per image)
     and the edit strength, the mean change from the reconstruction over images and components at each |alpha| > 0
-    (columns edit_perceptual_at_<|alpha|>, edit_mse_at_<|alpha|>)."""
+    (columns edit_perceptual_at_<|alpha|>, edit_mse_at_<|alpha|>); where edits.csv has identity scores, their
+    mean at each |alpha| including 0, the reconstruction (identity_at_<|alpha|>; faces not found left out)."""
     from benchmarks.report.tables import table1
 
     table = table1(metrics, spaces_order=spaces_order)
-    edited = edits[edits.alpha != 0].assign(size=edits.alpha.abs())
-    strength = edited.groupby(["space", "size"])[list(CHANGES)].mean().unstack("size")
+    sized = edits.assign(size=edits.alpha.abs())
+    strength = sized[sized.alpha != 0].groupby(["space", "size"])[list(CHANGES)].mean().unstack("size")
     strength.columns = [f"edit_{CHANGES[column]}_at_{size:g}" for column, size in strength.columns]
+    if "identity" in sized and sized["identity"].notna().any():
+        identity = sized.groupby(["space", "size"])["identity"].mean().unstack("size")
+        identity.columns = [f"identity_at_{size:g}" for size in identity.columns]
+        strength = strength.join(identity)
     ordered = sorted(strength.columns, key=lambda c: (float(c.rsplit("_", 1)[1]), c))
     return table.merge(strength[ordered], left_on="space", right_index=True, how="left")
 

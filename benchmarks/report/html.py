@@ -189,9 +189,10 @@ edited images without one; n_missing: similarities that could not be computed.</
 <p class="caption">The config's fig8 section (benchmarks.pipeline.fig8; the paper: F/Z+ against BDInvert's F/W+ on
 StyleGAN1 LSUN Cat 256): its own generator and targets, inverted into each space by the run's invert stage and
 edited along the generator's GANSpace components. The table has Table 1's columns per space and the edit strength:
-the mean change from the reconstruction (perceptual distance, MSE) over images and components at each |alpha|.
-One grid per component: a row per target and space, the target first, then the edits (alpha 0 is the
-reconstruction).</p>
+the mean change from the reconstruction (perceptual distance, MSE) over images and components at each |alpha|;
+with fig8.identity (faces), identity_at_|alpha|: the edits' mean identity similarity to their targets (at 0: the
+reconstruction's), on the scale of the main run's identity floors and ceilings. One grid per component: a row
+per target and space, the target first, then the edits (alpha 0 is the reconstruction).</p>
 {{ fig8.table }}
 {% for name, data, href in fig8.grids %}{{ preview(name, data, href) }}{% endfor %}{% endif %}
 <h2>Figures</h2>

@@ -1,7 +1,7 @@
 # Bootstrap (not part of `all`): train the mini generator from scratch (hours on a CPU), then its F encoder
 # (about an hour) and IDInvert's encoder (about half an hour). The results are reviewed, then committed to models/mini/ with their cards.
 # The mini StyleGAN1 (issue 28, Fig. 8) is trained, exported and measured by the same rules with its own run folder
-# and model folder (`*_mini_stylegan1`, models/mini-stylegan1/).
+# and model folder (`*_mini_stylegan1`, models/mini-stylegan1/), and so is its base-code encoder (Fig. 8).
 
 
 rule train_mini_generator:
@@ -118,3 +118,21 @@ use rule train_mini_encoder as train_mini_idinvert_encoder with:
         stage="prepare.train_pretrained_encoder_stage",
         kwargs=lambda wc, input, output: dict(generator_path=input[0], out_path=output.encoder, card_path=output.card, preview_path=output.preview,
                                               checkpoint_path="resources/mini-idinvert/checkpoint.pt", kind="w-plus"),
+
+
+use rule train_mini_encoder as train_mini_stylegan1_encoder with:
+    """The base-code encoder of the mini StyleGAN1 (the Fig. 8 section's `fig8.encoder`, BDInvert's starting point
+    for F/W+), the profile's encoder recipe at the main base size; review resources/mini-stylegan1-encoder/ and copy
+    the three files into models/mini-stylegan1/ after every change of that generator."""
+    input:
+        "models/mini-stylegan1/generator.pt",
+    log:
+        "resources/mini-stylegan1-encoder/train.log",
+    output:
+        encoder="resources/mini-stylegan1-encoder/encoder.pt",
+        card="resources/mini-stylegan1-encoder/encoder.json",
+        preview="resources/mini-stylegan1-encoder/encoder_preview.png",
+    params:
+        stage="prepare.train_pretrained_encoder_stage",
+        kwargs=lambda wc, input, output: dict(generator_path=input[0], out_path=output.encoder, card_path=output.card, preview_path=output.preview,
+                                              checkpoint_path="resources/mini-stylegan1-encoder/checkpoint.pt"),

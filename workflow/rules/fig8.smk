@@ -142,6 +142,7 @@ if FIG8:
             generator=f"{FIG8_OUT}/generator.pt",
             codes=f"{FIG8_OUT}/inversion/{{slug}}/codes.pt",
             directions=lambda wc: f"{FIG8_OUT}/directions/ganspace_{FIG8_SPACES[wc.slug].domain}.npz",
+            targets=f"{FIG8_OUT}/targets/targets.csv",
         output:
             edits=f"{FIG8_OUT}/edits/{{slug}}/edits.csv",
             images=directory(f"{FIG8_OUT}/edits/{{slug}}/images"),
@@ -149,8 +150,9 @@ if FIG8:
             stage="fig8.edit_stage",
             kwargs=lambda wc, input, output: dict(space_name=FIG8_SPACES[wc.slug].name, generator_path=input.generator,
                                                   codes_path=input.codes, directions_path=input.directions,
-                                                  out_dir=os.path.dirname(output.edits)),
-            settings=fig8_settings(*RENDERING, "perceptual", "editing.alphas"),
+                                                  out_dir=os.path.dirname(output.edits),
+                                                  targets_dir=os.path.dirname(input.targets)),
+            settings=fig8_settings(*RENDERING, "perceptual", "editing.alphas", "identity") | settings("fig8.identity"),
         threads: 1
         benchmark:
             f"{OUT}/benchmarks/fig8_edit_{{slug}}.tsv"
